@@ -1,0 +1,275 @@
+/*
+ * streamdb.h -- public API of libstreamdb, the embeddable StreamDb storage engine.
+ *
+ * StreamDb stores immutable binary documents under string paths.  A document
+ * has a UUID v4 id and a version (1, 2, ...); writing to a bound path writes a
+ * new version of the document bound there.  A path is bound to exactly one
+ * document; a document may have any number of paths (or none).  The newest
+ * `versions_to_keep` previous versions stay readable by number.
+ *
+ * Conventions (every function):
+ *   - Returns SDB_OK (0) or a negative SDB_E* code; sdb_strerror() gives text.
+ *   - Bad input (NULL pointers, an empty path, a path over SDB_MAX_PATH bytes,
+ *     a path containing NUL or not valid UTF-8, a bad id) returns SDB_EINVAL and
+ *     changes nothing.  A document over max_document_size returns SDB_ETOOLARGE.
+ *   - Every function is safe to call concurrently from many threads on one
+ *     sdb_t, except sdb_close(), which must be the last call on a handle, and
+ *     the functions on one sdb_writer_t / sdb_reader_t, which one thread at a
+ *     time may call.  Writers and readers must be finished before sdb_close().
+ *   - Memory returned to the caller (documents from sdb_get, text from
+ *     sdb_info / sdb_check) is allocated with malloc() and owned by the caller,
+ *     who releases it with free().  Pointers handed to callbacks are valid only
+ *     for the duration of the callback.
+ *   - Durability: with cfg.durable = 1 (default), a write function returns
+ *     SDB_OK only after the write is on stable storage (fdatasync).  After a
+ *     failed sync the handle is in a sticky error state: every later write
+ *     returns SDB_EIO until the database is closed and reopened.
+ */
+#ifndef STREAMDB_H
+#define STREAMDB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SDB_VERSION_STRING "0.1.0"
+#define SDB_MAX_PATH 4096            /* bytes, excluding the terminating NUL */
+
+typedef struct sdb sdb_t;                 /* an open database */
+typedef struct sdb_writer sdb_writer_t;   /* a streamed upload of one document version */
+typedef struct sdb_reader sdb_reader_t;   /* a streamed read of one document version */
+typedef struct { uint8_t b[16]; } sdb_id_t;   /* UUID v4 */
+
+/* Error codes.  Every failure is one of these (never a crash, exit or abort). */
+enum {
+    SDB_OK = 0,
+    SDB_ENOTFOUND = -1,  /* no such path, document or version */
+    SDB_EINVAL = -2,     /* bad argument: NULL, bad path, bad id, bad config */
+    SDB_ETOOLARGE = -3,  /* document over max_document_size, or file over max_db_size */
+    SDB_ECORRUPT = -4,   /* a CRC or structural check failed; no wrong bytes are returned */
+    SDB_EIO = -5,        /* an I/O call failed, or the handle is in its sticky error state */
+    SDB_ENOSPC = -6,     /* the file system is full */
+    SDB_ELOCKED = -7,    /* another process holds the database file */
+    SDB_ECONFLICT = -8,  /* a conditional write found another version */
+    SDB_ENOMEM = -9      /* out of memory */
+};
+
+/* Returns a static, human-readable text for an SDB_E* code (never NULL). */
+const char *sdb_strerror(int err);
+
+/* Writes the canonical lower-case 8-4-4-4-12 form of *id and a NUL into out. */
+void sdb_id_format(const sdb_id_t *id, char out[37]);
+
+/* Parses a 36-character 8-4-4-4-12 UUID (either case) into *out.
+ * Returns SDB_OK, or SDB_EINVAL for NULL or any other text. */
+int sdb_id_parse(const char *text, sdb_id_t *out);
+
+typedef struct {
+    uint32_t page_size;          /* power of two, 512..65536; default 4096.  Fixed at creation:
+                                    an existing file keeps its own page size. */
+    uint32_t page_cache_pages;   /* pages of the LRU cache used when use_mmap is 0; default 1024 */
+    uint32_t versions_to_keep;   /* previous versions kept readable per document; default 2 */
+    uint64_t max_document_size;  /* default 256 MiB */
+    uint64_t max_db_size;        /* bytes; default 8 TB */
+    int use_mmap;                /* read committed pages through a shared mapping; default 1 */
+    int quick_mode;              /* skip CRC checks on read; default 0 */
+    int durable;                 /* 1 (default): acknowledge only after sync; 0: sync lazily
+                                    (at sdb_flush, sdb_close, checkpoints and at most every
+                                    second on a commit) */
+} sdb_config_t;
+
+/* Fills *cfg with the defaults listed above. */
+void sdb_config_default(sdb_config_t *cfg);
+
+/* Metadata of one document version. */
+typedef struct {
+    sdb_id_t id;
+    uint64_t version;       /* 1 for the first write, +1 per overwrite */
+    uint64_t size;          /* content bytes */
+    uint32_t crc32;         /* zlib crc32() of the whole content */
+    int64_t created_ms;     /* Unix ms when the document was first written */
+    int64_t modified_ms;    /* Unix ms when this version was written */
+} sdb_docinfo_t;
+
+/* ---- Opening and closing ---------------------------------------------- */
+
+/* Opens (creating if absent) the database file `file` with cfg (NULL =
+ * defaults) and stores a new handle in *out, which sdb_close() releases.
+ * Recovers automatically from any crash: the newest valid header slot is
+ * used and the commit journal is replayed up to its last complete commit.
+ * Errors: SDB_EINVAL (NULL, bad cfg), SDB_ELOCKED (another process has the
+ * file open), SDB_ECORRUPT (not a StreamDb file, or both header slots or the
+ * checkpoint damaged), SDB_EIO, SDB_ENOSPC, SDB_ENOMEM. */
+int sdb_open(const char *file, const sdb_config_t *cfg, sdb_t **out);
+
+/* Opens a new, empty database held in memory only (lost at close).
+ * Errors: SDB_EINVAL, SDB_ENOMEM. */
+int sdb_open_memory(const sdb_config_t *cfg, sdb_t **out);
+
+/* Makes everything durable, releases the file lock and frees db.  All
+ * readers and writers must be closed first.  db is invalid afterwards even
+ * when an error is returned.  NULL is accepted (returns SDB_OK).
+ * Errors: SDB_EIO (a final sync failed: the latest writes may be lost). */
+int sdb_close(sdb_t *db);
+
+/* Enables (nonzero) or disables CRC checks on read for this handle only. */
+void sdb_set_quick_mode(sdb_t *db, int enabled);
+
+/* ---- Writing ------------------------------------------------------------ */
+
+/* Writes len bytes from data (NULL allowed when len is 0) under path: a new
+ * version of the document bound to path, or a new document bound to path.
+ * On success fills *out (may be NULL) with the new version's metadata.
+ * Errors: SDB_EINVAL, SDB_ETOOLARGE, SDB_EIO, SDB_ENOSPC, SDB_ENOMEM. */
+int sdb_put(sdb_t *db, const char *path, const void *data, size_t len, sdb_docinfo_t *out);
+
+/* Like sdb_put, but only if the document bound to path currently has
+ * version if_version (0: only if path is unbound).  Otherwise SDB_ECONFLICT
+ * and nothing changes.  Other errors as sdb_put. */
+int sdb_put_if(sdb_t *db, const char *path, const void *data, size_t len,
+               uint64_t if_version, sdb_docinfo_t *out);
+
+/* Starts a streamed write to path.  if_version is checked at commit as in
+ * sdb_put_if; UINT64_MAX means unconditional.  The new writer (*out) is
+ * owned by the caller until sdb_writer_commit() or sdb_writer_abort().
+ * Errors: SDB_EINVAL, SDB_EIO (sticky error state), SDB_ENOMEM. */
+int sdb_writer_open(sdb_t *db, const char *path, uint64_t if_version, sdb_writer_t **out);
+
+/* Appends len bytes to the writer's content.  Data is written to free pages
+ * as it arrives, so memory use does not grow with document size.  On error
+ * the writer stays open and unchanged in meaning; the caller aborts it.
+ * Errors: SDB_EINVAL, SDB_ETOOLARGE (past max_document_size or max_db_size),
+ * SDB_EIO, SDB_ENOSPC, SDB_ENOMEM. */
+int sdb_writer_write(sdb_writer_t *w, const void *data, size_t len);
+
+/* Commits the written content as one new version, atomically, and frees w
+ * (always, even on error).  On success fills *out (may be NULL).
+ * Errors: SDB_ECONFLICT (if_version did not match), SDB_EIO, SDB_ENOSPC,
+ * SDB_ENOMEM, SDB_EINVAL (w NULL).  On error nothing becomes visible and the
+ * writer's pages are reclaimed. */
+int sdb_writer_commit(sdb_writer_t *w, sdb_docinfo_t *out);
+
+/* Discards the writer's content, reclaims its pages and frees w (NULL ok). */
+void sdb_writer_abort(sdb_writer_t *w);
+
+/* ---- Reading ------------------------------------------------------------ */
+
+/* Reads the current version of the document bound to path into a new
+ * malloc()ed buffer (*data, owned by the caller; a valid non-NULL pointer
+ * even for an empty document) of *len bytes; fills *out (may be NULL).
+ * Errors: SDB_EINVAL, SDB_ENOTFOUND, SDB_ECORRUPT (a page failed its check:
+ * nothing is returned), SDB_EIO, SDB_ENOMEM. */
+int sdb_get(sdb_t *db, const char *path, void **data, size_t *len, sdb_docinfo_t *out);
+
+/* As sdb_get, for document id at version (0 = the current one).
+ * SDB_ENOTFOUND when the document or that version does not exist (any more). */
+int sdb_get_id(sdb_t *db, const sdb_id_t *id, uint64_t version,
+               void **data, size_t *len, sdb_docinfo_t *out);
+
+/* Opens a streamed reader on the current version bound to path and fills
+ * *info (may be NULL).  The reader sees that exact version to its end even if
+ * the document is overwritten or deleted meanwhile; its pages are not reused
+ * until sdb_reader_close().  Errors: SDB_EINVAL, SDB_ENOTFOUND, SDB_ENOMEM. */
+int sdb_reader_open(sdb_t *db, const char *path, sdb_reader_t **out, sdb_docinfo_t *info);
+
+/* As sdb_reader_open, by id and version (0 = current). */
+int sdb_reader_open_id(sdb_t *db, const sdb_id_t *id, uint64_t version, sdb_reader_t **out,
+                       sdb_docinfo_t *info);
+
+/* Copies up to cap bytes of content into buf and stores the count in *n;
+ * *n == 0 means the end.  When the end is reached the whole content's CRC32
+ * has been checked too (unless quick mode).  Errors: SDB_EINVAL,
+ * SDB_ECORRUPT (a page or the content CRC failed; the bytes of the failing
+ * page are not delivered), SDB_EIO. */
+int sdb_reader_read(sdb_reader_t *r, void *buf, size_t cap, size_t *n);
+
+/* Closes r and releases its snapshot (NULL ok). */
+void sdb_reader_close(sdb_reader_t *r);
+
+/* ---- Paths and documents ------------------------------------------------ */
+
+/* Fills *out (may be NULL) with the current version bound to path.
+ * Errors: SDB_EINVAL, SDB_ENOTFOUND. */
+int sdb_lookup(sdb_t *db, const char *path, sdb_docinfo_t *out);
+
+/* Unbinds path; when its document is left with no path, deletes the document
+ * and all its versions.  Errors: SDB_EINVAL, SDB_ENOTFOUND, SDB_EIO, SDB_ENOMEM. */
+int sdb_delete(sdb_t *db, const char *path);
+
+/* Deletes the document, all its versions and all its paths.
+ * Errors: SDB_EINVAL, SDB_ENOTFOUND, SDB_EIO, SDB_ENOMEM. */
+int sdb_delete_id(sdb_t *db, const sdb_id_t *id);
+
+/* Binds path to document id.  If path was bound to another document E, it
+ * moves (E keeps its other paths and is not deleted, even with none left).
+ * Binding a path to the document it already names is a no-op success.
+ * Errors: SDB_EINVAL, SDB_ENOTFOUND (no such document), SDB_EIO, SDB_ENOMEM. */
+int sdb_bind(sdb_t *db, const sdb_id_t *id, const char *path);
+
+/* Unbinds path from document id; the document survives with no path.
+ * Errors: SDB_EINVAL, SDB_ENOTFOUND (path not bound to that id), SDB_EIO. */
+int sdb_unbind(sdb_t *db, const sdb_id_t *id, const char *path);
+
+/* Callback for listings.  path is NUL-terminated; info is NULL when the entry
+ * is a common prefix rolled up by the delimiter (and for sdb_list_versions the
+ * path is NULL).  Both are valid only during the call.  Return nonzero to
+ * stop the iteration (the listing function then returns SDB_OK). */
+typedef int (*sdb_entry_cb)(void *arg, const char *path, const sdb_docinfo_t *info);
+
+typedef struct {
+    const char *start_after;   /* NULL: from the beginning; else only paths > this */
+    size_t limit;              /* 0: no limit; a rolled-up prefix counts as one result */
+    char delimiter;            /* 0: none; else roll up paths at the first delimiter after the prefix */
+} sdb_search_opts_t;
+
+/* Calls cb for every bound path starting with prefix ("" = all), in byte
+ * order, including prefix itself if bound.  The callback must not call back
+ * into db for writes (reads are fine).  Errors: SDB_EINVAL. */
+int sdb_search(sdb_t *db, const char *prefix, const sdb_search_opts_t *opts,
+               sdb_entry_cb cb, void *arg);
+
+/* Calls cb for every path of document id in byte order.
+ * Errors: SDB_EINVAL, SDB_ENOTFOUND (no such document). */
+int sdb_list_paths(sdb_t *db, const sdb_id_t *id, sdb_entry_cb cb, void *arg);
+
+/* Calls cb for every readable version of id, newest (current) first; path is
+ * NULL.  Errors: SDB_EINVAL, SDB_ENOTFOUND. */
+int sdb_list_versions(sdb_t *db, const sdb_id_t *id, sdb_entry_cb cb, void *arg);
+
+/* Stores in *text a malloc()ed, NUL-terminated, human-readable description
+ * of document id (id, version, size, crc, times, paths, retained versions),
+ * owned by the caller.  Errors: SDB_EINVAL, SDB_ENOTFOUND, SDB_ENOMEM. */
+int sdb_info(sdb_t *db, const sdb_id_t *id, char **text);
+
+typedef struct {
+    uint64_t total_pages, free_pages, documents, paths, file_bytes,
+             cache_hits, cache_misses;
+} sdb_stats_t;
+
+/* Fills *out with current figures (free_pages counts pages reusable now).
+ * cache_hits/misses count the LRU page cache, used when use_mmap is 0.
+ * Errors: SDB_EINVAL. */
+int sdb_stats(sdb_t *db, sdb_stats_t *out);
+
+/* Makes everything written so far durable and drops old versions beyond
+ * versions_to_keep.  Errors: SDB_EIO, SDB_ENOSPC, SDB_ENOMEM. */
+int sdb_flush(sdb_t *db);
+
+/* Verifies the database file (which must not be open in another process):
+ * both header slots, the checkpoint, the journal, every page of every
+ * document against its CRC and stamp, each document's content CRC, and that
+ * no page is used twice.  Stores a malloc()ed report in *report (may be
+ * NULL; owned by the caller).  With repair nonzero, a damaged file is
+ * rewritten in place with every intact document kept (damaged documents are
+ * dropped and listed in the report).  Returns SDB_OK for a clean file (or one
+ * repaired to clean), SDB_ECORRUPT when damage was found (and not repaired),
+ * SDB_ELOCKED, SDB_EIO, SDB_EINVAL, SDB_ENOMEM. */
+int sdb_check(const char *file, int repair, char **report);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* STREAMDB_H */

@@ -1,0 +1,86 @@
+/*
+ * backend.h -- the storage backend layer (private to the engine and its tests).
+ *
+ * A backend is a flat byte array with positional read/write, a durability
+ * barrier (sync) and optionally a stable memory view (map).  Only backends
+ * touch files.  Three exist:
+ *   - file:  pread/pwrite/fdatasync on one file, an advisory lock (flock) so a
+ *            second process gets SDB_ELOCKED, and read-only mmap segments when
+ *            use_mmap is set;
+ *   - mem:   growable segmented memory, for sdb_open_memory and tests;
+ *   - fault: wraps a mem "disk" and models a crash for tests: writes since the
+ *            last sync are volatile; at the Nth write or sync the backend
+ *            "crashes" (that call and every later one fail with SDB_EIO) and
+ *            backend_fault_image() returns what the disk would hold after the
+ *            power cut (unsynced writes dropped or kept, the last write torn).
+ */
+#ifndef SDB_BACKEND_H
+#define SDB_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "streamdb.h"
+
+typedef struct sdb_backend sdb_backend_t;
+
+struct sdb_backend {
+    /* Reads len bytes at off into buf.  Bytes beyond the end read as zero.
+     * Returns 0 or SDB_EIO. */
+    int (*read)(sdb_backend_t *be, uint64_t off, void *buf, size_t len);
+    /* Writes len bytes at off, growing the array as needed.
+     * Returns 0, SDB_EIO or SDB_ENOSPC. */
+    int (*write)(sdb_backend_t *be, uint64_t off, const void *buf, size_t len);
+    /* Makes every completed write durable.  Returns 0 or SDB_EIO. */
+    int (*sync)(sdb_backend_t *be);
+    /* Current size in bytes. */
+    uint64_t (*size)(sdb_backend_t *be);
+    /* Returns a pointer to bytes [off, off+len) that stays valid until close
+     * and reflects later writes, or NULL when the backend cannot (no mmap, a
+     * range across a segment boundary or beyond the end).  May be NULL. */
+    const uint8_t *(*map)(sdb_backend_t *be, uint64_t off, size_t len);
+    /* Releases everything (the file lock too).  Never fails. */
+    void (*close)(sdb_backend_t *be);
+};
+
+/* Opens or creates path with an exclusive advisory lock.  use_mmap enables
+ * map().  Stores the backend in *out.  Errors: SDB_ELOCKED, SDB_EIO,
+ * SDB_EINVAL, SDB_ENOMEM. */
+int backend_file_open(const char *path, int use_mmap, sdb_backend_t **out);
+
+/* Returns a new empty memory backend, or NULL when out of memory. */
+sdb_backend_t *backend_mem_new(void);
+
+/* Returns a new memory backend holding a copy of len bytes (NULL on ENOMEM). */
+sdb_backend_t *backend_mem_from(const void *data, size_t len);
+
+/* Copies the whole content of a memory backend into a malloc()ed buffer. */
+int backend_mem_dump(sdb_backend_t *be, uint8_t **data, size_t *len);
+
+/* ---- Fault injection (tests) ---- */
+
+typedef struct {
+    uint64_t crash_at_write;   /* 1-based index of the write that crashes; 0 = never */
+    uint64_t crash_at_sync;    /* 1-based index of the sync that crashes; 0 = never */
+    int keep_unsynced;         /* at the crash, unsynced writes survive (1) or are lost (0) */
+    int tear_last;             /* the crashing write lands half (first half of its bytes) */
+} fault_plan_t;
+
+/* Wraps a new empty disk (or a copy of `initial` when not NULL). */
+sdb_backend_t *backend_fault_new(const fault_plan_t *plan, const void *initial, size_t len);
+
+/* Makes every call fail with err (0 = stop failing) without crashing. */
+void backend_fault_set_error(sdb_backend_t *be, int err);
+
+/* Counts of write and sync calls so far; crashed is 1 once the crash fired. */
+void backend_fault_counts(sdb_backend_t *be, uint64_t *writes, uint64_t *syncs, int *crashed);
+
+/* The disk as it would be found after a power cut now: the durable bytes,
+ * plus unsynced writes when keep_unsynced, plus the torn crashing write.
+ * Returns a malloc()ed copy (caller frees).  0 or SDB_ENOMEM. */
+int backend_fault_image(sdb_backend_t *be, uint8_t **data, size_t *len);
+
+/* Opens a database on an already-open backend, taking ownership of be (it
+ * is closed on failure too).  As sdb_open otherwise. */
+int sdb_open_backend(sdb_backend_t *be, const sdb_config_t *cfg, sdb_t **out);
+
+#endif

@@ -1,0 +1,311 @@
+/*
+ * commit.c -- group commit: the queue, the leader, batch planning.
+ *
+ * A batch is the longest prefix of the queue whose requests touch disjoint
+ * paths and documents, so each request can be planned against the state as
+ * it stands before the batch (the state changes only when the batch is
+ * applied).  A conflicting request simply waits for the next batch, which
+ * keeps queue order.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/commit.h"
+#include "engine/journal.h"
+#include "engine/util.h"
+
+#define MAX_BATCH 512
+#define LAZY_SYNC_NS 1000000000ull
+
+typedef struct {
+    const char *p;
+    size_t len;
+    const doc_t *d;
+} touch_t;
+
+typedef struct {
+    touch_t *t;
+    size_t n, cap;
+} touchset_t;
+
+static int touches(const touchset_t *ts, const char *p, size_t len, const doc_t *d)
+{
+    for (size_t i = 0; i < ts->n; i++) {
+        const touch_t *t = &ts->t[i];
+        if (d && t->d == d)
+            return 1;
+        if (p && t->p && t->len == len && memcmp(t->p, p, len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int touch_add(touchset_t *ts, const char *p, size_t len, const doc_t *d)
+{
+    if (ts->n == ts->cap) {
+        size_t nc = ts->cap ? ts->cap * 2 : 32;
+        touch_t *t = realloc(ts->t, nc * sizeof(*t));
+        if (!t)
+            return SDB_ENOMEM;
+        ts->t = t;
+        ts->cap = nc;
+    }
+    ts->t[ts->n++] = (touch_t){ p, len, d };
+    return SDB_OK;
+}
+
+static doc_t *path_doc(sdb_t *db, const char *p, size_t len)
+{
+    pathidx_key_t *k = pathidx_get(db->paths, p, len);
+    return k ? k->val : NULL;
+}
+
+/* Records the drops of versions of d beyond versions_to_keep, counting
+ * `extra` newer versions about to be added. */
+static int plan_gc(sdb_t *db, doc_t *d, int extra, buf_t *b)
+{
+    uint64_t kept = 0, keep = db->cfg.versions_to_keep;
+    if (!d->cur)
+        return SDB_OK;
+    docver_t *v = extra ? d->cur : d->cur->older;
+    for (; v; v = v->older) {
+        if (kept < keep) {
+            kept++;
+            continue;
+        }
+        int rc = rec_drop_version(b, &d->id, v->version);
+        if (rc)
+            return rc;
+    }
+    return SDB_OK;
+}
+
+/* Plans one request into records appended to b.  Returns 1 when the request
+ * conflicts with the batch so far (nothing appended), else 0 with req->rc
+ * set (records appended only when req->rc is 0). */
+static int plan(sdb_t *db, commit_req_t *r, touchset_t *ts, buf_t *b)
+{
+    doc_t *d = NULL, *e = NULL;
+    size_t mark = b->len;
+    int rc = SDB_OK;
+    switch (r->op) {
+    case OP_PUT: {
+        d = path_doc(db, r->path, r->plen);
+        if (touches(ts, r->path, r->plen, d))
+            return 1;
+        touch_add(ts, r->path, r->plen, d);
+        if (r->if_version != UINT64_MAX &&
+            (d ? d->cur->version != r->if_version : r->if_version != 0)) {
+            rc = SDB_ECONFLICT;
+            break;
+        }
+        docver_t *v = r->ver;
+        v->modified_ms = util_now_ms();
+        r->info.size = v->size;
+        r->info.crc32 = v->crc;
+        r->info.modified_ms = v->modified_ms;
+        if (d) {
+            v->version = d->cur->version + 1;
+            r->info.id = d->id;
+            r->info.created_ms = d->created_ms;
+            rc = rec_version(b, &d->id, v, d->created_ms);
+            if (!rc)
+                rc = plan_gc(db, d, 1, b);
+        } else {
+            sdb_id_t id;
+            do {
+                rc = util_new_id(&id);
+            } while (!rc && doc_find(db, &id));
+            v->version = 1;
+            r->info.id = id;
+            r->info.created_ms = v->modified_ms;
+            if (!rc)
+                rc = rec_version(b, &id, v, v->modified_ms);
+            if (!rc)
+                rc = rec_bind(b, &id, r->path, r->plen);
+        }
+        r->info.version = v->version;
+        break;
+    }
+    case OP_DELETE:
+        d = path_doc(db, r->path, r->plen);
+        if (touches(ts, r->path, r->plen, d))
+            return 1;
+        touch_add(ts, r->path, r->plen, d);
+        if (!d) {
+            rc = SDB_ENOTFOUND;
+            break;
+        }
+        rc = rec_unbind(b, r->path, r->plen);
+        if (!rc && d->npaths == 1)
+            rc = rec_delete_doc(b, &d->id);
+        break;
+    case OP_DELETE_ID:
+        d = doc_find(db, &r->id);
+        if (touches(ts, NULL, 0, d))
+            return 1;
+        touch_add(ts, NULL, 0, d);
+        rc = d ? rec_delete_doc(b, &d->id) : SDB_ENOTFOUND;
+        break;
+    case OP_BIND:
+        d = doc_find(db, &r->id);
+        e = path_doc(db, r->path, r->plen);
+        if (touches(ts, r->path, r->plen, d) || touches(ts, NULL, 0, e))
+            return 1;
+        touch_add(ts, r->path, r->plen, d);
+        touch_add(ts, NULL, 0, e);
+        if (!d)
+            rc = SDB_ENOTFOUND;
+        else if (e != d)
+            rc = rec_bind(b, &d->id, r->path, r->plen);
+        break;
+    case OP_UNBIND:
+        d = doc_find(db, &r->id);
+        e = path_doc(db, r->path, r->plen);
+        if (touches(ts, r->path, r->plen, d) || touches(ts, NULL, 0, e))
+            return 1;
+        touch_add(ts, r->path, r->plen, d);
+        if (!d || e != d)
+            rc = SDB_ENOTFOUND;
+        else
+            rc = rec_unbind(b, r->path, r->plen);
+        break;
+    case OP_FLUSH:
+    case OP_CHECKPOINT:
+        if (ts->n)
+            return 1;              /* a barrier: alone in its batch */
+        touch_add(ts, NULL, 0, NULL);
+        for (size_t i = 0; i < db->docs_cap && !rc; i++)
+            for (doc_t *x = db->docs[i]; x && !rc; x = x->hnext)
+                rc = plan_gc(db, x, 0, b);
+        break;
+    }
+    r->rc = rc;
+    if (rc)
+        b->len = mark;
+    return 0;
+}
+
+/* Makes the batch's records durable (durable mode) or buffers them (lazy
+ * mode).  *tag receives the journal sequence they belong to. */
+static int persist(sdb_t *db, const buf_t *b, int force_sync, uint64_t *tag)
+{
+    int rc = SDB_OK;
+    *tag = db->jseq;
+    if (db->cfg.durable) {
+        if (b->len == 0 && !force_sync)
+            return SDB_OK;
+        if (atomic_load(&db->data_dirty) && (rc = db_sync(db)))
+            return rc;
+        if (b->len && (rc = journal_write_group(db, b->p, b->len)))
+            return rc;
+        if ((rc = db_sync(db)))
+            return rc;
+        journal_release_pending(db, db->jseq - 1);
+        return SDB_OK;
+    }
+    if (buf_put(&db->jbuf, b->p, b->len))
+        return SDB_ENOMEM;
+    int timed = util_mono_ns() - db->last_sync_ns > LAZY_SYNC_NS;
+    if (db->jbuf.len >= db->cap - 8 || ((force_sync || timed) && db->jbuf.len)) {
+        if (atomic_load(&db->data_dirty) && (rc = db_sync(db)))
+            return rc;
+        rc = journal_write_group(db, db->jbuf.p, db->jbuf.len);
+        db->jbuf.len = 0;
+        if (rc)
+            return rc;
+    }
+    if (force_sync || timed) {
+        if ((rc = db_sync(db)))
+            return rc;
+        journal_release_pending(db, db->jseq - 1);
+    }
+    return SDB_OK;
+}
+
+static void lead(sdb_t *db)
+{
+    commit_req_t *batch[MAX_BATCH];
+    size_t n = 0;
+    touchset_t ts = { 0 };
+    buf_t b = { 0 };
+    int force_sync = 0, checkpoint = 0;
+
+    pthread_mutex_lock(&db->q_lock);
+    commit_req_t *r = db->q_head;
+    while (r && n < MAX_BATCH) {
+        if (plan(db, r, &ts, &b))
+            break;
+        if (r->op == OP_FLUSH || r->op == OP_CHECKPOINT) {
+            force_sync = 1;
+            checkpoint = r->op == OP_CHECKPOINT;
+        }
+        batch[n++] = r;
+        r = r->next;
+        if (force_sync)
+            break;
+    }
+    db->q_head = r;
+    if (!r)
+        db->q_tail = &db->q_head;
+    pthread_mutex_unlock(&db->q_lock);
+
+    int rc = atomic_load(&db->fatal);
+    uint64_t tag = 0;
+    if (!rc && b.len == 0 && !force_sync)
+        goto finish;               /* only refused requests or no-ops */
+    if (!rc)
+        rc = persist(db, &b, force_sync, &tag);
+    if (!rc && b.len) {
+        pthread_rwlock_wrlock(&db->state_lock);
+        rc = apply_records(db, b.p, b.len, tag);
+        pthread_rwlock_unlock(&db->state_lock);
+        if (rc)                    /* memory and disk now disagree: stop writing */
+            atomic_store(&db->fatal, SDB_EIO);
+    }
+    if (!rc) {
+        uint64_t jp = db->njpages, cp = db->ncppages;
+        if (checkpoint || jp > 1024 + 2 * cp) {
+            int crc = journal_checkpoint(db);
+            if (checkpoint)
+                rc = crc;
+        }
+    }
+finish:
+    pthread_mutex_lock(&db->q_lock);
+    for (size_t i = 0; i < n; i++) {
+        if (rc && batch[i]->rc == SDB_OK)
+            batch[i]->rc = rc;
+        batch[i]->done = 1;
+    }
+    pthread_cond_broadcast(&db->q_cond);
+    pthread_mutex_unlock(&db->q_lock);
+    free(ts.t);
+    free(b.p);
+}
+
+int commit_submit(sdb_t *db, commit_req_t *req)
+{
+    req->done = 0;
+    req->rc = SDB_OK;
+    req->next = NULL;
+    if (atomic_load(&db->fatal))
+        return SDB_EIO;
+    pthread_mutex_lock(&db->q_lock);
+    *db->q_tail = req;
+    db->q_tail = &req->next;
+    while (!req->done) {
+        if (!db->leader) {
+            db->leader = 1;
+            pthread_mutex_unlock(&db->q_lock);
+            lead(db);
+            pthread_mutex_lock(&db->q_lock);
+            db->leader = 0;
+            pthread_cond_broadcast(&db->q_cond);
+            continue;
+        }
+        pthread_cond_wait(&db->q_cond, &db->q_lock);
+    }
+    pthread_mutex_unlock(&db->q_lock);
+    return req->rc;
+}

@@ -1,0 +1,34 @@
+/*
+ * commit.h -- group commit (private): every change goes through
+ * commit_submit(), which queues it; one waiting thread becomes the leader,
+ * plans a conflict-free batch of queued requests into journal records,
+ * makes them durable with one sync (after one sync of their data pages),
+ * applies them to the in-memory state and wakes every member.
+ */
+#ifndef SDB_COMMIT_H
+#define SDB_COMMIT_H
+
+#include "engine/db_int.h"
+
+enum { OP_PUT, OP_DELETE, OP_DELETE_ID, OP_BIND, OP_UNBIND, OP_FLUSH, OP_CHECKPOINT };
+
+struct commit_req {
+    int op;
+    const char *path;
+    size_t plen;
+    sdb_id_t id;
+    uint64_t if_version;           /* OP_PUT: UINT64_MAX = unconditional */
+    docver_t *ver;                 /* OP_PUT: the new version (extents, size, crc, blob);
+                                      ownership passes to the state on success */
+    int rc;
+    sdb_docinfo_t info;            /* OP_PUT result */
+    int done;
+    commit_req_t *next;
+};
+
+/* Queues req and blocks until it is committed (durable when cfg.durable)
+ * or refused.  Returns req->rc: 0, SDB_ENOTFOUND, SDB_ECONFLICT, SDB_EIO
+ * (sticky error), SDB_ENOSPC, SDB_ETOOLARGE or SDB_ENOMEM. */
+int commit_submit(sdb_t *db, commit_req_t *req);
+
+#endif

@@ -1,0 +1,864 @@
+/*
+ * db.c -- the public API of streamdb.h on top of the state, the group
+ * commit and the journal: opening and closing, streamed writers and
+ * snapshot readers, lookups, listings, stats.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "engine/commit.h"
+#include "engine/journal.h"
+#include "engine/pcache.h"
+#include "engine/util.h"
+
+/* ---- opening and closing ---- */
+
+static int config_ok(const sdb_config_t *c)
+{
+    return c->page_size >= 512 && c->page_size <= 65536 && !(c->page_size & (c->page_size - 1)) &&
+           c->max_document_size > 0 && c->max_db_size >= 3ull * c->page_size;
+}
+
+int sdb_open_backend(sdb_backend_t *be, const sdb_config_t *cfg, sdb_t **out)
+{
+    sdb_config_t def;
+    if (!cfg) {
+        sdb_config_default(&def);
+        cfg = &def;
+    }
+    if (!be)
+        return SDB_EINVAL;
+    if (!out || !config_ok(cfg)) {
+        be->close(be);
+        return SDB_EINVAL;
+    }
+    sdb_t *db = calloc(1, sizeof(*db));
+    if (!db) {
+        be->close(be);
+        return SDB_ENOMEM;
+    }
+    db->cfg = *cfg;
+    db->be = be;
+    db->page_size = cfg->page_size;
+    db->cap = cfg->page_size - PAGE_HDR;
+    atomic_init(&db->quick, cfg->quick_mode);
+    pthread_rwlock_init(&db->state_lock, NULL);
+    pthread_mutex_init(&db->fs_lock, NULL);
+    pthread_mutex_init(&db->q_lock, NULL);
+    pthread_cond_init(&db->q_cond, NULL);
+    db->q_tail = &db->q_head;
+    db->pending_tail = &db->pending;
+    db->last_sync_ns = util_mono_ns();
+    int rc = journal_open(db);
+    if (!rc && db->ncppages == 0 && db->njpages == 0 && db->ndocs == 0 && !db->fs.bits)
+        rc = journal_derive_free(db, (be->size(be) + db->page_size - 1) / db->page_size);
+    if (!rc && !be->map) {
+        db->cache = pcache_new(cfg->page_cache_pages, db->page_size);
+        if (!db->cache && cfg->page_cache_pages)
+            rc = SDB_ENOMEM;
+    }
+    if (rc) {
+        db->fatal = SDB_EIO;       /* nothing to flush */
+        sdb_close(db);
+        return rc;
+    }
+    *out = db;
+    return SDB_OK;
+}
+
+int sdb_open(const char *file, const sdb_config_t *cfg, sdb_t **out)
+{
+    sdb_config_t def;
+    if (!cfg) {
+        sdb_config_default(&def);
+        cfg = &def;
+    }
+    if (!file || !*file || !out || !config_ok(cfg))
+        return SDB_EINVAL;
+    sdb_backend_t *be;
+    int rc = backend_file_open(file, cfg->use_mmap, &be);
+    if (rc)
+        return rc;
+    return sdb_open_backend(be, cfg, out);
+}
+
+int sdb_open_memory(const sdb_config_t *cfg, sdb_t **out)
+{
+    sdb_config_t def;
+    if (!cfg) {
+        sdb_config_default(&def);
+        cfg = &def;
+    }
+    if (!out || !config_ok(cfg))
+        return SDB_EINVAL;
+    sdb_backend_t *be = backend_mem_new();
+    if (!be)
+        return SDB_ENOMEM;
+    return sdb_open_backend(be, cfg, out);
+}
+
+int sdb_close(sdb_t *db)
+{
+    if (!db)
+        return SDB_OK;
+    int rc = SDB_OK;
+    if (!atomic_load(&db->fatal)) {
+        commit_req_t r = { .op = db->njpages > 64 ? OP_CHECKPOINT : OP_FLUSH };
+        rc = commit_submit(db, &r);
+    }
+    state_destroy(db);
+    freespace_destroy(&db->fs);
+    while (db->pending) {
+        pfree_t *pf = db->pending;
+        db->pending = pf->next;
+        free(pf->ext);
+        free(pf);
+    }
+    free(db->jpages);
+    free(db->cppages);
+    free(db->jbuf.p);
+    pcache_free(db->cache);
+    if (db->be)
+        db->be->close(db->be);
+    pthread_rwlock_destroy(&db->state_lock);
+    pthread_mutex_destroy(&db->fs_lock);
+    pthread_mutex_destroy(&db->q_lock);
+    pthread_cond_destroy(&db->q_cond);
+    free(db);
+    return rc;
+}
+
+void sdb_set_quick_mode(sdb_t *db, int enabled)
+{
+    if (db)
+        atomic_store(&db->quick, enabled ? 1 : 0);
+}
+
+/* ---- page reads ---- */
+
+int pager_read(sdb_t *db, pgno_t pg, uint8_t *out)
+{
+    const uint8_t *m = db->be->map ? db->be->map(db->be, pg * db->page_size, db->page_size) : NULL;
+    if (m) {
+        memcpy(out, m, db->page_size);
+        return SDB_OK;
+    }
+    if (db->cache && pcache_get(db->cache, pg, out)) {
+        atomic_fetch_add(&db->cache_hits, 1);
+        return SDB_OK;
+    }
+    atomic_fetch_add(&db->cache_misses, 1);
+    int rc = db->be->read(db->be, pg * db->page_size, out, db->page_size);
+    if (!rc && db->cache)
+        pcache_put(db->cache, pg, out);
+    return rc;
+}
+
+/* Called after pages were (re)written so that the cache never serves an
+ * earlier life of a reused page. */
+static void pager_written(sdb_t *db, pgno_t start, uint64_t n)
+{
+    if (db->cache)
+        pcache_invalidate(db->cache, start, n);
+}
+
+/* ---- writers ---- */
+
+struct sdb_writer {
+    sdb_t *db;
+    char *path;
+    size_t plen;
+    uint64_t if_version;
+    docver_t *ver;
+    uint32_t ecap;
+    pgno_t pool;
+    uint64_t pool_left;
+    uint64_t expect_pages;        /* pages still expected (sdb_put), or 0 */
+    uint64_t grow;
+    uint8_t *run;
+    uint32_t run_cap, run_n;
+    pgno_t run_start;
+    int have_page;
+    uint32_t fill;
+    uint32_t index;
+    int err;                      /* sticky I/O error */
+};
+
+static void writer_free_pages(sdb_writer_t *w)
+{
+    sdb_t *db = w->db;
+    pthread_mutex_lock(&db->fs_lock);
+    if (w->pool_left)
+        freespace_free(&db->fs, w->pool, w->pool_left);
+    for (uint32_t i = 0; i < w->ver->nextents; i++)
+        freespace_free(&db->fs, w->ver->ext[i].start, w->ver->ext[i].count);
+    pthread_mutex_unlock(&db->fs_lock);
+    w->pool_left = 0;
+    w->ver->nextents = 0;
+}
+
+static void writer_destroy(sdb_writer_t *w)
+{
+    free(w->path);
+    free(w->run);
+    if (w->ver) {
+        free(w->ver->ext);
+        free(w->ver);
+    }
+    free(w);
+}
+
+int sdb_writer_open(sdb_t *db, const char *path, uint64_t if_version, sdb_writer_t **out)
+{
+    size_t plen;
+    if (!db || !out || util_check_path(path, &plen))
+        return SDB_EINVAL;
+    if (atomic_load(&db->fatal))
+        return SDB_EIO;
+    sdb_writer_t *w = calloc(1, sizeof(*w));
+    if (!w)
+        return SDB_ENOMEM;
+    w->db = db;
+    w->if_version = if_version;
+    w->plen = plen;
+    w->path = malloc(plen + 1);
+    w->ver = calloc(1, sizeof(*w->ver));
+    w->run_cap = db->page_size >= (1u << 20) ? 1 : (1u << 20) / db->page_size;
+    w->grow = 8;
+    if (!w->path || !w->ver || util_random(w->ver->blob, 16)) {
+        writer_destroy(w);
+        return SDB_ENOMEM;
+    }
+    memcpy(w->path, path, plen + 1);
+    *out = w;
+    return SDB_OK;
+}
+
+static int writer_flush(sdb_writer_t *w)
+{
+    if (w->run_n == 0)
+        return SDB_OK;
+    sdb_t *db = w->db;
+    int rc = db->be->write(db->be, w->run_start * db->page_size, w->run,
+                           (size_t)w->run_n * db->page_size);
+    pager_written(db, w->run_start, w->run_n);
+    atomic_store(&db->data_dirty, 1);
+    w->run_n = 0;
+    return rc;
+}
+
+static void writer_seal(sdb_writer_t *w, int last)
+{
+    uint8_t *pg = w->run + (size_t)w->run_n * w->db->page_size;
+    page_hdr_t h = { .type = PT_DATA, .flags = last ? PF_LAST : 0, .data_len = w->fill,
+                     .index = w->index };
+    memcpy(h.owner, w->ver->blob, 16);
+    uint32_t dcrc;
+    page_seal(pg, &h, pg + PAGE_HDR, &dcrc);
+    w->ver->crc = (uint32_t)crc32_combine(w->ver->crc, dcrc, w->fill);
+    w->run_n++;
+    w->index++;
+    w->have_page = 0;
+}
+
+/* Takes the next page for the writer and records it in its extents. */
+static int writer_next_page(sdb_writer_t *w)
+{
+    sdb_t *db = w->db;
+    if (w->pool_left == 0) {
+        uint64_t want = w->expect_pages ? w->expect_pages : w->grow;
+        if (want > 4096)
+            want = 4096;
+        if (!w->expect_pages && w->grow < 4096)
+            w->grow *= 2;
+        pthread_mutex_lock(&db->fs_lock);
+        int rc = freespace_alloc(&db->fs, want, &w->pool, &w->pool_left);
+        pthread_mutex_unlock(&db->fs_lock);
+        if (rc)
+            return rc;
+    }
+    pgno_t pg = w->pool++;
+    w->pool_left--;
+    if (w->expect_pages)
+        w->expect_pages--;
+    docver_t *v = w->ver;
+    if (v->nextents && v->ext[v->nextents - 1].start + v->ext[v->nextents - 1].count == pg &&
+        v->ext[v->nextents - 1].count < UINT32_MAX) {
+        v->ext[v->nextents - 1].count++;
+    } else {
+        if (v->nextents == w->ecap) {
+            uint32_t nc = w->ecap ? w->ecap * 2 : 4;
+            extent_t *e = realloc(v->ext, nc * sizeof(*e));
+            if (!e) {
+                pthread_mutex_lock(&db->fs_lock);
+                freespace_free(&db->fs, pg, 1);
+                pthread_mutex_unlock(&db->fs_lock);
+                return SDB_ENOMEM;
+            }
+            v->ext = e;
+            w->ecap = nc;
+        }
+        v->ext[v->nextents++] = (extent_t){ pg, 1 };
+    }
+    if (w->run_n > 0 && (w->run_n == w->run_cap || pg != w->run_start + w->run_n)) {
+        int rc = writer_flush(w);
+        if (rc)
+            return rc;
+    }
+    if (w->run_n == 0)
+        w->run_start = pg;
+    w->have_page = 1;
+    w->fill = 0;
+    return SDB_OK;
+}
+
+int sdb_writer_write(sdb_writer_t *w, const void *data, size_t len)
+{
+    if (!w || (!data && len))
+        return SDB_EINVAL;
+    if (w->err)
+        return w->err;
+    sdb_t *db = w->db;
+    if (len > db->cfg.max_document_size || w->ver->size + len > db->cfg.max_document_size)
+        return SDB_ETOOLARGE;
+    if (atomic_load(&db->fatal))
+        return SDB_EIO;
+    if (!w->run) {
+        w->run = malloc((size_t)w->run_cap * db->page_size);
+        if (!w->run)
+            return SDB_ENOMEM;
+    }
+    const uint8_t *p = data;
+    while (len > 0) {
+        if (w->have_page && w->fill == db->cap)
+            writer_seal(w, 0);
+        if (!w->have_page) {
+            int rc = writer_next_page(w);
+            if (rc) {
+                if (rc != SDB_ENOMEM && rc != SDB_ETOOLARGE)
+                    w->err = rc;
+                else
+                    w->err = rc;   /* bytes already taken cannot be un-taken */
+                return rc;
+            }
+        }
+        uint32_t room = db->cap - w->fill;
+        uint32_t k = len < room ? (uint32_t)len : room;
+        memcpy(w->run + (size_t)w->run_n * db->page_size + PAGE_HDR + w->fill, p, k);
+        w->fill += k;
+        w->ver->size += k;
+        p += k;
+        len -= k;
+    }
+    return SDB_OK;
+}
+
+int sdb_writer_commit(sdb_writer_t *w, sdb_docinfo_t *out)
+{
+    if (!w)
+        return SDB_EINVAL;
+    sdb_t *db = w->db;
+    int rc = w->err;
+    if (!rc && w->have_page)
+        writer_seal(w, 1);
+    if (!rc)
+        rc = writer_flush(w);
+    if (!rc) {
+        pthread_mutex_lock(&db->fs_lock);
+        if (w->pool_left)
+            freespace_free(&db->fs, w->pool, w->pool_left);
+        pthread_mutex_unlock(&db->fs_lock);
+        w->pool_left = 0;
+        commit_req_t r = { .op = OP_PUT, .path = w->path, .plen = w->plen,
+                           .if_version = w->if_version, .ver = w->ver };
+        rc = commit_submit(db, &r);
+        if (!rc && out)
+            *out = r.info;
+    }
+    if (rc)
+        writer_free_pages(w);
+    writer_destroy(w);
+    return rc;
+}
+
+void sdb_writer_abort(sdb_writer_t *w)
+{
+    if (!w)
+        return;
+    writer_free_pages(w);
+    writer_destroy(w);
+}
+
+static int put_common(sdb_t *db, const char *path, const void *data, size_t len,
+                      uint64_t if_version, sdb_docinfo_t *out)
+{
+    if (!db || (!data && len))
+        return SDB_EINVAL;
+    if (len > db->cfg.max_document_size)
+        return util_check_path(path, NULL) ? SDB_EINVAL : SDB_ETOOLARGE;
+    sdb_writer_t *w;
+    int rc = sdb_writer_open(db, path, if_version, &w);
+    if (rc)
+        return rc;
+    w->expect_pages = (len + db->cap - 1) / db->cap;
+    if (w->expect_pages < w->run_cap) {
+        w->run_cap = (uint32_t)(w->expect_pages ? w->expect_pages : 1);
+    }
+    rc = sdb_writer_write(w, data, len);
+    if (rc) {
+        sdb_writer_abort(w);
+        return rc;
+    }
+    return sdb_writer_commit(w, out);
+}
+
+int sdb_put(sdb_t *db, const char *path, const void *data, size_t len, sdb_docinfo_t *out)
+{
+    return put_common(db, path, data, len, UINT64_MAX, out);
+}
+
+int sdb_put_if(sdb_t *db, const char *path, const void *data, size_t len, uint64_t if_version,
+               sdb_docinfo_t *out)
+{
+    if (if_version == UINT64_MAX)
+        return SDB_EINVAL;
+    return put_common(db, path, data, len, if_version, out);
+}
+
+/* ---- readers ---- */
+
+struct sdb_reader {
+    sdb_t *db;
+    docver_t *v;
+    int quick;
+    uint64_t pos;
+    uint32_t ei, eoff, index;
+    uint8_t *page;
+    uint32_t pg_len, pg_off;
+    uint32_t crc;
+    int err;
+};
+
+static void fill_info(const doc_t *d, const docver_t *v, sdb_docinfo_t *info)
+{
+    info->id = d->id;
+    info->version = v->version;
+    info->size = v->size;
+    info->crc32 = v->crc;
+    info->created_ms = d->created_ms;
+    info->modified_ms = v->modified_ms;
+}
+
+static int reader_new(sdb_t *db, doc_t *d, uint64_t version, sdb_reader_t **out, sdb_docinfo_t *info)
+{
+    docver_t *v = d ? d->cur : NULL;
+    while (v && version && v->version != version)
+        v = v->older;
+    if (!v)
+        return SDB_ENOTFOUND;
+    sdb_reader_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        return SDB_ENOMEM;
+    atomic_fetch_add(&v->refs, 1);
+    r->db = db;
+    r->v = v;
+    r->quick = atomic_load(&db->quick);
+    if (info)
+        fill_info(d, v, info);
+    *out = r;
+    return SDB_OK;
+}
+
+int sdb_reader_open(sdb_t *db, const char *path, sdb_reader_t **out, sdb_docinfo_t *info)
+{
+    size_t plen;
+    if (!db || !out || util_check_path(path, &plen))
+        return SDB_EINVAL;
+    pthread_rwlock_rdlock(&db->state_lock);
+    pathidx_key_t *k = pathidx_get(db->paths, path, plen);
+    int rc = reader_new(db, k ? k->val : NULL, 0, out, info);
+    pthread_rwlock_unlock(&db->state_lock);
+    return rc;
+}
+
+int sdb_reader_open_id(sdb_t *db, const sdb_id_t *id, uint64_t version, sdb_reader_t **out,
+                       sdb_docinfo_t *info)
+{
+    if (!db || !id || !out)
+        return SDB_EINVAL;
+    pthread_rwlock_rdlock(&db->state_lock);
+    int rc = reader_new(db, doc_find(db, id), version, out, info);
+    pthread_rwlock_unlock(&db->state_lock);
+    return rc;
+}
+
+/* Verifies data page `index` of the reader's version: header at hdr, data
+ * (already copied or in place) at data. */
+static int reader_check(sdb_reader_t *r, const uint8_t *hdr, const uint8_t *data, uint32_t expect)
+{
+    page_hdr_t h;
+    uint32_t dcrc = 0;
+    int last = r->pos + expect == r->v->size;
+    if (page_open(hdr, data, r->db->cap, !r->quick, &h, &dcrc) || h.type != PT_DATA ||
+        h.data_len != expect || h.index != r->index || memcmp(h.owner, r->v->blob, 16) ||
+        !!(h.flags & PF_LAST) != last)
+        return SDB_ECORRUPT;
+    if (!r->quick) {
+        r->crc = (uint32_t)crc32_combine(r->crc, dcrc, expect);
+        if (last && r->crc != r->v->crc)
+            return SDB_ECORRUPT;
+    }
+    return SDB_OK;
+}
+
+int sdb_reader_read(sdb_reader_t *r, void *buf, size_t cap, size_t *n)
+{
+    if (!r || !n || (!buf && cap))
+        return SDB_EINVAL;
+    *n = 0;
+    if (r->err)
+        return r->err;
+    sdb_t *db = r->db;
+    uint8_t *out = buf;
+    size_t got = 0;
+    while (got < cap) {
+        if (r->pg_off < r->pg_len) {
+            size_t k = r->pg_len - r->pg_off;
+            if (k > cap - got)
+                k = cap - got;
+            memcpy(out + got, r->page + PAGE_HDR + r->pg_off, k);
+            r->pg_off += (uint32_t)k;
+            got += k;
+            continue;
+        }
+        if (r->pos >= r->v->size)
+            break;
+        const extent_t *e = &r->v->ext[r->ei];
+        pgno_t pg = e->start + r->eoff;
+        uint64_t left = r->v->size - r->pos;
+        uint32_t expect = left < db->cap ? (uint32_t)left : db->cap;
+        const uint8_t *m = db->be->map ? db->be->map(db->be, pg * db->page_size, db->page_size) : NULL;
+        int rc;
+        if (m && cap - got >= expect) {
+            memcpy(out + got, m + PAGE_HDR, expect);   /* verify the copy: the bytes returned */
+            rc = reader_check(r, m, out + got, expect);
+            if (!rc)
+                got += expect;
+            r->pg_len = r->pg_off = 0;
+        } else {
+            if (!r->page && !(r->page = malloc(db->page_size))) {
+                rc = SDB_ENOMEM;
+            } else {
+                rc = pager_read(db, pg, r->page);
+                if (!rc)
+                    rc = reader_check(r, r->page, r->page + PAGE_HDR, expect);
+            }
+            r->pg_len = rc ? 0 : expect;
+            r->pg_off = 0;
+        }
+        if (rc) {
+            r->err = rc;
+            *n = got;
+            return got ? SDB_OK : rc;  /* deliver what was good; the error comes next call */
+        }
+        r->pos += expect;
+        r->index++;
+        if (++r->eoff == e->count) {
+            r->eoff = 0;
+            r->ei++;
+        }
+    }
+    *n = got;
+    return SDB_OK;
+}
+
+void sdb_reader_close(sdb_reader_t *r)
+{
+    if (!r)
+        return;
+    docver_unref(r->db, r->v);
+    free(r->page);
+    free(r);
+}
+
+static int read_all(sdb_reader_t *r, const sdb_docinfo_t *info, void **data, size_t *len)
+{
+    if (info->size > SIZE_MAX - 1)
+        return SDB_ENOMEM;
+    uint8_t *p = malloc(info->size ? info->size : 1);
+    if (!p)
+        return SDB_ENOMEM;
+    size_t got = 0, n;
+    int rc;
+    do {
+        rc = sdb_reader_read(r, p + got, info->size - got, &n);
+        got += n;
+    } while (!rc && n > 0 && got < info->size);
+    if (!rc && got < info->size)
+        rc = SDB_ECORRUPT;
+    if (rc) {
+        free(p);
+        return rc;
+    }
+    *data = p;
+    *len = got;
+    return SDB_OK;
+}
+
+int sdb_get(sdb_t *db, const char *path, void **data, size_t *len, sdb_docinfo_t *out)
+{
+    if (!data || !len)
+        return SDB_EINVAL;
+    sdb_reader_t *r;
+    sdb_docinfo_t info;
+    int rc = sdb_reader_open(db, path, &r, &info);
+    if (rc)
+        return rc;
+    rc = read_all(r, &info, data, len);
+    sdb_reader_close(r);
+    if (!rc && out)
+        *out = info;
+    return rc;
+}
+
+int sdb_get_id(sdb_t *db, const sdb_id_t *id, uint64_t version, void **data, size_t *len,
+               sdb_docinfo_t *out)
+{
+    if (!data || !len)
+        return SDB_EINVAL;
+    sdb_reader_t *r;
+    sdb_docinfo_t info;
+    int rc = sdb_reader_open_id(db, id, version, &r, &info);
+    if (rc)
+        return rc;
+    rc = read_all(r, &info, data, len);
+    sdb_reader_close(r);
+    if (!rc && out)
+        *out = info;
+    return rc;
+}
+
+/* ---- paths and documents ---- */
+
+int sdb_lookup(sdb_t *db, const char *path, sdb_docinfo_t *out)
+{
+    size_t plen;
+    if (!db || util_check_path(path, &plen))
+        return SDB_EINVAL;
+    pthread_rwlock_rdlock(&db->state_lock);
+    pathidx_key_t *k = pathidx_get(db->paths, path, plen);
+    if (k && out)
+        fill_info(k->val, ((doc_t *)k->val)->cur, out);
+    pthread_rwlock_unlock(&db->state_lock);
+    return k ? SDB_OK : SDB_ENOTFOUND;
+}
+
+static int simple_commit(sdb_t *db, int op, const char *path, const sdb_id_t *id)
+{
+    commit_req_t r = { .op = op };
+    if (!db)
+        return SDB_EINVAL;
+    if (path || op == OP_DELETE || op == OP_BIND || op == OP_UNBIND) {
+        if (util_check_path(path, &r.plen))
+            return SDB_EINVAL;
+        r.path = path;
+    }
+    if (op == OP_DELETE_ID || op == OP_BIND || op == OP_UNBIND) {
+        if (!id)
+            return SDB_EINVAL;
+        r.id = *id;
+    }
+    return commit_submit(db, &r);
+}
+
+int sdb_delete(sdb_t *db, const char *path) { return simple_commit(db, OP_DELETE, path, NULL); }
+int sdb_delete_id(sdb_t *db, const sdb_id_t *id) { return simple_commit(db, OP_DELETE_ID, NULL, id); }
+int sdb_bind(sdb_t *db, const sdb_id_t *id, const char *path) { return simple_commit(db, OP_BIND, path, id); }
+int sdb_unbind(sdb_t *db, const sdb_id_t *id, const char *path) { return simple_commit(db, OP_UNBIND, path, id); }
+int sdb_flush(sdb_t *db) { return simple_commit(db, OP_FLUSH, NULL, NULL); }
+
+/* Stores in succ the smallest string greater than every string starting
+ * with p[0..len); returns its length, 0 when there is none. */
+static size_t successor(const char *p, size_t len, char *succ)
+{
+    memcpy(succ, p, len);
+    while (len > 0 && (uint8_t)succ[len - 1] == 0xff)
+        len--;
+    if (len)
+        succ[len - 1] = (char)((uint8_t)succ[len - 1] + 1);
+    return len;
+}
+
+static int keycmp(const char *a, size_t al, const char *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    return c ? c : (al > bl) - (al < bl);
+}
+
+int sdb_search(sdb_t *db, const char *prefix, const sdb_search_opts_t *opts, sdb_entry_cb cb,
+               void *arg)
+{
+    if (!db || !prefix || !cb)
+        return SDB_EINVAL;
+    size_t plen = strnlen(prefix, SDB_MAX_PATH + 1);
+    const char *after = opts ? opts->start_after : NULL;
+    size_t alen = after ? strnlen(after, SDB_MAX_PATH + 1) : 0;
+    if (plen > SDB_MAX_PATH || alen > SDB_MAX_PATH)
+        return SDB_EINVAL;
+    size_t limit = opts ? opts->limit : 0, count = 0;
+    char delim = opts ? opts->delimiter : 0;
+    char *tmp = malloc(SDB_MAX_PATH + 2);
+    if (!tmp)
+        return SDB_ENOMEM;
+    pathidx_iter_t it;
+    pthread_rwlock_rdlock(&db->state_lock);
+    if (after && keycmp(after, alen, prefix, plen) >= 0)
+        pathidx_seek(db->paths, &it, after, alen, 0);
+    else
+        pathidx_seek(db->paths, &it, prefix, plen, 1);
+    pathidx_key_t *k;
+    while ((k = pathidx_next(&it)) != NULL) {
+        if (k->len < plen || memcmp(k->bytes, prefix, plen) != 0)
+            break;
+        const char *dp = delim ? memchr(k->bytes + plen, delim, k->len - plen) : NULL;
+        if (dp) {
+            size_t cl = (size_t)(dp - k->bytes) + 1;
+            int skip = after && keycmp(k->bytes, cl, after, alen) <= 0;
+            if (!skip) {
+                memcpy(tmp, k->bytes, cl);
+                tmp[cl] = 0;
+                count++;
+                if (cb(arg, tmp, NULL))
+                    break;
+            }
+            size_t sl = successor(k->bytes, cl, tmp);
+            if (!sl)
+                break;
+            pathidx_seek(db->paths, &it, tmp, sl, 1);
+        } else {
+            sdb_docinfo_t info;
+            doc_t *d = k->val;
+            fill_info(d, d->cur, &info);
+            count++;
+            if (cb(arg, k->bytes, &info))
+                break;
+        }
+        if (limit && count >= limit)
+            break;
+    }
+    pthread_rwlock_unlock(&db->state_lock);
+    free(tmp);
+    return SDB_OK;
+}
+
+static int cmp_keyp(const void *a, const void *b)
+{
+    const pathidx_key_t *x = *(pathidx_key_t *const *)a, *y = *(pathidx_key_t *const *)b;
+    return keycmp(x->bytes, x->len, y->bytes, y->len);
+}
+
+int sdb_list_paths(sdb_t *db, const sdb_id_t *id, sdb_entry_cb cb, void *arg)
+{
+    if (!db || !id || !cb)
+        return SDB_EINVAL;
+    pthread_rwlock_rdlock(&db->state_lock);
+    doc_t *d = doc_find(db, id);
+    int rc = d ? SDB_OK : SDB_ENOTFOUND;
+    pathidx_key_t **ks = NULL;
+    if (d && d->npaths) {
+        ks = malloc(d->npaths * sizeof(*ks));
+        if (!ks)
+            rc = SDB_ENOMEM;
+    }
+    if (!rc && d->npaths) {
+        memcpy(ks, d->paths, d->npaths * sizeof(*ks));
+        qsort(ks, d->npaths, sizeof(*ks), cmp_keyp);
+        sdb_docinfo_t info;
+        fill_info(d, d->cur, &info);
+        for (uint32_t i = 0; i < d->npaths; i++)
+            if (cb(arg, ks[i]->bytes, &info))
+                break;
+    }
+    pthread_rwlock_unlock(&db->state_lock);
+    free(ks);
+    return rc;
+}
+
+int sdb_list_versions(sdb_t *db, const sdb_id_t *id, sdb_entry_cb cb, void *arg)
+{
+    if (!db || !id || !cb)
+        return SDB_EINVAL;
+    pthread_rwlock_rdlock(&db->state_lock);
+    doc_t *d = doc_find(db, id);
+    for (docver_t *v = d ? d->cur : NULL; v; v = v->older) {
+        sdb_docinfo_t info;
+        fill_info(d, v, &info);
+        if (cb(arg, NULL, &info))
+            break;
+    }
+    pthread_rwlock_unlock(&db->state_lock);
+    return d ? SDB_OK : SDB_ENOTFOUND;
+}
+
+int sdb_info(sdb_t *db, const sdb_id_t *id, char **text)
+{
+    if (!db || !id || !text)
+        return SDB_EINVAL;
+    char *s = NULL;
+    size_t sl = 0;
+    FILE *f = open_memstream(&s, &sl);
+    if (!f)
+        return SDB_ENOMEM;
+    pthread_rwlock_rdlock(&db->state_lock);
+    doc_t *d = doc_find(db, id);
+    if (d) {
+        char ids[37];
+        sdb_id_format(&d->id, ids);
+        docver_t *v = d->cur;
+        fprintf(f, "id: %s\nversion: %" PRIu64 "\nsize: %" PRIu64 "\ncrc32: %08x\n"
+                   "created_ms: %" PRId64 "\nmodified_ms: %" PRId64 "\npaths: %u\n",
+                ids, v->version, v->size, v->crc, d->created_ms, v->modified_ms, d->npaths);
+        pathidx_key_t **ks = d->npaths ? malloc(d->npaths * sizeof(*ks)) : NULL;
+        if (ks) {
+            memcpy(ks, d->paths, d->npaths * sizeof(*ks));
+            qsort(ks, d->npaths, sizeof(*ks), cmp_keyp);
+            for (uint32_t i = 0; i < d->npaths; i++)
+                fprintf(f, "  %s\n", ks[i]->bytes);
+            free(ks);
+        }
+        fprintf(f, "versions:\n");
+        for (; v; v = v->older)
+            fprintf(f, "  %" PRIu64 " size %" PRIu64 " crc32 %08x modified_ms %" PRId64 "\n",
+                    v->version, v->size, v->crc, v->modified_ms);
+    }
+    pthread_rwlock_unlock(&db->state_lock);
+    int bad = fclose(f);
+    if (!d || bad) {
+        free(s);
+        return d ? SDB_ENOMEM : SDB_ENOTFOUND;
+    }
+    *text = s;
+    return SDB_OK;
+}
+
+int sdb_stats(sdb_t *db, sdb_stats_t *out)
+{
+    if (!db || !out)
+        return SDB_EINVAL;
+    memset(out, 0, sizeof(*out));
+    pthread_rwlock_rdlock(&db->state_lock);
+    out->documents = db->ndocs;
+    out->paths = pathidx_count(db->paths);
+    pthread_rwlock_unlock(&db->state_lock);
+    pthread_mutex_lock(&db->fs_lock);
+    out->total_pages = db->fs.npages;
+    out->free_pages = db->fs.nfree;
+    pthread_mutex_unlock(&db->fs_lock);
+    out->file_bytes = db->be->size(db->be);
+    out->cache_hits = atomic_load(&db->cache_hits);
+    out->cache_misses = atomic_load(&db->cache_misses);
+    return SDB_OK;
+}

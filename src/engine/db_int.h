@@ -1,0 +1,138 @@
+/*
+ * db_int.h -- the engine's in-memory state and commit machinery (private).
+ *
+ * Design of commits (numbered invariants; docs/FORMAT.md has the bytes):
+ *  1. Copy-on-write: no commit overwrites a page that the durable state
+ *     references.  Document data goes to free pages; the durable state is the
+ *     checkpoint named by the newest valid header slot plus the journal groups
+ *     chained after it.
+ *  2. A commit group's journal pages are written only after the data pages of
+ *     its documents are synced (durable mode), and the group is acknowledged
+ *     only after its journal pages are synced.  Replay applies only complete
+ *     groups (every page's CRC, sequence, index and nonce check out).
+ *  3. The in-memory state changes only by apply_records(), both live (after a
+ *     group is durable, or buffered in lazy mode) and at replay, so that the
+ *     recovered state equals the acknowledged one.
+ *  4. Exactly one thread, the group-commit leader, plans and applies records;
+ *     it reads the state without a lock and takes the state write lock only
+ *     to apply.  Readers take the read lock.  Lock order: state -> fs.
+ *  5. Pages a commit frees (dropped versions) return to the free set only when
+ *     that commit is durable and no open reader still holds the version.
+ */
+#ifndef SDB_DB_INT_H
+#define SDB_DB_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "streamdb.h"
+#include "engine/backend.h"
+#include "engine/freespace.h"
+#include "engine/page.h"
+#include "engine/pathidx.h"
+
+typedef struct {
+    pgno_t start;
+    uint32_t count;
+} extent_t;
+
+typedef struct docver {
+    uint64_t version, size;
+    uint32_t crc;
+    int64_t modified_ms;
+    uint8_t blob[16];             /* stamp of its data pages */
+    uint32_t nextents;
+    extent_t *ext;
+    _Atomic int refs;             /* 1 while in its document + 1 per open reader */
+    uint64_t retire_seq;          /* journal sequence of the record that dropped it */
+    struct docver *older;
+} docver_t;
+
+typedef struct doc {
+    sdb_id_t id;
+    int64_t created_ms;
+    docver_t *cur;                /* newest; ->older goes back in time */
+    pathidx_key_t **paths;
+    uint32_t npaths, cap;
+    struct doc *hnext;
+} doc_t;
+
+typedef struct {
+    uint8_t *p;
+    size_t len, cap;
+} buf_t;
+
+typedef struct pfree {
+    uint64_t seq;
+    uint32_t n;
+    extent_t *ext;
+    struct pfree *next;
+} pfree_t;
+
+typedef struct commit_req commit_req_t;
+
+struct sdb {
+    sdb_config_t cfg;
+    sdb_backend_t *be;
+    uint32_t page_size, cap;       /* cap: data bytes per page */
+    uint8_t file_id[16];
+    _Atomic int quick;
+    _Atomic int fatal;             /* sticky error: 0 or SDB_EIO */
+    _Atomic int data_dirty;        /* data pages written since the last sync */
+
+    /* state (invariant 4) */
+    pthread_rwlock_t state_lock;
+    pathidx_t *paths;
+    doc_t **docs;
+    size_t docs_cap, ndocs;
+
+    /* free space (invariant 5) */
+    pthread_mutex_t fs_lock;
+    freespace_t fs;
+    pfree_t *pending, **pending_tail;
+    uint64_t durable_seq;
+
+    /* group commit queue */
+    pthread_mutex_t q_lock;
+    pthread_cond_t q_cond;
+    commit_req_t *q_head, **q_tail;
+    int leader;
+
+    /* journal, owned by the leader */
+    slot_t slot;
+    uint64_t jseq;                 /* sequence of the group being built */
+    pgno_t jnext;                  /* page reserved for that group */
+    buf_t jbuf;                    /* records not yet written (lazy mode) */
+    pgno_t *jpages;                /* journal pages since the checkpoint */
+    size_t njpages, jpages_cap;
+    pgno_t *cppages;               /* pages of the current checkpoint */
+    size_t ncppages, cppages_cap;
+    uint64_t last_sync_ns;
+
+    _Atomic uint64_t cache_hits, cache_misses;
+    struct pcache *cache;          /* LRU page cache (use_mmap 0) */
+};
+
+/* Record types of the journal and checkpoint streams. */
+enum { REC_VERSION = 1, REC_BIND = 2, REC_UNBIND = 3, REC_DELETE_DOC = 4, REC_DROP_VERSION = 5 };
+
+/* Applies a stream of records to the state (caller holds the state write
+ * lock or is opening).  tag is the journal sequence for freed pages.
+ * Returns 0, SDB_ECORRUPT (malformed or inconsistent record) or SDB_ENOMEM. */
+int apply_records(sdb_t *db, const uint8_t *p, size_t n, uint64_t tag);
+
+/* Looks a document up by id (caller holds the state lock or is the leader). */
+doc_t *doc_find(const sdb_t *db, const sdb_id_t *id);
+
+/* Drops one reference to v; the last one frees it and its pages. */
+void docver_unref(sdb_t *db, docver_t *v);
+
+/* Appends n bytes to b.  0 or SDB_ENOMEM. */
+int buf_put(buf_t *b, const void *p, size_t n);
+
+/* Reads one page (header and data) into out[page_size] through the
+ * mapping, the cache or the backend. 0 or an error. */
+int pager_read(sdb_t *db, pgno_t pg, uint8_t *out);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * freespace.h -- the free-space manager (private): a bitmap with one bit per
+ * page of the file (1 = free).  It is derived at open from what the
+ * checkpoint and journal reference, so a crash can neither leak a page nor
+ * hand out one that is still referenced.  No locking: the engine holds its
+ * free-space lock around every call.
+ */
+#ifndef SDB_FREESPACE_H
+#define SDB_FREESPACE_H
+
+#include <stdint.h>
+#include "engine/page.h"
+
+typedef struct {
+    uint64_t *bits;
+    uint64_t words;       /* allocated words */
+    uint64_t npages;      /* pages in the file (the logical end) */
+    uint64_t nfree;
+    uint64_t hint;        /* no free page below this */
+    uint64_t max_pages;   /* growth limit from max_db_size */
+} freespace_t;
+
+/* Sets up fs for a file of npages pages, all of them free except the two
+ * header slots.  0 or SDB_ENOMEM. */
+int freespace_init(freespace_t *fs, uint64_t npages, uint64_t max_pages);
+void freespace_destroy(freespace_t *fs);
+
+/* Marks [start, start+count) as used (growing the file if needed).
+ * Returns 0, or SDB_ECORRUPT when a page is already used (referenced twice)
+ * or lies below FIRST_PAGE, or SDB_ENOMEM. */
+int freespace_mark_used(freespace_t *fs, pgno_t start, uint64_t count);
+
+/* Allocates up to want (>= 1) contiguous pages: a free run of at least
+ * min(want, 32) pages, else any free run, else new pages at the end of the
+ * file.  Stores the run in *start and *got (1..want).
+ * Returns 0, or SDB_ETOOLARGE past max_pages, or SDB_ENOMEM. */
+int freespace_alloc(freespace_t *fs, uint64_t want, pgno_t *start, uint64_t *got);
+
+/* Returns [start, start+count) to the free set. */
+void freespace_free(freespace_t *fs, pgno_t start, uint64_t count);
+
+/* 1 when the page is free. */
+int freespace_is_free(const freespace_t *fs, pgno_t pg);
+
+#endif

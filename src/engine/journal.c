@@ -1,0 +1,630 @@
+/*
+ * journal.c -- the commit journal and checkpoints.
+ *
+ * The durable state is a checkpoint (a chain of PT_CHECKPOINT pages holding
+ * a record stream that recreates every document, version and binding) plus
+ * the journal: groups of PT_JOURNAL pages, one group per commit batch, each
+ * naming in its last page the page reserved for the next group.  Opening
+ * replays complete groups until the first page that fails its checks.  When
+ * the journal grows past the checkpoint's size, a new checkpoint is written
+ * and the older header slot is switched to it; see docs/FORMAT.md.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "engine/journal.h"
+#include "engine/pcache.h"
+#include "engine/util.h"
+
+/* ---- records ---- */
+
+static int put8(buf_t *b, uint8_t v) { return buf_put(b, &v, 1); }
+static int put64(buf_t *b, uint64_t v) { uint8_t t[8]; put_u64(t, v); return buf_put(b, t, 8); }
+static int put32(buf_t *b, uint32_t v) { uint8_t t[4]; put_u32(t, v); return buf_put(b, t, 4); }
+static int put16(buf_t *b, uint16_t v) { uint8_t t[2]; put_u16(t, v); return buf_put(b, t, 2); }
+
+int rec_version(buf_t *b, const sdb_id_t *id, const docver_t *v, int64_t created_ms)
+{
+    int rc = put8(b, REC_VERSION) | buf_put(b, id->b, 16) | put64(b, v->version) |
+             put64(b, v->size) | put32(b, v->crc) | put64(b, (uint64_t)created_ms) |
+             put64(b, (uint64_t)v->modified_ms) | buf_put(b, v->blob, 16) | put32(b, v->nextents);
+    for (uint32_t i = 0; i < v->nextents && !rc; i++)
+        rc = put64(b, v->ext[i].start) | put32(b, v->ext[i].count);
+    return rc ? SDB_ENOMEM : SDB_OK;
+}
+
+int rec_bind(buf_t *b, const sdb_id_t *id, const char *path, size_t len)
+{
+    return put8(b, REC_BIND) | buf_put(b, id->b, 16) | put16(b, (uint16_t)len) |
+           buf_put(b, path, len) ? SDB_ENOMEM : SDB_OK;
+}
+
+int rec_unbind(buf_t *b, const char *path, size_t len)
+{
+    return put8(b, REC_UNBIND) | put16(b, (uint16_t)len) | buf_put(b, path, len) ? SDB_ENOMEM : SDB_OK;
+}
+
+int rec_delete_doc(buf_t *b, const sdb_id_t *id)
+{
+    return put8(b, REC_DELETE_DOC) | buf_put(b, id->b, 16) ? SDB_ENOMEM : SDB_OK;
+}
+
+int rec_drop_version(buf_t *b, const sdb_id_t *id, uint64_t version)
+{
+    return put8(b, REC_DROP_VERSION) | buf_put(b, id->b, 16) | put64(b, version) ? SDB_ENOMEM : SDB_OK;
+}
+
+/* ---- page allocation helpers ---- */
+
+static int alloc_pages(sdb_t *db, uint64_t want, pgno_t *start, uint64_t *got)
+{
+    pthread_mutex_lock(&db->fs_lock);
+    int rc = freespace_alloc(&db->fs, want, start, got);
+    pthread_mutex_unlock(&db->fs_lock);
+    return rc;
+}
+
+static void free_pages(sdb_t *db, pgno_t start, uint64_t count)
+{
+    pthread_mutex_lock(&db->fs_lock);
+    freespace_free(&db->fs, start, count);
+    pthread_mutex_unlock(&db->fs_lock);
+}
+
+static int pages_push(pgno_t **arr, size_t *n, size_t *cap, pgno_t pg)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        pgno_t *a = realloc(*arr, nc * sizeof(pgno_t));
+        if (!a)
+            return SDB_ENOMEM;
+        *arr = a;
+        *cap = nc;
+    }
+    (*arr)[(*n)++] = pg;
+    return SDB_OK;
+}
+
+int db_sync(sdb_t *db)
+{
+    if (atomic_load(&db->fatal))
+        return SDB_EIO;
+    atomic_store(&db->data_dirty, 0);
+    int rc = db->be->sync(db->be);
+    if (rc) {
+        atomic_store(&db->fatal, SDB_EIO);
+        return SDB_EIO;
+    }
+    db->last_sync_ns = util_mono_ns();
+    return SDB_OK;
+}
+
+/* ---- chain writer: a byte stream over a chain of pages ---- */
+
+#define RUN_PAGES 64
+
+typedef struct {
+    sdb_t *db;
+    uint8_t type;
+    uint64_t seqno;
+    uint8_t prefix[8];
+    uint32_t prefix_len;
+    uint8_t *run;                  /* RUN_PAGES pages, contiguous on disk from run_start */
+    pgno_t run_start;
+    uint32_t run_n;                /* sealed pages in run */
+    pgno_t cur;                    /* page being filled, at run slot run_n */
+    uint32_t fill;
+    uint32_t index;
+    pgno_t pool;                   /* preallocated pages */
+    uint64_t pool_left;
+    uint64_t hint;                 /* pages still expected */
+    pgno_t *pages;
+    size_t npages, pages_cap;
+    uint32_t crc;                  /* of the stream (without prefixes) */
+    uint64_t bytes;
+} chain_t;
+
+static int chain_page(chain_t *c, pgno_t *pg)
+{
+    if (c->pool_left == 0) {
+        uint64_t want = c->hint > RUN_PAGES ? RUN_PAGES : (c->hint ? c->hint : 1);
+        int rc = alloc_pages(c->db, want, &c->pool, &c->pool_left);
+        if (rc)
+            return rc;
+    }
+    *pg = c->pool++;
+    c->pool_left--;
+    if (c->hint)
+        c->hint--;
+    return SDB_OK;
+}
+
+static int chain_flush(chain_t *c)
+{
+    if (c->run_n == 0)
+        return SDB_OK;
+    int rc = c->db->be->write(c->db->be, c->run_start * c->db->page_size, c->run,
+                              (size_t)c->run_n * c->db->page_size);
+    if (c->db->cache)
+        pcache_invalidate(c->db->cache, c->run_start, c->run_n);
+    c->run_n = 0;
+    return rc;
+}
+
+static void chain_seal(chain_t *c, pgno_t next, int last)
+{
+    uint8_t *pg = c->run + (size_t)c->run_n * c->db->page_size;
+    page_hdr_t h = { .type = c->type, .flags = last ? PF_LAST : 0, .data_len = c->fill,
+                     .index = c->index, .seqno = c->seqno, .next = next };
+    memcpy(h.owner, c->db->file_id, 16);
+    page_seal(pg, &h, pg + PAGE_HDR, NULL);
+    c->run_n++;
+    c->index++;
+}
+
+/* Starts a page at pg in the run buffer (flushing when not contiguous). */
+static int chain_start(chain_t *c, pgno_t pg)
+{
+    if (c->run_n > 0 && (c->run_n == RUN_PAGES || pg != c->run_start + c->run_n)) {
+        int rc = chain_flush(c);
+        if (rc)
+            return rc;
+    }
+    if (c->run_n == 0)
+        c->run_start = pg;
+    c->cur = pg;
+    int rc = pages_push(&c->pages, &c->npages, &c->pages_cap, pg);
+    if (rc)
+        return rc;
+    uint8_t *p = c->run + (size_t)c->run_n * c->db->page_size;
+    memset(p, 0, c->db->page_size);
+    memcpy(p + PAGE_HDR, c->prefix, c->prefix_len);
+    c->fill = c->prefix_len;
+    return SDB_OK;
+}
+
+static int chain_init(chain_t *c, sdb_t *db, uint8_t type, uint64_t seqno, pgno_t first,
+                      uint64_t bytes_hint)
+{
+    memset(c, 0, sizeof(*c));
+    c->db = db;
+    c->type = type;
+    c->seqno = seqno;
+    c->run = malloc((size_t)RUN_PAGES * db->page_size);
+    if (!c->run)
+        return SDB_ENOMEM;
+    c->hint = bytes_hint / db->cap + 2;
+    if (type == PT_JOURNAL) {
+        util_random(c->prefix, 8);
+        c->prefix_len = 8;
+    }
+    if (!first) {
+        int rc = chain_page(c, &first);
+        if (rc)
+            return rc;
+    }
+    return chain_start(c, first);
+}
+
+static int chain_append(chain_t *c, const uint8_t *p, size_t n)
+{
+    c->crc = (uint32_t)crc32(c->crc, p, (uInt)n);
+    c->bytes += n;
+    while (n > 0) {
+        if (c->fill == c->db->cap) {
+            pgno_t next;
+            int rc = chain_page(c, &next);
+            if (rc)
+                return rc;
+            chain_seal(c, next, 0);
+            rc = chain_start(c, next);
+            if (rc)
+                return rc;
+        }
+        uint32_t room = c->db->cap - c->fill;
+        uint32_t k = n < room ? (uint32_t)n : room;
+        memcpy(c->run + (size_t)c->run_n * c->db->page_size + PAGE_HDR + c->fill, p, k);
+        c->fill += k;
+        p += k;
+        n -= k;
+    }
+    return SDB_OK;
+}
+
+/* Seals the last page with link `next` and writes what is buffered. */
+static int chain_finish(chain_t *c, pgno_t next)
+{
+    chain_seal(c, next, 1);
+    return chain_flush(c);
+}
+
+/* Frees the chain's buffers and returns unused pool pages. */
+static void chain_done(chain_t *c)
+{
+    if (c->pool_left)
+        free_pages(c->db, c->pool, c->pool_left);
+    free(c->run);
+    free(c->pages);
+}
+
+int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len)
+{
+    chain_t c;
+    pgno_t next;
+    int rc = chain_init(&c, db, PT_JOURNAL, db->jseq, db->jnext, len);
+    if (!rc)
+        rc = chain_append(&c, recs, len);
+    if (!rc)
+        rc = chain_page(&c, &next);
+    if (!rc)
+        rc = chain_finish(&c, next);
+    for (size_t i = 0; !rc && i < c.npages; i++)
+        rc = pages_push(&db->jpages, &db->njpages, &db->jpages_cap, c.pages[i]);
+    if (!rc) {
+        db->jnext = next;
+        db->jseq++;
+    } else {
+        atomic_store(&db->fatal, SDB_EIO);   /* the journal's tail is unknown now */
+    }
+    chain_done(&c);
+    return rc;
+}
+
+/* ---- checkpoints ---- */
+
+static int encode_state(sdb_t *db, buf_t *b)
+{
+    docver_t **vs = NULL;
+    size_t vcap = 0;
+    int rc = SDB_OK;
+    for (size_t i = 0; i < db->docs_cap && !rc; i++)
+        for (doc_t *d = db->docs[i]; d && !rc; d = d->hnext) {
+            size_t n = 0;
+            for (docver_t *v = d->cur; v; v = v->older) {
+                if (n == vcap) {
+                    vcap = vcap ? vcap * 2 : 16;
+                    docver_t **t = realloc(vs, vcap * sizeof(*t));
+                    if (!t) {
+                        rc = SDB_ENOMEM;
+                        break;
+                    }
+                    vs = t;
+                }
+                vs[n++] = v;
+            }
+            while (n > 0 && !rc)
+                rc = rec_version(b, &d->id, vs[--n], d->created_ms);
+            for (uint32_t k = 0; k < d->npaths && !rc; k++)
+                rc = rec_bind(b, &d->id, d->paths[k]->bytes, d->paths[k]->len);
+        }
+    free(vs);
+    return rc;
+}
+
+static int write_slot(sdb_t *db, const slot_t *s)
+{
+    uint8_t buf[SLOT_BYTES];
+    slot_encode(buf, s);
+    return db->be->write(db->be, (s->generation % 2) * db->page_size, buf, SLOT_BYTES);
+}
+
+int journal_checkpoint(sdb_t *db)
+{
+    if (atomic_load(&db->fatal))
+        return SDB_EIO;
+    buf_t b = { 0 };
+    chain_t c;
+    int rc = encode_state(db, &b);
+    if (rc) {
+        free(b.p);
+        return rc;
+    }
+    slot_t s = db->slot;
+    s.generation++;
+    pgno_t jhead = 0;
+    rc = chain_init(&c, db, PT_CHECKPOINT, s.generation, 0, b.len);
+    if (!rc)
+        rc = chain_append(&c, b.p, b.len);
+    if (!rc)
+        rc = chain_finish(&c, 0);
+    if (!rc)
+        rc = chain_page(&c, &jhead);
+    free(b.p);
+    if (rc) {
+        for (size_t i = 0; i < c.npages; i++)
+            free_pages(db, c.pages[i], 1);
+        if (jhead)
+            free_pages(db, jhead, 1);
+        chain_done(&c);
+        if (rc == SDB_EIO)
+            atomic_store(&db->fatal, SDB_EIO);
+        return rc;
+    }
+    uint64_t cp_seq = db->jbuf.len ? db->jseq : db->jseq - 1;
+    s.cp_head = c.pages[0];
+    s.cp_pages = c.npages;
+    s.cp_bytes = c.bytes;
+    s.cp_crc = c.crc;
+    s.journal_head = jhead;
+    s.cp_seq = cp_seq;
+    /* invariant: checkpoint (and the data it names) durable before the slot */
+    rc = db_sync(db);
+    if (!rc)
+        rc = write_slot(db, &s);
+    if (!rc)
+        rc = db_sync(db);
+    if (rc) {
+        atomic_store(&db->fatal, SDB_EIO);
+        chain_done(&c);
+        return SDB_EIO;
+    }
+    /* the old checkpoint and journal are unreferenced now */
+    for (size_t i = 0; i < db->ncppages; i++)
+        free_pages(db, db->cppages[i], 1);
+    for (size_t i = 0; i < db->njpages; i++)
+        free_pages(db, db->jpages[i], 1);
+    free_pages(db, db->jnext, 1);
+    free(db->cppages);
+    db->cppages = c.pages;
+    db->ncppages = c.npages;
+    db->cppages_cap = c.pages_cap;
+    c.pages = NULL;
+    db->njpages = 0;
+    db->jnext = jhead;
+    db->jseq = cp_seq + 1;
+    db->jbuf.len = 0;
+    db->slot = s;
+    chain_done(&c);
+    journal_release_pending(db, cp_seq);
+    return SDB_OK;
+}
+
+void journal_release_pending(sdb_t *db, uint64_t durable_seq)
+{
+    pthread_mutex_lock(&db->fs_lock);
+    if (durable_seq > db->durable_seq)
+        db->durable_seq = durable_seq;
+    while (db->pending && db->pending->seq <= db->durable_seq) {
+        pfree_t *pf = db->pending;
+        db->pending = pf->next;
+        for (uint32_t i = 0; i < pf->n; i++)
+            freespace_free(&db->fs, pf->ext[i].start, pf->ext[i].count);
+        free(pf->ext);
+        free(pf);
+    }
+    if (!db->pending)
+        db->pending_tail = &db->pending;
+    pthread_mutex_unlock(&db->fs_lock);
+}
+
+/* ---- opening ---- */
+
+static int read_page(sdb_t *db, pgno_t pg, uint8_t *buf)
+{
+    return db->be->read(db->be, pg * db->page_size, buf, db->page_size);
+}
+
+/* Reads the checkpoint chain of slot s into *out (malloc()ed). */
+static int load_checkpoint(sdb_t *db, const slot_t *s, buf_t *out)
+{
+    uint8_t *pg = malloc(db->page_size);
+    if (!pg)
+        return SDB_ENOMEM;
+    int rc = SDB_OK;
+    pgno_t p = s->cp_head;
+    uint64_t filepages = db->be->size(db->be) / db->page_size;
+    for (uint64_t i = 0; i < s->cp_pages; i++) {
+        page_hdr_t h;
+        if (p < FIRST_PAGE || p >= filepages || (rc = read_page(db, p, pg)) ||
+            page_open(pg, pg + PAGE_HDR, db->cap, 1, &h, NULL) || h.type != PT_CHECKPOINT ||
+            h.seqno != s->generation || h.index != i || memcmp(h.owner, s->file_id, 16) ||
+            (!!(h.flags & PF_LAST)) != (i + 1 == s->cp_pages)) {
+            rc = rc ? rc : SDB_ECORRUPT;
+            break;
+        }
+        if ((rc = buf_put(out, pg + PAGE_HDR, h.data_len)))
+            break;
+        if ((rc = pages_push(&db->cppages, &db->ncppages, &db->cppages_cap, p)))
+            break;
+        p = h.next;
+    }
+    free(pg);
+    if (!rc && (out->len != s->cp_bytes || (uint32_t)crc32(0L, out->p, (uInt)out->len) != s->cp_crc))
+        rc = SDB_ECORRUPT;
+    return rc;
+}
+
+/* Reads one complete journal group starting at page p with sequence seq.
+ * Returns 1 with the records in *out and the next group's page in *next,
+ * 0 when there is no complete group there, or a negative error. */
+static int load_group(sdb_t *db, pgno_t p, uint64_t seq, buf_t *out, pgno_t *next,
+                      pgno_t **gp, size_t *ngp, size_t *gcap)
+{
+    uint8_t *pg = malloc(db->page_size);
+    if (!pg)
+        return SDB_ENOMEM;
+    uint8_t nonce[8];
+    uint64_t filepages = db->be->size(db->be) / db->page_size;
+    int ret = 0;
+    out->len = 0;
+    *ngp = 0;
+    for (uint32_t i = 0;; i++) {
+        page_hdr_t h;
+        if (p < FIRST_PAGE || p >= filepages)
+            break;
+        int rc = read_page(db, p, pg);
+        if (rc) {
+            ret = rc;
+            break;
+        }
+        if (page_open(pg, pg + PAGE_HDR, db->cap, 1, &h, NULL) || h.type != PT_JOURNAL ||
+            h.seqno != seq || h.index != i || memcmp(h.owner, db->file_id, 16) || h.data_len < 8)
+            break;
+        if (i == 0)
+            memcpy(nonce, pg + PAGE_HDR, 8);
+        else if (memcmp(nonce, pg + PAGE_HDR, 8))
+            break;
+        if ((rc = buf_put(out, pg + PAGE_HDR + 8, h.data_len - 8)) ||
+            (rc = pages_push(gp, ngp, gcap, p))) {
+            ret = rc;
+            break;
+        }
+        if (h.flags & PF_LAST) {
+            *next = h.next;
+            ret = 1;
+            break;
+        }
+        p = h.next;
+    }
+    free(pg);
+    return ret;
+}
+
+static int try_slot(sdb_t *db, const slot_t *s)
+{
+    buf_t b = { 0 };
+    int rc;
+    db->paths = pathidx_new();
+    if (!db->paths)
+        return SDB_ENOMEM;
+    db->slot = *s;
+    memcpy(db->file_id, s->file_id, 16);
+    db->ncppages = 0;
+    db->njpages = 0;
+    if (s->cp_head) {
+        rc = load_checkpoint(db, s, &b);
+        if (!rc)
+            rc = apply_records(db, b.p, b.len, 0);
+        if (rc)
+            goto out;
+    }
+    pgno_t p = s->journal_head;
+    uint64_t seq = s->cp_seq + 1;
+    pgno_t *gp = NULL;
+    size_t ngp = 0, gcap = 0;
+    for (;;) {
+        pgno_t next = 0;
+        int got = load_group(db, p, seq, &b, &next, &gp, &ngp, &gcap);
+        if (got < 0) {
+            rc = got;
+            break;
+        }
+        if (got == 0) {
+            rc = SDB_OK;
+            break;
+        }
+        rc = apply_records(db, b.p, b.len, 0);
+        for (size_t i = 0; !rc && i < ngp; i++)
+            rc = pages_push(&db->jpages, &db->njpages, &db->jpages_cap, gp[i]);
+        if (rc)
+            break;
+        p = next;
+        seq++;
+    }
+    free(gp);
+    db->jnext = p;
+    db->jseq = seq;
+    db->durable_seq = seq - 1;
+out:
+    free(b.p);
+    return rc;
+}
+
+int journal_derive_free(sdb_t *db, uint64_t file_pages)
+{
+    uint64_t maxp = db->cfg.max_db_size / db->page_size;
+    if (freespace_init(&db->fs, file_pages, maxp < FIRST_PAGE + 1 ? FIRST_PAGE + 1 : maxp))
+        return SDB_ENOMEM;
+    int rc = SDB_OK;
+    for (size_t i = 0; i < db->ncppages && !rc; i++)
+        rc = freespace_mark_used(&db->fs, db->cppages[i], 1);
+    for (size_t i = 0; i < db->njpages && !rc; i++)
+        rc = freespace_mark_used(&db->fs, db->jpages[i], 1);
+    if (!rc)
+        rc = freespace_mark_used(&db->fs, db->jnext, 1);
+    for (size_t i = 0; i < db->docs_cap && !rc; i++)
+        for (doc_t *d = db->docs[i]; d && !rc; d = d->hnext)
+            for (docver_t *v = d->cur; v && !rc; v = v->older)
+                for (uint32_t k = 0; k < v->nextents && !rc; k++)
+                    rc = freespace_mark_used(&db->fs, v->ext[k].start, v->ext[k].count);
+    return rc;
+}
+
+static int create_file(sdb_t *db)
+{
+    slot_t s = { 0 };
+    s.page_size = db->page_size;
+    int rc = util_random(s.file_id, 16);
+    if (rc)
+        return rc;
+    s.journal_head = FIRST_PAGE;
+    uint8_t *zero = calloc(2, db->page_size);
+    if (!zero)
+        return SDB_ENOMEM;
+    rc = db->be->write(db->be, 0, zero, 2 * (size_t)db->page_size);
+    free(zero);
+    for (uint64_t g = 0; g < 2 && !rc; g++) {
+        s.generation = g;
+        rc = write_slot(db, &s);
+    }
+    if (!rc)
+        rc = db->be->sync(db->be) ? SDB_EIO : SDB_OK;
+    if (rc)
+        return rc;
+    memcpy(db->file_id, s.file_id, 16);
+    db->slot = s;
+    db->jnext = FIRST_PAGE;
+    db->jseq = 1;
+    db->durable_seq = 0;
+    db->paths = pathidx_new();
+    return db->paths ? SDB_OK : SDB_ENOMEM;
+}
+
+int journal_open(sdb_t *db)
+{
+    uint64_t size = db->be->size(db->be);
+    if (size == 0)
+        return create_file(db);
+    uint8_t raw[SLOT_BYTES];
+    slot_t slots[2];
+    int ok[2] = { 0, 0 };
+    int rc = db->be->read(db->be, 0, raw, SLOT_BYTES);
+    if (rc)
+        return rc;
+    ok[0] = slot_decode(raw, &slots[0]) == SDB_OK;
+    /* the second slot sits one page in; find the page size from slot 0 or by trying */
+    for (uint32_t ps = 512; ps <= 65536 && !ok[1]; ps *= 2) {
+        if (ok[0] && ps != slots[0].page_size)
+            continue;
+        if ((rc = db->be->read(db->be, ps, raw, SLOT_BYTES)))
+            return rc;
+        ok[1] = slot_decode(raw, &slots[1]) == SDB_OK && slots[1].page_size == ps;
+    }
+    if (ok[0] && ok[1] && (slots[0].page_size != slots[1].page_size ||
+                           memcmp(slots[0].file_id, slots[1].file_id, 16)))
+        ok[1] = 0;
+    if (!ok[0] && !ok[1])
+        return SDB_ECORRUPT;
+    int order[2];
+    if (ok[0] && ok[1])
+        order[0] = slots[1].generation > slots[0].generation, order[1] = !order[0];
+    else
+        order[0] = ok[0] ? 0 : 1, order[1] = -1;
+    rc = SDB_ECORRUPT;
+    for (int k = 0; k < 2 && order[k] >= 0; k++) {
+        const slot_t *s = &slots[order[k]];
+        db->page_size = s->page_size;
+        db->cap = s->page_size - PAGE_HDR;
+        rc = try_slot(db, s);
+        if (!rc)
+            rc = journal_derive_free(db, (size + db->page_size - 1) / db->page_size);
+        if (!rc)
+            return SDB_OK;
+        state_destroy(db);
+        freespace_destroy(&db->fs);
+        if (rc != SDB_ECORRUPT)
+            return rc;
+    }
+    return rc;
+}

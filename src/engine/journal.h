@@ -1,0 +1,41 @@
+/*
+ * journal.h -- commit journal, checkpoints and recovery (private).
+ */
+#ifndef SDB_JOURNAL_H
+#define SDB_JOURNAL_H
+
+#include "engine/db_int.h"
+
+/* Record encoders: append one record to b.  0 or SDB_ENOMEM. */
+int rec_version(buf_t *b, const sdb_id_t *id, const docver_t *v, int64_t created_ms);
+int rec_bind(buf_t *b, const sdb_id_t *id, const char *path, size_t len);
+int rec_unbind(buf_t *b, const char *path, size_t len);
+int rec_delete_doc(buf_t *b, const sdb_id_t *id);
+int rec_drop_version(buf_t *b, const sdb_id_t *id, uint64_t version);
+
+/* Writes recs as the next journal group at db->jnext (leader only) and
+ * advances jseq/jnext.  Does not sync.  0 or an I/O / space error. */
+int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len);
+
+/* Writes a checkpoint of the whole state and switches the header slot
+ * (leader only, or at close).  Syncs as needed.  0 or an error. */
+int journal_checkpoint(sdb_t *db);
+
+/* Creates a new file's header slots, or loads the state of an existing file
+ * (checkpoint + journal replay) and derives the free space.  Open only. */
+int journal_open(sdb_t *db);
+
+/* Marks every page referenced by the state, the checkpoint and the journal
+ * as used in a fresh free-space map.  0 or SDB_ECORRUPT/SDB_ENOMEM. */
+int journal_derive_free(sdb_t *db, uint64_t file_pages);
+
+/* Releases pending frees whose journal sequence is now durable (fs locked
+ * inside). */
+void journal_release_pending(sdb_t *db, uint64_t durable_seq);
+
+/* Syncs the backend; a failure sets the sticky error.  0 or SDB_EIO. */
+int db_sync(sdb_t *db);
+
+void state_destroy(sdb_t *db);
+
+#endif

@@ -1,0 +1,381 @@
+/*
+ * state.c -- the in-memory state: the document table (id -> doc), the path
+ * index (path -> doc), version lists, and apply_records(), the only code
+ * that changes them (db_int.h, invariant 3).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/db_int.h"
+#include "engine/util.h"
+
+int buf_put(buf_t *b, const void *p, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t nc = b->cap ? b->cap : 256;
+        while (nc < b->len + n)
+            nc *= 2;
+        uint8_t *q = realloc(b->p, nc);
+        if (!q)
+            return SDB_ENOMEM;
+        b->p = q;
+        b->cap = nc;
+    }
+    if (n)
+        memcpy(b->p + b->len, p, n);
+    b->len += n;
+    return SDB_OK;
+}
+
+static size_t id_hash(const sdb_id_t *id, size_t cap)
+{
+    return (size_t)(get_u64(id->b) ^ get_u64(id->b + 8)) & (cap - 1);
+}
+
+doc_t *doc_find(const sdb_t *db, const sdb_id_t *id)
+{
+    if (!db->docs_cap)
+        return NULL;
+    for (doc_t *d = db->docs[id_hash(id, db->docs_cap)]; d; d = d->hnext)
+        if (id_eq(&d->id, id))
+            return d;
+    return NULL;
+}
+
+static int doc_table_insert(sdb_t *db, doc_t *d)
+{
+    if (db->ndocs + 1 > db->docs_cap / 4 * 3) {
+        size_t nc = db->docs_cap ? db->docs_cap * 2 : 1024;
+        doc_t **t = calloc(nc, sizeof(*t));
+        if (!t)
+            return SDB_ENOMEM;
+        for (size_t i = 0; i < db->docs_cap; i++) {
+            doc_t *e = db->docs[i];
+            while (e) {
+                doc_t *n = e->hnext;
+                size_t h = id_hash(&e->id, nc);
+                e->hnext = t[h];
+                t[h] = e;
+                e = n;
+            }
+        }
+        free(db->docs);
+        db->docs = t;
+        db->docs_cap = nc;
+    }
+    size_t h = id_hash(&d->id, db->docs_cap);
+    d->hnext = db->docs[h];
+    db->docs[h] = d;
+    db->ndocs++;
+    return SDB_OK;
+}
+
+static void doc_table_remove(sdb_t *db, doc_t *d)
+{
+    doc_t **pp = &db->docs[id_hash(&d->id, db->docs_cap)];
+    while (*pp && *pp != d)
+        pp = &(*pp)->hnext;
+    if (*pp) {
+        *pp = d->hnext;
+        db->ndocs--;
+    }
+}
+
+/* Frees the extents of a version whose last reference is gone: directly when
+ * the record that dropped it is durable, else onto the pending list. */
+static void release_pages(sdb_t *db, docver_t *v)
+{
+    pthread_mutex_lock(&db->fs_lock);
+    if (v->retire_seq <= db->durable_seq || v->nextents == 0) {
+        for (uint32_t i = 0; i < v->nextents; i++)
+            freespace_free(&db->fs, v->ext[i].start, v->ext[i].count);
+        free(v->ext);
+    } else {
+        pfree_t *pf = malloc(sizeof(*pf));
+        if (pf) {                  /* without memory the pages leak until reopen */
+            pf->seq = v->retire_seq;
+            pf->n = v->nextents;
+            pf->ext = v->ext;
+            pf->next = NULL;
+            *db->pending_tail = pf;
+            db->pending_tail = &pf->next;
+        } else {
+            free(v->ext);
+        }
+    }
+    pthread_mutex_unlock(&db->fs_lock);
+    v->ext = NULL;
+}
+
+void docver_unref(sdb_t *db, docver_t *v)
+{
+    if (atomic_fetch_sub(&v->refs, 1) == 1) {
+        release_pages(db, v);
+        free(v);
+    }
+}
+
+static void retire(sdb_t *db, docver_t *v, uint64_t tag)
+{
+    v->retire_seq = tag;
+    v->older = NULL;
+    docver_unref(db, v);
+}
+
+static int doc_add_path(doc_t *d, pathidx_key_t *k)
+{
+    if (d->npaths == d->cap) {
+        uint32_t nc = d->cap ? d->cap * 2 : 2;
+        pathidx_key_t **p = realloc(d->paths, nc * sizeof(*p));
+        if (!p)
+            return SDB_ENOMEM;
+        d->paths = p;
+        d->cap = nc;
+    }
+    d->paths[d->npaths++] = k;
+    return SDB_OK;
+}
+
+static void doc_remove_path(doc_t *d, const pathidx_key_t *k)
+{
+    for (uint32_t i = 0; i < d->npaths; i++)
+        if (d->paths[i] == k) {
+            d->paths[i] = d->paths[--d->npaths];
+            return;
+        }
+}
+
+static void doc_free(sdb_t *db, doc_t *d, uint64_t tag)
+{
+    docver_t *v = d->cur;
+    while (v) {
+        docver_t *o = v->older;
+        retire(db, v, tag);
+        v = o;
+    }
+    free(d->paths);
+    free(d);
+}
+
+/* ---- record decoding ---- */
+
+typedef struct {
+    const uint8_t *p, *end;
+    int bad;
+} rd_t;
+
+static const uint8_t *take(rd_t *r, size_t n)
+{
+    if (r->bad || (size_t)(r->end - r->p) < n) {
+        r->bad = 1;
+        return NULL;
+    }
+    const uint8_t *q = r->p;
+    r->p += n;
+    return q;
+}
+static uint64_t take64(rd_t *r) { const uint8_t *q = take(r, 8); return q ? get_u64(q) : 0; }
+static uint32_t take32(rd_t *r) { const uint8_t *q = take(r, 4); return q ? get_u32(q) : 0; }
+static uint16_t take16(rd_t *r) { const uint8_t *q = take(r, 2); return q ? get_u16(q) : 0; }
+static void take_id(rd_t *r, sdb_id_t *id)
+{
+    const uint8_t *q = take(r, 16);
+    if (q)
+        memcpy(id->b, q, 16);
+    else
+        memset(id->b, 0, 16);
+}
+
+static int apply_version(sdb_t *db, rd_t *r)
+{
+    sdb_id_t id;
+    take_id(r, &id);
+    uint64_t version = take64(r), size = take64(r);
+    uint32_t crc = take32(r);
+    int64_t created = (int64_t)take64(r), modified = (int64_t)take64(r);
+    const uint8_t *blob = take(r, 16);
+    uint32_t n = take32(r);
+    if (r->bad || (size_t)(r->end - r->p) / 12 < n)
+        return SDB_ECORRUPT;
+    uint64_t pages = 0;
+    docver_t *v = calloc(1, sizeof(*v));
+    if (!v)
+        return SDB_ENOMEM;
+    v->ext = n ? malloc(n * sizeof(extent_t)) : NULL;
+    if (n && !v->ext) {
+        free(v);
+        return SDB_ENOMEM;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        v->ext[i].start = take64(r);
+        v->ext[i].count = take32(r);
+        pages += v->ext[i].count;
+    }
+    v->nextents = n;
+    v->version = version;
+    v->size = size;
+    v->crc = crc;
+    v->modified_ms = modified;
+    memcpy(v->blob, blob, 16);
+    atomic_init(&v->refs, 1);
+    uint64_t need = db->cap ? (size + db->cap - 1) / db->cap : 0;
+    doc_t *d = doc_find(db, &id);
+    if (pages != need || version == 0 || (d && d->cur && d->cur->version >= version)) {
+        free(v->ext);
+        free(v);
+        return SDB_ECORRUPT;
+    }
+    if (!d) {
+        d = calloc(1, sizeof(*d));
+        if (d) {
+            d->id = id;
+            d->created_ms = created;
+        }
+        if (!d || doc_table_insert(db, d)) {
+            free(d);
+            free(v->ext);
+            free(v);
+            return SDB_ENOMEM;
+        }
+    }
+    v->older = d->cur;
+    d->cur = v;
+    return SDB_OK;
+}
+
+static int apply_bind(sdb_t *db, rd_t *r)
+{
+    sdb_id_t id;
+    take_id(r, &id);
+    uint16_t len = take16(r);
+    const uint8_t *path = take(r, len);
+    if (r->bad || len == 0)
+        return SDB_ECORRUPT;
+    doc_t *d = doc_find(db, &id);
+    if (!d)
+        return SDB_ECORRUPT;
+    pathidx_key_t *k = pathidx_get(db->paths, (const char *)path, len);
+    if (k) {
+        doc_t *e = k->val;
+        if (e == d)
+            return SDB_OK;
+        doc_remove_path(e, k);
+        if (doc_add_path(d, k)) {
+            doc_add_path(e, k);    /* cannot fail: the slot was just freed */
+            return SDB_ENOMEM;
+        }
+        k->val = d;
+        return SDB_OK;
+    }
+    if (d->npaths == d->cap) {     /* reserve first so the insert cannot be undone */
+        uint32_t nc = d->cap ? d->cap * 2 : 2;
+        pathidx_key_t **p = realloc(d->paths, nc * sizeof(*p));
+        if (!p)
+            return SDB_ENOMEM;
+        d->paths = p;
+        d->cap = nc;
+    }
+    int rc = pathidx_put(db->paths, (const char *)path, len, d, &k, NULL);
+    if (rc)
+        return rc;
+    d->paths[d->npaths++] = k;
+    return SDB_OK;
+}
+
+static int apply_unbind(sdb_t *db, rd_t *r)
+{
+    uint16_t len = take16(r);
+    const uint8_t *path = take(r, len);
+    if (r->bad)
+        return SDB_ECORRUPT;
+    pathidx_key_t *k = pathidx_get(db->paths, (const char *)path, len);
+    if (!k)
+        return SDB_ECORRUPT;
+    doc_remove_path(k->val, k);
+    pathidx_del(db->paths, (const char *)path, len, NULL);
+    return SDB_OK;
+}
+
+static int apply_delete_doc(sdb_t *db, rd_t *r, uint64_t tag)
+{
+    sdb_id_t id;
+    take_id(r, &id);
+    if (r->bad)
+        return SDB_ECORRUPT;
+    doc_t *d = doc_find(db, &id);
+    if (!d)
+        return SDB_ECORRUPT;
+    for (uint32_t i = 0; i < d->npaths; i++) {
+        pathidx_key_t *k = d->paths[i];
+        pathidx_del(db->paths, k->bytes, k->len, NULL);
+    }
+    d->npaths = 0;
+    doc_table_remove(db, d);
+    doc_free(db, d, tag);
+    return SDB_OK;
+}
+
+static int apply_drop_version(sdb_t *db, rd_t *r, uint64_t tag)
+{
+    sdb_id_t id;
+    take_id(r, &id);
+    uint64_t version = take64(r);
+    if (r->bad)
+        return SDB_ECORRUPT;
+    doc_t *d = doc_find(db, &id);
+    if (!d || !d->cur)
+        return SDB_ECORRUPT;
+    for (docver_t **pp = &d->cur->older; *pp; pp = &(*pp)->older)
+        if ((*pp)->version == version) {
+            docver_t *v = *pp;
+            *pp = v->older;
+            retire(db, v, tag);
+            return SDB_OK;
+        }
+    return SDB_ECORRUPT;
+}
+
+int apply_records(sdb_t *db, const uint8_t *p, size_t n, uint64_t tag)
+{
+    rd_t r = { p, p + n, 0 };
+    while (r.p < r.end) {
+        int rc;
+        switch (*r.p++) {
+        case REC_VERSION: rc = apply_version(db, &r); break;
+        case REC_BIND: rc = apply_bind(db, &r); break;
+        case REC_UNBIND: rc = apply_unbind(db, &r); break;
+        case REC_DELETE_DOC: rc = apply_delete_doc(db, &r, tag); break;
+        case REC_DROP_VERSION: rc = apply_drop_version(db, &r, tag); break;
+        default: rc = SDB_ECORRUPT; break;
+        }
+        if (rc)
+            return rc;
+    }
+    return SDB_OK;
+}
+
+/* Frees the whole state (close, or a failed open). */
+void state_destroy(sdb_t *db)
+{
+    for (size_t i = 0; i < db->docs_cap; i++) {
+        doc_t *d = db->docs[i];
+        while (d) {
+            doc_t *n = d->hnext;
+            docver_t *v = d->cur;
+            while (v) {
+                docver_t *o = v->older;
+                free(v->ext);
+                free(v);
+                v = o;
+            }
+            free(d->paths);
+            free(d);
+            d = n;
+        }
+    }
+    free(db->docs);
+    db->docs = NULL;
+    db->docs_cap = db->ndocs = 0;
+    pathidx_free(db->paths);
+    db->paths = NULL;
+}
