@@ -65,6 +65,10 @@ int sdb_open_backend(sdb_backend_t *be, const sdb_config_t *cfg, sdb_t **out)
         sdb_close(db);
         return rc;
     }
+    if (db->slot_damaged && (rc = journal_repair_slot(db)) != SDB_OK) {
+        sdb_close(db);
+        return rc;
+    }
     *out = db;
     return SDB_OK;
 }
@@ -104,8 +108,8 @@ int sdb_close(sdb_t *db)
 {
     if (!db)
         return SDB_OK;
-    int rc = SDB_OK;
-    if (!atomic_load(&db->fatal)) {
+    int rc = atomic_load(&db->fatal);
+    if (!rc) {
         commit_req_t r = { .op = db->njpages > 64 ? OP_CHECKPOINT : OP_FLUSH };
         rc = commit_submit(db, &r);
     }
@@ -338,10 +342,7 @@ int sdb_writer_write(sdb_writer_t *w, const void *data, size_t len)
         if (!w->have_page) {
             int rc = writer_next_page(w);
             if (rc) {
-                if (rc != SDB_ENOMEM && rc != SDB_ETOOLARGE)
-                    w->err = rc;
-                else
-                    w->err = rc;   /* bytes already taken cannot be un-taken */
+                w->err = rc;       /* bytes already taken cannot be un-taken: abort only */
                 return rc;
             }
         }

@@ -109,6 +109,7 @@ struct sdb {
     pgno_t *cppages;               /* pages of the current checkpoint */
     size_t ncppages, cppages_cap;
     uint64_t last_sync_ns;
+    int slot_damaged;              /* the other header slot failed its check at open */
 
     _Atomic uint64_t cache_hits, cache_misses;
     struct pcache *cache;          /* LRU page cache (use_mmap 0) */

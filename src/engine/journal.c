@@ -531,6 +531,21 @@ out:
     return rc;
 }
 
+int journal_repair_slot(sdb_t *db)
+{
+    slot_t s = db->slot;
+    if (s.generation == 0)
+        s.generation = 1;          /* generation 0 has no older twin: write 1 */
+    else
+        s.generation--;
+    int rc = write_slot(db, &s);
+    if (!rc)
+        rc = db->be->sync(db->be) ? SDB_EIO : SDB_OK;
+    if (!rc)
+        db->slot_damaged = 0;
+    return rc;
+}
+
 int journal_derive_free(sdb_t *db, uint64_t file_pages)
 {
     uint64_t maxp = db->cfg.max_db_size / db->page_size;
@@ -619,8 +634,10 @@ int journal_open(sdb_t *db)
         rc = try_slot(db, s);
         if (!rc)
             rc = journal_derive_free(db, (size + db->page_size - 1) / db->page_size);
-        if (!rc)
+        if (!rc) {
+            db->slot_damaged = !(ok[0] && ok[1]) || k > 0;
             return SDB_OK;
+        }
         state_destroy(db);
         freespace_destroy(&db->fs);
         if (rc != SDB_ECORRUPT)

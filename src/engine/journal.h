@@ -25,6 +25,10 @@ int journal_checkpoint(sdb_t *db);
  * (checkpoint + journal replay) and derives the free space.  Open only. */
 int journal_open(sdb_t *db);
 
+/* Rewrites a header slot found damaged at open with a copy of the valid
+ * one (one generation older), then syncs.  0 or SDB_EIO. */
+int journal_repair_slot(sdb_t *db);
+
 /* Marks every page referenced by the state, the checkpoint and the journal
  * as used in a fresh free-space map.  0 or SDB_ECORRUPT/SDB_ENOMEM. */
 int journal_derive_free(sdb_t *db, uint64_t file_pages);
