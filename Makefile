@@ -72,6 +72,8 @@ ENGINE_SRC := $(wildcard src/engine/*.c) $(wildcard src/common/*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
+SERVER_SRC := $(wildcard src/server/*.c)
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
 BENCH_SRC := $(wildcard tests/bench/*.c)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
@@ -81,8 +83,8 @@ $(UNIT_OBJ): CFLAGS_ALL += $(CHECK_CFLAGS) $(UV_CFLAGS) $(CJSON_CFLAGS)
 $(BUILD)/src/server/%.o $(BUILD)/src/client/%.o $(BUILD)/src/cli/%.o: \
     CFLAGS_ALL += $(UV_CFLAGS) $(CJSON_CFLAGS)
 
-.PHONY: all deps lib run test check bench sanitize valgrind coverage clean install uninstall help
-all: deps lib $(BUILD)/streamdb-demo
+.PHONY: all deps lib run demo test check bench sanitize valgrind coverage clean install uninstall help
+all: deps lib $(BUILD)/streamdbd $(BUILD)/streamdb-demo
 
 deps:
 ifneq ($(DEPS_OK),yes)
@@ -110,6 +112,10 @@ $(BUILD)/streamdb-demo: $(BUILD)/src/tools/demo.o $(BUILD)/libstreamdb.a
 	$(msg) LD $@
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_ALL)
 
+$(BUILD)/streamdbd: $(SERVER_OBJ) $(BUILD)/libstreamdb.a
+	$(msg) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(UV_LIBS) $(CJSON_LIBS) $(LDLIBS_ALL)
+
 $(BUILD)/check_all: $(UNIT_OBJ) $(BUILD)/libstreamdb.a
 	$(msg) LD $@
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS_ALL)
@@ -119,8 +125,14 @@ $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libstreamdb.a
 	$(msg) CC $<
 	$(Q)$(CC) $(CFLAGS_ALL) $(LDFLAGS) -o $@ $< $(BUILD)/libstreamdb.a $(LDLIBS_ALL) -lm
 
-# `make run DB=/tmp/x.sdb` uses another database file.
+# `make run` starts the daemon in the foreground on conf/streamdbd.json with
+# its data in ./data (Ctrl-C stops it); `make demo DB=/tmp/x.sdb` runs the
+# engine demo instead.
 run: all
+	@mkdir -p data
+	$(BUILD)/streamdbd --config conf/streamdbd.json
+
+demo: all
 	@mkdir -p $(dir $(DB))
 	$(BUILD)/streamdb-demo $(DB)
 
@@ -181,7 +193,8 @@ clean:
 help:
 	@echo "StreamDb $(VERSION) -- make targets:"
 	@echo "  all (default)  build $(BUILD)/libstreamdb.{a,so} and $(BUILD)/streamdb-demo"
-	@echo "  run            build and run the demo on DB=$(DB)"
+	@echo "  run            build and start streamdbd on conf/streamdbd.json (data in ./data)"
+	@echo "  demo           build and run the engine demo on DB=$(DB)"
 	@echo "  test, check    build and run the unit tests (SUITE=name [TEST=name] for one)"
 	@echo "  bench          build and run tests/bench/*.c"
 	@echo "  sanitize       run the tests under ASan+UBSan (build dir build-san)"

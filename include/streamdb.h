@@ -186,6 +186,10 @@ int sdb_reader_open_id(sdb_t *db, const sdb_id_t *id, uint64_t version, sdb_read
  * page are not delivered), SDB_EIO. */
 int sdb_reader_read(sdb_reader_t *r, void *buf, size_t cap, size_t *n);
 
+/* Enables (nonzero) or disables CRC checks for this reader only (the
+ * server's per-request QUICK flag).  Readers start with the handle's mode. */
+void sdb_reader_set_quick(sdb_reader_t *r, int enabled);
+
 /* Closes r and releases its snapshot (NULL ok). */
 void sdb_reader_close(sdb_reader_t *r);
 

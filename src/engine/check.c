@@ -163,10 +163,16 @@ int sdb_check(const char *file, int repair, char **report)
     for (uint32_t ps = 512; ps <= 65536 && !ok1; ps *= 2)
         ok1 = !be->read(be, ps, raw, SLOT_BYTES) && !slot_decode(raw, &s1) && s1.page_size == ps &&
               (!ok0 || ps == s0.page_size);
-    fprintf(rep, "header slot 0: %s\nheader slot 1: %s\n", ok0 ? "valid" : "DAMAGED", ok1 ? "valid" : "DAMAGED");
-    if (!ok0 || !ok1)
+    fprintf(rep, "header slot 0: %s\nheader slot 1: %s\n", ok0 ? "valid" : "invalid", ok1 ? "valid" : "invalid");
+    /* one invalid slot next to a valid one is what a crash during a checkpoint
+       leaves (a torn slot write): recovery uses the other and opening rewrites it */
+    if (!ok0 && !ok1)
         damage = 1;
+    else if (!ok0 || !ok1)
+        fprintf(rep, "note: one header slot is invalid (a torn write from a crash, or damage); "
+                     "the other is used and opening the database rewrites it\n");
 
+    db->tolerate_cut = 1;          /* load what precedes a cut; it is reported below */
     int loaded = size ? journal_open(db) : SDB_ECORRUPT;
     if (loaded) {
         fprintf(rep, "metadata: cannot be loaded (%s)\n", sdb_strerror(loaded));
@@ -203,6 +209,16 @@ int sdb_check(const char *file, int repair, char **report)
                 if (cur_bad)
                     rec_delete_doc(&drop, &d->id);
             }
+        /* The journal ends at the first group that does not check out.  After
+           a crash that is the torn last group, whose sequence is the next one
+           expected; a valid journal page of this file with a later sequence
+           means the chain was cut by damage and later commits are lost. */
+        uint64_t lost = journal_count_cut(db, db->jseq);
+        if (lost) {
+            fprintf(rep, "journal: cut short by a damaged group; %" PRIu64 " later journal pages "
+                         "cannot be replayed\n", lost);
+            damage = 1;
+        }
         free(pg);
         fprintf(rep, "verified %" PRIu64 " versions, %" PRIu64 " damaged\n", versions, bad);
         if (bad)

@@ -206,7 +206,12 @@ static int persist(sdb_t *db, const buf_t *b, int force_sync, uint64_t *tag)
     }
     if (buf_put(&db->jbuf, b->p, b->len))
         return SDB_ENOMEM;
-    int timed = util_mono_ns() - db->last_sync_ns > LAZY_SYNC_NS;
+    /* sync at least once a second, and early when many freed pages wait for
+       a sync before they can be reused (so churn does not grow the file) */
+    pthread_mutex_lock(&db->fs_lock);
+    int crowded = db->pending_pages > 16 + db->fs.npages / 16;
+    pthread_mutex_unlock(&db->fs_lock);
+    int timed = crowded || util_mono_ns() - db->last_sync_ns > LAZY_SYNC_NS;
     if (db->jbuf.len >= db->cap - 8 || ((force_sync || timed) && db->jbuf.len)) {
         if (atomic_load(&db->data_dirty) && (rc = db_sync(db)))
             return rc;
@@ -265,7 +270,7 @@ static void lead(sdb_t *db)
     }
     if (!rc) {
         uint64_t jp = db->njpages, cp = db->ncppages;
-        if (checkpoint || jp > 1024 + 2 * cp) {
+        if (checkpoint || jp > 64 + 2 * cp) {
             int crc = journal_checkpoint(db);
             if (checkpoint)
                 rc = crc;

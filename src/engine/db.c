@@ -110,7 +110,9 @@ int sdb_close(sdb_t *db)
         return SDB_OK;
     int rc = atomic_load(&db->fatal);
     if (!rc) {
-        commit_req_t r = { .op = db->njpages > 64 ? OP_CHECKPOINT : OP_FLUSH };
+        /* a clean close leaves a checkpoint and an empty journal: reopening is
+           one sequential read, and damage anywhere is caught by its CRCs */
+        commit_req_t r = { .op = db->njpages > 0 || db->jbuf.len ? OP_CHECKPOINT : OP_FLUSH };
         rc = commit_submit(db, &r);
     }
     state_destroy(db);
@@ -251,12 +253,16 @@ static int writer_flush(sdb_writer_t *w)
     pager_written(db, w->run_start, w->run_n);
     atomic_store(&db->data_dirty, 1);
     w->run_n = 0;
+    if (rc == SDB_EIO)                 /* a failing disk: stop acknowledging (ENOSPC is not sticky) */
+        atomic_store(&db->fatal, SDB_EIO);
     return rc;
 }
 
 static void writer_seal(sdb_writer_t *w, int last)
 {
     uint8_t *pg = w->run + (size_t)w->run_n * w->db->page_size;
+    if (w->fill < w->db->cap)          /* never write stale heap bytes to the file */
+        memset(pg + PAGE_HDR + w->fill, 0, w->db->cap - w->fill);
     page_hdr_t h = { .type = PT_DATA, .flags = last ? PF_LAST : 0, .data_len = w->fill,
                      .index = w->index };
     memcpy(h.owner, w->ver->blob, 16);
@@ -574,6 +580,12 @@ int sdb_reader_read(sdb_reader_t *r, void *buf, size_t cap, size_t *n)
     }
     *n = got;
     return SDB_OK;
+}
+
+void sdb_reader_set_quick(sdb_reader_t *r, int enabled)
+{
+    if (r && r->pos == 0)          /* the content CRC needs every page from the start */
+        r->quick = enabled ? 1 : 0;
 }
 
 void sdb_reader_close(sdb_reader_t *r)

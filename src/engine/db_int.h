@@ -91,6 +91,7 @@ struct sdb {
     pthread_mutex_t fs_lock;
     freespace_t fs;
     pfree_t *pending, **pending_tail;
+    uint64_t pending_pages;        /* pages waiting in `pending` */
     uint64_t durable_seq;
 
     /* group commit queue */
@@ -110,6 +111,9 @@ struct sdb {
     size_t ncppages, cppages_cap;
     uint64_t last_sync_ns;
     int slot_damaged;              /* the other header slot failed its check at open */
+    int unsynced_groups;           /* journal groups written since the last sync */
+    int journal_cut;               /* open: the journal was cut short by damage */
+    int tolerate_cut;              /* sdb_check: load what precedes a cut */
 
     _Atomic uint64_t cache_hits, cache_misses;
     struct pcache *cache;          /* LRU page cache (use_mmap 0) */

@@ -97,6 +97,7 @@ int db_sync(sdb_t *db)
         return SDB_EIO;
     }
     db->last_sync_ns = util_mono_ns();
+    db->unsynced_groups = 0;
     return SDB_OK;
 }
 
@@ -107,6 +108,7 @@ int db_sync(sdb_t *db)
 typedef struct {
     sdb_t *db;
     uint8_t type;
+    uint8_t flags;                 /* extra page flags (PF_ORDERED) */
     uint64_t seqno;
     uint8_t prefix[8];
     uint32_t prefix_len;
@@ -155,7 +157,7 @@ static int chain_flush(chain_t *c)
 static void chain_seal(chain_t *c, pgno_t next, int last)
 {
     uint8_t *pg = c->run + (size_t)c->run_n * c->db->page_size;
-    page_hdr_t h = { .type = c->type, .flags = last ? PF_LAST : 0, .data_len = c->fill,
+    page_hdr_t h = { .type = c->type, .flags = (uint8_t)((last ? PF_LAST : 0) | c->flags), .data_len = c->fill,
                      .index = c->index, .seqno = c->seqno, .next = next };
     memcpy(h.owner, c->db->file_id, 16);
     page_seal(pg, &h, pg + PAGE_HDR, NULL);
@@ -253,6 +255,7 @@ int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len)
     chain_t c;
     pgno_t next;
     int rc = chain_init(&c, db, PT_JOURNAL, db->jseq, db->jnext, len);
+    c.flags = db->unsynced_groups == 0 ? PF_ORDERED : 0;
     if (!rc)
         rc = chain_append(&c, recs, len);
     if (!rc)
@@ -264,6 +267,7 @@ int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len)
     if (!rc) {
         db->jnext = next;
         db->jseq++;
+        db->unsynced_groups++;
     } else {
         atomic_store(&db->fatal, SDB_EIO);   /* the journal's tail is unknown now */
     }
@@ -388,8 +392,10 @@ void journal_release_pending(sdb_t *db, uint64_t durable_seq)
     while (db->pending && db->pending->seq <= db->durable_seq) {
         pfree_t *pf = db->pending;
         db->pending = pf->next;
-        for (uint32_t i = 0; i < pf->n; i++)
+        for (uint32_t i = 0; i < pf->n; i++) {
             freespace_free(&db->fs, pf->ext[i].start, pf->ext[i].count);
+            db->pending_pages -= pf->ext[i].count;
+        }
         free(pf->ext);
         free(pf);
     }
@@ -481,6 +487,45 @@ static int load_group(sdb_t *db, pgno_t p, uint64_t seq, buf_t *out, pgno_t *nex
     return ret;
 }
 
+/* 1 when the journal ends at page p on something other than a clean end:
+ * a page that fails its CRC (not all zero), or a group that starts right but
+ * does not complete.  Only then can damage have cut the journal. */
+static int journal_end_suspect(sdb_t *db, pgno_t p, uint64_t seq)
+{
+    if (p < FIRST_PAGE || p >= db->be->size(db->be) / db->page_size)
+        return 0;
+    uint8_t *pg = malloc(db->page_size);
+    if (!pg)
+        return 1;
+    int suspect = 0;
+    page_hdr_t h;
+    if (read_page(db, p, pg) == 0) {
+        int zero = 1;
+        for (uint32_t i = 0; i < db->page_size && zero; i++)
+            zero = pg[i] == 0;
+        if (!zero)
+            suspect = page_open(pg, pg + PAGE_HDR, db->cap, 1, &h, NULL) != 0 ||
+                      (h.type == PT_JOURNAL && h.seqno == seq && !memcmp(h.owner, db->file_id, 16));
+    }
+    free(pg);
+    return suspect;
+}
+
+uint64_t journal_count_cut(sdb_t *db, uint64_t seq)
+{
+    uint64_t npages = db->be->size(db->be) / db->page_size, lost = 0;
+    uint8_t *pg = malloc(db->page_size);
+    for (uint64_t p = FIRST_PAGE; pg && p < npages; p++) {
+        page_hdr_t h;
+        if (read_page(db, p, pg) == 0 && page_open(pg, pg + PAGE_HDR, db->cap, 1, &h, NULL) == 0 &&
+            h.type == PT_JOURNAL && (h.flags & PF_ORDERED) && h.seqno > seq &&
+            memcmp(h.owner, db->file_id, 16) == 0)
+            lost++;
+    }
+    free(pg);
+    return lost;
+}
+
 static int try_slot(sdb_t *db, const slot_t *s)
 {
     buf_t b = { 0 };
@@ -526,6 +571,14 @@ static int try_slot(sdb_t *db, const slot_t *s)
     db->jnext = p;
     db->jseq = seq;
     db->durable_seq = seq - 1;
+    if (!rc && journal_end_suspect(db, p, seq)) {
+        uint64_t lost = journal_count_cut(db, seq);
+        if (lost) {
+            db->journal_cut = 1;
+            if (!db->tolerate_cut)
+                rc = SDB_ECORRUPT;   /* acknowledged commits lie beyond a damaged group */
+        }
+    }
 out:
     free(b.p);
     return rc;
@@ -621,27 +674,22 @@ int journal_open(sdb_t *db)
         ok[1] = 0;
     if (!ok[0] && !ok[1])
         return SDB_ECORRUPT;
-    int order[2];
-    if (ok[0] && ok[1])
-        order[0] = slots[1].generation > slots[0].generation, order[1] = !order[0];
-    else
-        order[0] = ok[0] ? 0 : 1, order[1] = -1;
-    rc = SDB_ECORRUPT;
-    for (int k = 0; k < 2 && order[k] >= 0; k++) {
-        const slot_t *s = &slots[order[k]];
-        db->page_size = s->page_size;
-        db->cap = s->page_size - PAGE_HDR;
-        rc = try_slot(db, s);
-        if (!rc)
-            rc = journal_derive_free(db, (size + db->page_size - 1) / db->page_size);
-        if (!rc) {
-            db->slot_damaged = !(ok[0] && ok[1]) || k > 0;
-            return SDB_OK;
-        }
-        state_destroy(db);
-        freespace_destroy(&db->fs);
-        if (rc != SDB_ECORRUPT)
-            return rc;
+    /* The newest valid slot is the state.  The older slot is a fallback only
+       for a torn slot write (which fails the slot's own CRC): a valid slot is
+       written after its checkpoint was durable, so a checkpoint that fails
+       its checks is damage, and the older state may name reused pages. */
+    const slot_t *s = ok[0] && ok[1] ? &slots[slots[1].generation > slots[0].generation]
+                                     : &slots[ok[0] ? 0 : 1];
+    db->page_size = s->page_size;
+    db->cap = s->page_size - PAGE_HDR;
+    rc = try_slot(db, s);
+    if (!rc)
+        rc = journal_derive_free(db, (size + db->page_size - 1) / db->page_size);
+    if (!rc) {
+        db->slot_damaged = !(ok[0] && ok[1]);
+        return SDB_OK;
     }
+    state_destroy(db);
+    freespace_destroy(&db->fs);
     return rc;
 }

@@ -25,6 +25,11 @@ int journal_checkpoint(sdb_t *db);
  * (checkpoint + journal replay) and derives the free space.  Open only. */
 int journal_open(sdb_t *db);
 
+/* Counts valid journal pages of this file written in order (PF_ORDERED)
+ * with a sequence above seq: pages that replay could not reach because a
+ * group before them is damaged. */
+uint64_t journal_count_cut(sdb_t *db, uint64_t seq);
+
 /* Rewrites a header slot found damaged at open with a copy of the valid
  * one (one generation older), then syncs.  0 or SDB_EIO. */
 int journal_repair_slot(sdb_t *db);

@@ -18,6 +18,8 @@ typedef uint64_t pgno_t;           /* page number; 0 means "no page" in links */
 
 enum { PT_DATA = 1, PT_JOURNAL = 2, PT_CHECKPOINT = 3 };
 #define PF_LAST 0x01               /* last page of its document version / group / checkpoint */
+#define PF_ORDERED 0x02            /* journal: every earlier group was synced before this page
+                                      was written (so its loss can only be damage) */
 
 typedef struct {
     uint8_t type, flags;

@@ -29,11 +29,17 @@
  *      completely.  A leaf that drops below PI_LEAF_MIN after a delete takes
  *      keys from, or merges with, a sibling; likewise an inner node below
  *      PI_INNER_MIN.  Hence the height is O(log n).
- *   6. A put allocates everything it needs (the key and every node a split
+ *   6. The hash table has a power-of-two number of buckets and at most
+ *      PI_HASH_LOAD keys per bucket on average (4 to 8 bytes of buckets per
+ *      key while the index grows); it doubles when a put would exceed that
+ *      and halves when a delete leaves under a quarter key per bucket.  Each
+ *      entry keeps its 32-bit hash, so a chain walk compares hashes before
+ *      bytes and a resize never rereads key bytes.
+ *   7. A put allocates everything it needs (the key and every node a split
  *      cascade can need) before it changes anything, so SDB_ENOMEM leaves the
  *      index unchanged.  A delete never allocates.  Resizing the hash table
  *      is an optimization: if that allocation fails the old table is kept.
- *   7. idx->mem is the sum of the sizes requested from malloc for the index
+ *   8. idx->mem is the sum of the sizes requested from malloc for the index
  *      header, the nodes, the bucket array and the key entries (allocator
  *      bookkeeping is not included).
  */
@@ -51,6 +57,7 @@
 #define PI_INNER_MIN (PI_INNER_MAX / 2) /* rebalance an inner node below this */
 #define PI_MAX_HEIGHT 24                /* 2 + log32(2^64) < 24 */
 #define PI_HASH_MIN 16                  /* smallest bucket count (power of two) */
+#define PI_HASH_LOAD 2                  /* double the buckets above this many keys each */
 
 /* A rebalance needs a sibling, so an inner node keeps at least 2 children;
  * two nodes just under/at the minimum must fit in one (merge); a split
@@ -82,7 +89,7 @@ struct pathidx {
     size_t count;               /* keys */
     pathidx_key_t **buckets;
     size_t nbuckets;            /* power of two */
-    size_t mem;                 /* bytes requested from malloc, see invariant 7 */
+    size_t mem;                 /* bytes requested from malloc, see invariant 8 */
 };
 
 /* The root-to-leaf path of a search: node[d] at depth d and the index of
@@ -507,7 +514,7 @@ int pathidx_put(pathidx_t *idx, const char *path, size_t len, void *val,
     leaf = pi_descend(idx, path, len, &pp);
     pos = pi_leaf_search(leaf, path, len, 1);
     /* Count the nodes a split cascade needs: the leaf, each full ancestor,
-     * and a new root when every level is full (invariant 6). */
+     * and a new root when every level is full (invariant 7). */
     if (leaf->hdr.n == PI_LEAF_MAX) {
         need = 1;
         for (d = (int)idx->height - 2; d >= 0 && pp.node[d]->n == PI_INNER_MAX; d--)
@@ -534,7 +541,7 @@ int pathidx_put(pathidx_t *idx, const char *path, size_t len, void *val,
     k->bytes[len] = '\0';
     idx->mem += sizeof(*k) + len + 1;
 
-    if (idx->count + 1 > idx->nbuckets)
+    if (idx->count + 1 > PI_HASH_LOAD * idx->nbuckets)
         pi_hash_resize(idx, idx->nbuckets * 2);
     k->hnext = *pi_bucket(idx, h);
     *pi_bucket(idx, h) = k;
@@ -642,7 +649,7 @@ int pathidx_del(pathidx_t *idx, const char *path, size_t len, void **old)
     idx->mem -= sizeof(*k) + k->len + 1;
     free(k);
     idx->count--;
-    if (idx->nbuckets > PI_HASH_MIN && idx->count * 8 < idx->nbuckets)
+    if (idx->nbuckets > PI_HASH_MIN && idx->count * 4 < idx->nbuckets)
         pi_hash_resize(idx, idx->nbuckets / 2);
     return 0;
 }

@@ -97,6 +97,8 @@ static void release_pages(sdb_t *db, docver_t *v)
             pf->n = v->nextents;
             pf->ext = v->ext;
             pf->next = NULL;
+            for (uint32_t i = 0; i < v->nextents; i++)
+                db->pending_pages += v->ext[i].count;
             *db->pending_tail = pf;
             db->pending_tail = &pf->next;
         } else {

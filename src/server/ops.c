@@ -1,0 +1,720 @@
+/*
+ * ops.c -- request handling: the HELLO handshake and cheap requests on the
+ * loop, engine calls as jobs on the thread pool, and the streamed PUT and GET.
+ * Every response is encoded with the shared codec (streamdb_proto.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "server/log.h"
+#include "server/server.h"
+
+#define GET_BATCH (1u << 20)          /* DATA bytes produced per job */
+#define LIST_PAGE_MAX 10000           /* entries per SEARCH page at most */
+
+enum { JOB_REQ, JOB_PUT_DATA, JOB_PUT_END, JOB_GET_MORE };
+
+typedef struct job {
+    uv_work_t work;
+    conn_t *c;
+    server_t *s;
+    int kind;
+    qframe_t *f;                      /* request frame(s), owned; a chain for PUT_DATA */
+    upload_t *up;                     /* handed over for the job's duration */
+    download_t *down;
+    outbuf_t out;
+    uint8_t opcode;
+    uint32_t rid;
+    uint64_t t0;
+    int err;                          /* result for STATS */
+    int done;                         /* the request has answered (record STATS) */
+} job_t;
+
+/* ---- output helpers ---- */
+
+static int out_reserve(outbuf_t *o, size_t n)
+{
+    if (o->len + n <= o->cap)
+        return 0;
+    size_t nc = o->cap ? o->cap : 256;
+    while (nc < o->len + n)
+        nc *= 2;
+    uint8_t *p = realloc(o->p, nc);
+    if (!p)
+        return SDB_ENOMEM;
+    o->p = p;
+    o->cap = nc;
+    return 0;
+}
+
+int out_msg(outbuf_t *o, const sdb_proto_msg_t *m)
+{
+    size_t size, len;
+    int rc = sdb_proto_encoded_size(m, &size);
+    if (!rc)
+        rc = out_reserve(o, size);
+    if (!rc)
+        rc = sdb_proto_encode(m, o->p + o->len, size, &len);
+    if (!rc)
+        o->len += len;
+    return rc;
+}
+
+void out_error(outbuf_t *o, uint32_t rid, int err, uint8_t flags, const char *msg)
+{
+    sdb_proto_msg_t m = { .opcode = SDB_OP_ERROR, .flags = flags, .request_id = rid };
+    m.u.error.status = (uint16_t)sdb_proto_status_from_error(err);
+    if (m.u.error.status == SDB_STATUS_OK)
+        m.u.error.status = SDB_STATUS_INTERNAL;
+    const char *text = msg ? msg : sdb_proto_strerror(err);
+    m.u.error.message.ptr = text;
+    m.u.error.message.len = strlen(text) > SDB_PROTO_MAX_MESSAGE ? SDB_PROTO_MAX_MESSAGE : strlen(text);
+    out_msg(o, &m);
+}
+
+static void out_simple(outbuf_t *o, uint8_t opcode, uint32_t rid)
+{
+    sdb_proto_msg_t m = { .opcode = opcode, .request_id = rid };
+    out_msg(o, &m);
+}
+
+static void out_doc(outbuf_t *o, uint8_t opcode, uint32_t rid, const sdb_docinfo_t *d)
+{
+    sdb_proto_msg_t m = { .opcode = opcode, .request_id = rid };
+    m.u.doc = *d;
+    out_msg(o, &m);
+}
+
+static void send_now(conn_t *c, uint32_t rid, int err, const char *msg)
+{
+    outbuf_t o = { 0 };
+    out_error(&o, rid, err, 0, msg);
+    conn_send(c, &o);
+}
+
+static void free_frames(qframe_t *f)
+{
+    while (f) {
+        qframe_t *n = f->next;
+        free(f->payload);
+        free(f);
+        f = n;
+    }
+}
+
+/* ---- jobs ---- */
+
+/* Copies a wire path into a NUL-terminated buffer for the engine. */
+static int path_arg(const sdb_proto_str_t *s, char *buf)
+{
+    if (s->len == 0 || s->len > SDB_MAX_PATH)
+        return SDB_EINVAL;
+    return sdb_proto_str_copy(s, buf, SDB_MAX_PATH + 1);
+}
+
+/* Produces GET_HEADER (first call) and DATA frames of a download, then END. */
+static void get_batch(job_t *j)
+{
+    download_t *d = j->down;
+    uint32_t chunk = j->s->cfg->chunk_bytes;
+    size_t produced = 0;
+    while (d->left > 0 && produced < GET_BATCH) {
+        size_t want = d->left < chunk ? (size_t)d->left : chunk;
+        if (out_reserve(&j->out, SDB_PROTO_HEADER_SIZE + want)) {
+            j->err = SDB_ENOMEM;
+            break;
+        }
+        uint8_t *hdr = j->out.p + j->out.len;
+        size_t got = 0, n;
+        int rc = 0;
+        while (got < want && !(rc = sdb_reader_read(d->r, hdr + SDB_PROTO_HEADER_SIZE + got, want - got, &n)) && n)
+            got += n;
+        if (!rc && got < want)
+            rc = SDB_ECORRUPT;         /* shorter than its size: never send a partial stream as whole */
+        if (rc) {
+            j->err = rc;
+            break;
+        }
+        sdb_proto_header_t h = { .opcode = SDB_OP_DATA, .length = (uint32_t)got, .request_id = d->rid };
+        sdb_proto_header_encode(hdr, &h);
+        j->out.len += SDB_PROTO_HEADER_SIZE + got;
+        d->left -= got;
+        produced += got;
+    }
+    if (j->err) {
+        out_error(&j->out, d->rid, j->err, 0, j->err == SDB_ECORRUPT ?
+                  "stored data failed its check; the stream is cut" : NULL);
+    } else if (d->left == 0) {
+        size_t n;
+        uint8_t extra;
+        /* the reader checks the content CRC when it reaches the end */
+        int rc = sdb_reader_read(d->r, &extra, 1, &n);
+        if (rc) {
+            j->err = rc;
+            out_error(&j->out, d->rid, rc, 0, "stored data failed its check");
+        } else {
+            out_simple(&j->out, SDB_OP_END, d->rid);
+        }
+    }
+    if (j->err || d->left == 0) {
+        sdb_reader_close(d->r);
+        free(d);
+        j->down = NULL;
+        j->done = 1;
+    }
+}
+
+typedef struct {
+    outbuf_t *out;
+    uint8_t *buf;
+    size_t cap;
+    uint32_t chunk;
+    sdb_proto_entries_builder_t b;
+    uint32_t rid;
+    uint32_t count, limit;
+    int more;
+    int kind;
+    int err;
+} lister_t;
+
+static void lister_flush(lister_t *l)
+{
+    if (l->b.count == 0)
+        return;
+    size_t n = sdb_proto_entries_finish(&l->b, l->rid);
+    if (out_reserve(l->out, n) == 0) {
+        memcpy(l->out->p + l->out->len, l->buf, n);
+        l->out->len += n;
+    } else {
+        l->err = SDB_ENOMEM;
+    }
+    sdb_proto_entries_begin(&l->b, l->buf, l->cap);
+}
+
+static int lister_cb(void *arg, const char *path, const sdb_docinfo_t *info)
+{
+    lister_t *l = arg;
+    if (l->limit && l->count >= l->limit) {
+        l->more = 1;
+        return 1;
+    }
+    sdb_proto_entry_t e = { .kind = (uint8_t)(l->kind == SDB_ENTRY_VERSION ? SDB_ENTRY_VERSION
+                                              : info ? SDB_ENTRY_DOC : SDB_ENTRY_PREFIX) };
+    if (path) {
+        e.path.ptr = path;
+        e.path.len = strlen(path);
+    }
+    if (info)
+        e.info = *info;
+    size_t sz = sdb_proto_entry_size(&e);
+    if (l->b.count > 0 && l->b.len + sz > l->chunk + SDB_PROTO_HEADER_SIZE + 2)
+        lister_flush(l);
+    if (sdb_proto_entries_add(&l->b, &e) != 0) {
+        lister_flush(l);
+        if (sdb_proto_entries_add(&l->b, &e) != 0) {
+            l->err = SDB_ETOOLARGE;
+            return 1;
+        }
+    }
+    l->count++;
+    return l->err != 0;
+}
+
+static int run_listing(job_t *j, const sdb_proto_msg_t *m)
+{
+    server_t *s = j->s;
+    lister_t l = { .out = &j->out, .rid = j->rid, .chunk = s->cfg->chunk_bytes };
+    l.cap = SDB_PROTO_HEADER_SIZE + 2 + (s->cfg->chunk_bytes > 8192 ? s->cfg->chunk_bytes : 8192) + 8192;
+    l.buf = malloc(l.cap);
+    if (!l.buf)
+        return SDB_ENOMEM;
+    sdb_proto_entries_begin(&l.b, l.buf, l.cap);
+    int rc;
+    if (m->opcode == SDB_OP_SEARCH) {
+        char *prefix = malloc(SDB_MAX_PATH + 1), *after = malloc(SDB_MAX_PATH + 1);
+        const sdb_proto_search_t *q = &m->u.search;
+        rc = !prefix || !after ? SDB_ENOMEM
+             : q->prefix.len > SDB_MAX_PATH || q->start_after.len > SDB_MAX_PATH ? SDB_EINVAL
+             : sdb_proto_str_copy(&q->prefix, prefix, SDB_MAX_PATH + 1) ? SDB_EINVAL
+             : sdb_proto_str_copy(&q->start_after, after, SDB_MAX_PATH + 1) ? SDB_EINVAL : 0;
+        if (!rc) {
+            sdb_search_opts_t o = { .start_after = q->start_after.len ? after : NULL,
+                                    .limit = 0, .delimiter = (char)q->delimiter };
+            l.limit = q->limit == 0 || q->limit > LIST_PAGE_MAX ? LIST_PAGE_MAX : q->limit;
+            rc = sdb_search(s->db, prefix, &o, lister_cb, &l);
+        }
+        free(prefix);
+        free(after);
+    } else if (m->opcode == SDB_OP_LIST_PATHS) {
+        rc = sdb_list_paths(s->db, &m->u.id, lister_cb, &l);
+    } else {
+        l.kind = SDB_ENTRY_VERSION;
+        rc = sdb_list_versions(s->db, &m->u.id, lister_cb, &l);
+    }
+    if (!rc)
+        rc = l.err;
+    if (!rc) {
+        lister_flush(&l);
+        sdb_proto_msg_t e = { .opcode = SDB_OP_LIST_END, .request_id = j->rid };
+        e.u.list_end.count = l.count;
+        e.u.list_end.more = (uint8_t)l.more;
+        rc = out_msg(&j->out, &e);
+    }
+    free(l.buf);
+    if (rc)
+        j->out.len = 0;                 /* an error replaces partial entries */
+    return rc;
+}
+
+static int first_version_cb(void *arg, const char *path, const sdb_docinfo_t *info)
+{
+    (void)path;
+    *(sdb_docinfo_t *)arg = *info;
+    return 1;
+}
+
+static void run_request(job_t *j)
+{
+    server_t *s = j->s;
+    sdb_proto_frame_t fr = { .hdr = j->f->hdr, .payload = j->f->payload };
+    sdb_proto_msg_t m;
+    char *path = malloc(SDB_MAX_PATH + 1);
+    int rc = path ? sdb_proto_decode(&fr, &m) : SDB_ENOMEM;
+    sdb_docinfo_t info;
+    j->done = 1;
+    if (rc)
+        goto out;
+    switch (m.opcode) {
+    case SDB_OP_GET:
+    case SDB_OP_GET_ID: {
+        sdb_reader_t *r = NULL;
+        if (m.opcode == SDB_OP_GET)
+            rc = path_arg(&m.u.path, path) ? SDB_EINVAL : sdb_reader_open(s->db, path, &r, &info);
+        else
+            rc = sdb_reader_open_id(s->db, &m.u.id_version.id, m.u.id_version.version, &r, &info);
+        if (rc)
+            break;
+        sdb_reader_set_quick(r, m.flags & SDB_FLAG_QUICK);
+        download_t *d = calloc(1, sizeof(*d));
+        if (!d) {
+            sdb_reader_close(r);
+            rc = SDB_ENOMEM;
+            break;
+        }
+        d->r = r;
+        d->rid = j->rid;
+        d->left = info.size;
+        d->opcode = m.opcode;
+        d->t0 = j->t0;
+        out_doc(&j->out, SDB_OP_GET_HEADER, j->rid, &info);
+        j->down = d;
+        j->done = 0;
+        get_batch(j);
+        return;
+    }
+    case SDB_OP_LOOKUP:
+        rc = path_arg(&m.u.path, path) ? SDB_EINVAL : sdb_lookup(s->db, path, &info);
+        if (!rc)
+            out_doc(&j->out, SDB_OP_DOC, j->rid, &info);
+        break;
+    case SDB_OP_DELETE:
+        rc = path_arg(&m.u.path, path) ? SDB_EINVAL : sdb_delete(s->db, path);
+        break;
+    case SDB_OP_DELETE_ID:
+        rc = sdb_delete_id(s->db, &m.u.id);
+        break;
+    case SDB_OP_BIND:
+    case SDB_OP_UNBIND:
+        rc = path_arg(&m.u.id_path.path, path) ? SDB_EINVAL
+             : m.opcode == SDB_OP_BIND ? sdb_bind(s->db, &m.u.id_path.id, path)
+                                       : sdb_unbind(s->db, &m.u.id_path.id, path);
+        break;
+    case SDB_OP_FLUSH:
+        rc = sdb_flush(s->db);
+        break;
+    case SDB_OP_SEARCH:
+    case SDB_OP_LIST_PATHS:
+    case SDB_OP_LIST_VERSIONS:
+        rc = run_listing(j, &m);
+        break;
+    case SDB_OP_INFO: {
+        char *text = NULL;
+        rc = sdb_list_versions(s->db, &m.u.id, first_version_cb, &info);
+        if (!rc)
+            rc = sdb_info(s->db, &m.u.id, &text);
+        if (!rc) {
+            sdb_proto_msg_t r = { .opcode = SDB_OP_INFO_RESULT, .request_id = j->rid };
+            r.u.info.doc = info;
+            r.u.info.text.ptr = text;
+            r.u.info.text.len = strlen(text);
+            rc = out_msg(&j->out, &r);
+        }
+        free(text);
+        break;
+    }
+    default:
+        rc = SDB_EOPCODE;
+        break;
+    }
+    if (!rc && j->out.len == 0)
+        out_simple(&j->out, SDB_OP_OK, j->rid);
+out:
+    free(path);
+    j->err = rc;
+    if (rc)
+        out_error(&j->out, j->rid, rc, 0, NULL);
+}
+
+/* Writes a batch of PUT_DATA frames to the upload's writer. */
+static void run_put_data(job_t *j)
+{
+    upload_t *u = j->up;
+    uint64_t maxdoc = j->s->cfg->engine.max_document_size;
+    for (qframe_t *f = j->f; f && !u->failed; f = f->next) {
+        uint32_t n = f->hdr.length;
+        int rc = 0;
+        if (u->got + n > maxdoc)
+            rc = SDB_ETOOLARGE;
+        else if (u->declared != SDB_PROTO_UNSET && u->got + n > u->declared)
+            rc = SDB_ECHECKSUM;
+        else
+            rc = sdb_writer_write(u->w, f->payload, n);
+        if (rc) {
+            out_error(&j->out, u->rid, rc, 0, rc == SDB_ECHECKSUM ? "more data than PUT_BEGIN's size" : NULL);
+            sdb_writer_abort(u->w);
+            u->w = NULL;
+            u->failed = 1;
+            j->err = rc;
+            j->done = 1;
+            break;
+        }
+        u->crc = (uint32_t)crc32(u->crc, f->payload, n);
+        u->got += n;
+    }
+}
+
+static void run_put_end(job_t *j)
+{
+    upload_t *u = j->up;
+    sdb_proto_frame_t fr = { .hdr = j->f->hdr, .payload = j->f->payload };
+    sdb_proto_msg_t m;
+    int rc = sdb_proto_decode(&fr, &m);
+    j->done = 1;
+    if (!rc && (m.u.put_end.size != u->got || m.u.put_end.crc32 != u->crc ||
+                (u->declared != SDB_PROTO_UNSET && u->declared != u->got)))
+        rc = SDB_ECHECKSUM;
+    if (rc) {
+        sdb_writer_abort(u->w);
+    } else {
+        sdb_docinfo_t info;
+        rc = sdb_writer_commit(u->w, &info);
+        if (!rc)
+            out_doc(&j->out, SDB_OP_DOC, u->rid, &info);
+    }
+    u->w = NULL;
+    if (rc)
+        out_error(&j->out, u->rid, rc, 0, rc == SDB_ECHECKSUM ?
+                  "content does not match PUT_END's size and CRC32; nothing stored" : NULL);
+    j->err = rc;
+    free(u);
+    j->up = NULL;
+}
+
+static void work_cb(uv_work_t *w)
+{
+    job_t *j = w->data;
+    switch (j->kind) {
+    case JOB_REQ: run_request(j); break;
+    case JOB_PUT_DATA: run_put_data(j); break;
+    case JOB_PUT_END: run_put_end(j); break;
+    case JOB_GET_MORE: get_batch(j); break;
+    }
+}
+
+static void after_cb(uv_work_t *w, int status)
+{
+    job_t *j = w->data;
+    conn_t *c = j->c;
+    (void)status;
+    c->up = j->up;
+    c->down = j->down;
+    if (j->done)
+        stats_record(j->s, j->opcode, j->err, j->t0);
+    conn_send(c, &j->out);
+    free(j->out.p);
+    free_frames(j->f);
+    free(j);
+    conn_job_done(c);
+}
+
+static void start_job(conn_t *c, job_t *j)
+{
+    j->c = c;
+    j->s = c->srv;
+    j->work.data = j;
+    j->up = c->up;
+    j->down = c->down;
+    c->up = NULL;
+    c->down = NULL;
+    c->busy = 1;
+    if (uv_queue_work(c->srv->loop, &j->work, work_cb, after_cb) < 0) {
+        c->up = j->up;
+        c->down = j->down;
+        c->busy = 0;
+        send_now(c, j->rid, SDB_EINTERNAL, "cannot queue the request");
+        free_frames(j->f);
+        free(j);
+    }
+}
+
+void ops_continue_get(conn_t *c)
+{
+    job_t *j = calloc(1, sizeof(*j));
+    if (!j) {
+        conn_fatal(c, c->down->rid, SDB_ENOMEM, NULL);
+        return;
+    }
+    j->kind = JOB_GET_MORE;
+    j->opcode = c->down->opcode;
+    j->rid = c->down->rid;
+    j->t0 = c->down->t0;
+    start_job(c, j);
+}
+
+/* ---- dispatch on the loop ---- */
+
+static int const_time_eq(const char *a, size_t al, const char *b, size_t bl)
+{
+    unsigned char d = al != bl;
+    for (size_t i = 0; i < al && i < bl; i++)
+        d |= (unsigned char)(a[i] ^ b[i]);
+    return d == 0;
+}
+
+static void do_hello(conn_t *c, qframe_t *f)
+{
+    server_t *s = c->srv;
+    const server_config_t *cfg = s->cfg;
+    uint32_t rid = f->hdr.request_id;
+    if (f->hdr.opcode != SDB_OP_HELLO) {
+        conn_fatal(c, rid, cfg->auth_token[0] ? SDB_EAUTH : SDB_EPROTO,
+                   "the first frame must be HELLO");
+        return;
+    }
+    sdb_proto_frame_t fr = { .hdr = f->hdr, .payload = f->payload };
+    sdb_proto_msg_t m;
+    if (sdb_proto_decode(&fr, &m)) {
+        conn_fatal(c, rid, SDB_EPROTO, "malformed HELLO");
+        return;
+    }
+    uint16_t version;
+    if (sdb_proto_negotiate(m.u.hello.min_version, m.u.hello.max_version, &version)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "this server speaks protocol versions %u..%u",
+                 SDB_PROTO_VERSION_MIN, SDB_PROTO_VERSION);
+        conn_fatal(c, rid, SDB_EVERSION, msg);
+        return;
+    }
+    if (cfg->auth_token[0] &&
+        !const_time_eq(m.u.hello.token.ptr, m.u.hello.token.len, cfg->auth_token, strlen(cfg->auth_token))) {
+        log_warn("conn %llu (%s): authentication failed", (unsigned long long)c->id, c->peer);
+        conn_fatal(c, rid, SDB_EAUTH, "authentication failed");
+        return;
+    }
+    c->hello = 1;
+    sdb_proto_decoder_set_limit(&c->dec, cfg->max_frame_bytes);
+    sdb_proto_msg_t r = { .opcode = SDB_OP_HELLO_OK, .request_id = rid };
+    r.u.hello_ok.version = version;
+    r.u.hello_ok.max_frame_bytes = cfg->max_frame_bytes;
+    r.u.hello_ok.chunk_bytes = cfg->chunk_bytes;
+    r.u.hello_ok.max_document_bytes = cfg->engine.max_document_size;
+    r.u.hello_ok.max_inflight = cfg->max_inflight;
+    r.u.hello_ok.server.ptr = "streamdbd " SDB_VERSION_STRING;
+    r.u.hello_ok.server.len = strlen(r.u.hello_ok.server.ptr);
+    outbuf_t o = { 0 };
+    out_msg(&o, &r);
+    conn_send(c, &o);
+    stats_record(s, SDB_OP_HELLO, 0, now_us());
+}
+
+/* Fails the open upload with err: ERROR now, the rest is discarded. */
+static void fail_upload(conn_t *c, int err, const char *msg)
+{
+    upload_t *u = c->up;
+    send_now(c, u->rid, err, msg);
+    sdb_writer_abort(u->w);
+    u->w = NULL;
+    u->failed = 1;
+}
+
+int ops_dispatch(conn_t *c, qframe_t *f)
+{
+    server_t *s = c->srv;
+    uint8_t op = f->hdr.opcode;
+    uint32_t rid = f->hdr.request_id;
+    int started = 0;
+    if (!c->hello) {
+        do_hello(c, f);
+        free_frames(f);
+        return 0;
+    }
+    if (c->up) {                            /* invariant 4 */
+        upload_t *u = c->up;
+        if ((op != SDB_OP_PUT_DATA && op != SDB_OP_PUT_END && op != SDB_OP_PUT_ABORT) || rid != u->rid) {
+            conn_fatal(c, rid, SDB_EPROTO, "frame out of place during an upload");
+            free_frames(f);
+            return 0;
+        }
+        if (op == SDB_OP_PUT_DATA) {
+            if (u->failed) {
+                free_frames(f);
+                return 0;
+            }
+            if (f->hdr.length > s->cfg->chunk_bytes) {
+                fail_upload(c, SDB_ETOOLARGE, "PUT_DATA over chunk_bytes");
+                stats_record(s, SDB_OP_PUT_BEGIN, SDB_ETOOLARGE, u->t0);
+                free_frames(f);
+                return 0;
+            }
+            /* take the following PUT_DATA frames of this upload in the same job */
+            qframe_t *last = f;
+            uint64_t bytes = f->hdr.length;
+            while (c->qhead && c->qhead->hdr.opcode == SDB_OP_PUT_DATA && c->qhead->hdr.request_id == rid &&
+                   c->qhead->hdr.length <= s->cfg->chunk_bytes && bytes < (4u << 20)) {
+                qframe_t *n = c->qhead;
+                c->qhead = n->next;
+                if (!c->qhead)
+                    c->qtail = &c->qhead;
+                c->qcount--;
+                c->qbytes -= n->hdr.length;
+                bytes += n->hdr.length;
+                last->next = n;
+                n->next = NULL;
+                last = n;
+            }
+            job_t *j = calloc(1, sizeof(*j));
+            if (!j) {
+                fail_upload(c, SDB_ENOMEM, NULL);
+                free_frames(f);
+                return 0;
+            }
+            j->kind = JOB_PUT_DATA;
+            j->f = f;
+            j->opcode = SDB_OP_PUT_BEGIN;
+            j->rid = rid;
+            j->t0 = u->t0;
+            start_job(c, j);
+            return 1;
+        }
+        if (op == SDB_OP_PUT_ABORT || u->failed) {
+            if (!u->failed) {
+                outbuf_t o = { 0 };
+                out_simple(&o, SDB_OP_OK, rid);
+                conn_send(c, &o);
+                stats_record(s, SDB_OP_PUT_ABORT, 0, u->t0);
+            }
+            sdb_writer_abort(u->w);
+            free(u);
+            c->up = NULL;
+            free_frames(f);
+            return 0;
+        }
+        job_t *j = calloc(1, sizeof(*j));
+        if (!j) {
+            fail_upload(c, SDB_ENOMEM, NULL);
+            free_frames(f);
+            return 0;
+        }
+        j->kind = JOB_PUT_END;
+        j->f = f;
+        j->opcode = SDB_OP_PUT_BEGIN;
+        j->rid = rid;
+        j->t0 = u->t0;
+        start_job(c, j);
+        return 1;
+    }
+    if (op == SDB_OP_PUT_DATA || op == SDB_OP_PUT_END || op == SDB_OP_PUT_ABORT) {
+        conn_fatal(c, rid, SDB_EPROTO, "upload frame outside an upload");
+        free_frames(f);
+        return 0;
+    }
+    sdb_proto_frame_t fr = { .hdr = f->hdr, .payload = f->payload };
+    sdb_proto_msg_t m;
+    int rc = sdb_proto_decode(&fr, &m);
+    if (!rc && sdb_proto_opcode_is_request(op) != 1)
+        rc = SDB_EOPCODE;
+    if (rc || op == SDB_OP_HELLO || op == SDB_OP_PING || op == SDB_OP_STATS || op == SDB_OP_PUT_BEGIN) {
+        uint64_t t0 = now_us();
+        outbuf_t o = { 0 };
+        if (op == SDB_OP_PUT_BEGIN) {
+            /* a malformed or refused PUT_BEGIN still opens an upload (failed) */
+            upload_t *u = calloc(1, sizeof(*u));
+            if (!u) {
+                conn_fatal(c, rid, SDB_ENOMEM, NULL);
+                free_frames(f);
+                return 0;
+            }
+            u->rid = rid;
+            u->t0 = t0;
+            u->declared = rc ? SDB_PROTO_UNSET : m.u.put_begin.size;
+            c->up = u;
+            char *path = malloc(SDB_MAX_PATH + 1);
+            if (!rc && !path)
+                rc = SDB_ENOMEM;
+            if (!rc && path_arg(&m.u.put_begin.path, path))
+                rc = SDB_EINVAL;
+            if (!rc && u->declared != SDB_PROTO_UNSET && u->declared > s->cfg->engine.max_document_size)
+                rc = SDB_ETOOLARGE;
+            if (!rc)
+                rc = sdb_writer_open(s->db, path, m.u.put_begin.if_version, &u->w);
+            free(path);
+            if (rc) {
+                u->failed = 1;
+                out_error(&o, rid, rc, 0, NULL);
+                stats_record(s, op, rc, t0);
+            }
+        } else if (rc) {
+            out_error(&o, rid, rc, 0, rc == SDB_EOPCODE ? "unknown or unsupported opcode" : NULL);
+            stats_record(s, op, rc, t0);
+        } else if (op == SDB_OP_HELLO) {
+            out_error(&o, rid, SDB_EPROTO, 0, "the session is already open");
+            stats_record(s, op, SDB_EPROTO, t0);
+        } else if (op == SDB_OP_PING) {
+            sdb_proto_msg_t r = { .opcode = SDB_OP_PONG, .request_id = rid };
+            r.u.raw = m.u.raw;
+            out_msg(&o, &r);
+            stats_record(s, op, 0, t0);
+        } else {
+            char *json = stats_json(s);
+            if (json) {
+                sdb_proto_msg_t r = { .opcode = SDB_OP_STATS_RESULT, .request_id = rid };
+                r.u.raw.ptr = (const uint8_t *)json;
+                r.u.raw.len = strlen(json);
+                out_msg(&o, &r);
+                free(json);
+                stats_record(s, op, 0, t0);
+            } else {
+                out_error(&o, rid, SDB_ENOMEM, 0, NULL);
+            }
+        }
+        conn_send(c, &o);
+        free_frames(f);
+        return 0;
+    }
+    job_t *j = calloc(1, sizeof(*j));
+    if (!j) {
+        send_now(c, rid, SDB_ENOMEM, NULL);
+        free_frames(f);
+        return 0;
+    }
+    j->kind = JOB_REQ;
+    j->f = f;
+    j->opcode = op;
+    j->rid = rid;
+    j->t0 = now_us();
+    start_job(c, j);
+    started = 1;
+    return started;
+}

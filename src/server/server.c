@@ -1,0 +1,648 @@
+/*
+ * server.c -- streamdbd's event loop: listeners (TCP, IPv4/IPv6, and a Unix
+ * socket), connections (read, decode, queue, write), deadlines, signals,
+ * systemd readiness and the orderly shutdown.  See server.h for the
+ * connection invariants.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/log.h"
+#include "server/server.h"
+
+#define READ_BUF 65536
+#define SWEEP_MS 100
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t server_now_ms(server_t *s)
+{
+    return uv_now(s->loop);
+}
+
+/* ---- systemd readiness (the sd_notify datagram, no libsystemd) ---- */
+
+static void sd_notify_msg(const char *msg)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (!path || (path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        return;
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    size_t len = strlen(path);
+    memcpy(sa.sun_path, path, len);
+    if (sa.sun_path[0] == '@')
+        sa.sun_path[0] = 0;            /* abstract namespace */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    ssize_t n = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+                       (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+    (void)n;
+    close(fd);
+}
+
+/* ---- connections ---- */
+
+static void on_close(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    server_t *s = c->srv;
+    if (c->prev) c->prev->next = c->next; else s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    s->nconns--;
+    sdb_proto_decoder_free(&c->dec);
+    free(c->rbuf);
+    free(c);
+}
+
+static void drop_queue(conn_t *c)
+{
+    while (c->qhead) {
+        qframe_t *f = c->qhead;
+        c->qhead = f->next;
+        free(f->payload);
+        free(f);
+    }
+    c->qtail = &c->qhead;
+    c->qcount = 0;
+    c->qbytes = 0;
+}
+
+/* Ends the connection: no job may be in flight (invariant 5). */
+static void conn_finish_close(conn_t *c)
+{
+    if (c->handle_closed)
+        return;
+    c->handle_closed = 1;
+    drop_queue(c);
+    if (c->up) {
+        sdb_writer_abort(c->up->w);     /* the upload leaves no trace */
+        free(c->up);
+        c->up = NULL;
+    }
+    if (c->down) {
+        sdb_reader_close(c->down->r);
+        free(c->down);
+        c->down = NULL;
+    }
+    log_debug("conn %llu (%s): closed", (unsigned long long)c->id, c->peer);
+    uv_close(&c->h.handle, on_close);
+}
+
+static void conn_close(conn_t *c)
+{
+    if (!c->closing) {
+        c->closing = 1;
+        if (c->reading)
+            uv_read_stop(&c->h.stream);
+        c->reading = 0;
+    }
+    if (!c->busy)
+        conn_finish_close(c);
+}
+
+typedef struct {
+    uv_write_t req;
+    conn_t *c;
+    uint8_t *buf;
+    size_t len;
+} wreq_t;
+
+static void on_write(uv_write_t *req, int status)
+{
+    wreq_t *w = (wreq_t *)req;
+    conn_t *c = w->c;
+    c->out_bytes -= w->len;
+    c->srv->bytes_out += status == 0 ? w->len : 0;
+    c->last_write_ms = server_now_ms(c->srv);
+    free(w->buf);
+    free(w);
+    if (c->handle_closed)
+        return;
+    if (status < 0) {
+        log_debug("conn %llu: write failed: %s", (unsigned long long)c->id, uv_strerror(status));
+        conn_close(c);
+        return;
+    }
+    if (c->close_after_flush && c->out_bytes == 0) {
+        conn_close(c);
+        return;
+    }
+    conn_pump(c);
+}
+
+void conn_send(conn_t *c, outbuf_t *o)
+{
+    if (o->len == 0 || c->handle_closed || c->closing) {
+        free(o->p);
+        o->p = NULL;
+        o->len = o->cap = 0;
+        return;
+    }
+    wreq_t *w = malloc(sizeof(*w));
+    if (!w) {
+        free(o->p);
+        o->p = NULL;
+        o->len = o->cap = 0;
+        conn_close(c);
+        return;
+    }
+    w->c = c;
+    w->buf = o->p;
+    w->len = o->len;
+    o->p = NULL;
+    o->len = o->cap = 0;
+    if (c->out_bytes == 0)
+        c->last_write_ms = server_now_ms(c->srv);
+    c->out_bytes += w->len;
+    uv_buf_t b = uv_buf_init((char *)w->buf, (unsigned)w->len);
+    int rc = uv_write(&w->req, &c->h.stream, &b, 1, on_write);
+    if (rc < 0) {
+        c->out_bytes -= w->len;
+        free(w->buf);
+        free(w);
+        conn_close(c);
+    }
+}
+
+void conn_fatal(conn_t *c, uint32_t rid, int err, const char *msg)
+{
+    outbuf_t o = { 0 };
+    log_debug("conn %llu (%s): closing: %s%s%s", (unsigned long long)c->id, c->peer,
+              sdb_proto_strerror(err), msg ? ": " : "", msg ? msg : "");
+    out_error(&o, rid, err, SDB_FLAG_CLOSING, msg);
+    drop_queue(c);
+    if (c->reading)
+        uv_read_stop(&c->h.stream);
+    c->reading = 0;
+    conn_send(c, &o);
+    c->close_after_flush = 1;
+    if (c->out_bytes == 0)
+        conn_close(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    conn_t *c = h->data;
+    (void)hint;
+    if (!c->rbuf)
+        c->rbuf = malloc(READ_BUF);
+    *buf = uv_buf_init(c->rbuf, c->rbuf ? READ_BUF : 0);
+}
+
+static void update_reading(conn_t *c)
+{
+    server_t *s = c->srv;
+    if (c->closing || c->close_after_flush || s->stopping)
+        return;
+    uint64_t outcap = s->cfg->max_output_bytes;
+    int full = c->qcount >= s->cfg->max_inflight || c->out_bytes > outcap;
+    int low = c->qcount <= s->cfg->max_inflight / 2 && c->out_bytes <= outcap / 2;
+    if (c->reading && full) {
+        uv_read_stop(&c->h.stream);
+        c->reading = 0;
+    } else if (!c->reading && low) {
+        if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0)
+            c->reading = 1;
+    }
+}
+
+void conn_pump(conn_t *c)
+{
+    server_t *s = c->srv;
+    while (!s->stopping && !c->busy && !c->closing && !c->close_after_flush) {
+        if (c->down) {                         /* invariant 3 */
+            if (c->out_bytes <= s->cfg->max_output_bytes / 2)
+                ops_continue_get(c);
+            break;
+        }
+        if (!c->qhead || c->out_bytes > s->cfg->max_output_bytes)
+            break;
+        qframe_t *f = c->qhead;
+        c->qhead = f->next;
+        if (!c->qhead)
+            c->qtail = &c->qhead;
+        c->qcount--;
+        c->qbytes -= f->hdr.length;
+        ops_dispatch(c, f);
+    }
+    if (!c->closing && s->stopping && !c->busy && !c->close_after_flush) {
+        /* shutting down: an upload in progress is aborted, a stream cut short */
+        if (c->up) {
+            sdb_writer_abort(c->up->w);
+            free(c->up);
+            c->up = NULL;
+        }
+        if (c->down) {
+            sdb_reader_close(c->down->r);
+            free(c->down);
+            c->down = NULL;
+        }
+        conn_fatal(c, 0, SDB_ESHUTDOWN, "the server is shutting down");
+    } else {
+        update_reading(c);
+    }
+}
+
+void conn_job_done(conn_t *c)
+{
+    c->busy = 0;
+    if (c->closing) {
+        conn_finish_close(c);
+        return;
+    }
+    conn_pump(c);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = st->data;
+    server_t *s = c->srv;
+    (void)buf;
+    if (nread < 0) {
+        if (nread != UV_EOF)
+            log_debug("conn %llu: read: %s", (unsigned long long)c->id, uv_strerror((int)nread));
+        conn_close(c);       /* a vanished client: its upload is aborted, its stream dropped */
+        return;
+    }
+    if (nread == 0)
+        return;
+    s->bytes_in += (uint64_t)nread;
+    uint64_t now = server_now_ms(s);
+    c->last_active_ms = now;
+    const uint8_t *p = (const uint8_t *)c->rbuf;
+    size_t left = (size_t)nread;
+    while (left > 0 && !c->close_after_flush && !c->closing) {
+        int was_in = sdb_proto_decoder_in_frame(&c->dec);
+        size_t used = 0;
+        sdb_proto_frame_t fr;
+        int rc = sdb_proto_decoder_feed(&c->dec, p, left, &used, &fr);
+        if (!was_in && used > 0)
+            c->frame_start_ms = now;
+        p += used;
+        left -= used;
+        if (rc < 0) {
+            conn_fatal(c, rc == SDB_ETOOLARGE ? fr.hdr.request_id : 0, rc,
+                       rc == SDB_ETOOLARGE ? "frame length over max_frame_bytes" : "malformed frame header");
+            return;
+        }
+        if (rc == 0)
+            break;
+        qframe_t *q = malloc(sizeof(*q));
+        uint8_t *copy = malloc(fr.hdr.length ? fr.hdr.length : 1);
+        if (!q || !copy) {
+            free(q);
+            free(copy);
+            conn_fatal(c, fr.hdr.request_id, SDB_ENOMEM, "out of memory");
+            return;
+        }
+        memcpy(copy, fr.payload, fr.hdr.length);
+        q->hdr = fr.hdr;
+        q->payload = copy;
+        q->next = NULL;
+        *c->qtail = q;
+        c->qtail = &q->next;
+        c->qcount++;
+        c->qbytes += fr.hdr.length;
+    }
+    conn_pump(c);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    server_t *s = server->data;
+    if (status < 0) {
+        log_warn("accept: %s", uv_strerror(status));
+        return;
+    }
+    conn_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    int rc = server == (uv_stream_t *)&s->tcp ? uv_tcp_init(s->loop, &c->h.tcp)
+                                               : uv_pipe_init(s->loop, &c->h.pipe, 0);
+    if (rc < 0) {
+        free(c);
+        return;
+    }
+    c->h.handle.data = c;
+    c->srv = s;
+    c->id = ++s->next_id;
+    c->qtail = &c->qhead;
+    c->prev = NULL;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    sdb_proto_decoder_init(&c->dec, SDB_PROTO_MIN_FRAME);
+    c->last_active_ms = c->last_write_ms = server_now_ms(s);
+    if (uv_accept(server, &c->h.stream) < 0) {
+        c->closing = 1;
+        conn_finish_close(c);
+        return;
+    }
+    if (server == (uv_stream_t *)&s->tcp) {
+        struct sockaddr_storage ss;
+        int len = sizeof(ss);
+        uv_tcp_nodelay(&c->h.tcp, 1);
+        if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0) {
+            char host[48] = "?";
+            int port = 0;
+            if (ss.ss_family == AF_INET) {
+                uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
+                port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+            } else if (ss.ss_family == AF_INET6) {
+                uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
+                port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+            }
+            snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+        }
+    } else {
+        snprintf(c->peer, sizeof(c->peer), "unix");
+    }
+    s->total_conns++;
+    if (s->stopping || s->nconns > s->cfg->max_connections) {
+        s->rejected_conns++;
+        log_warn("conn %llu (%s): refused: %s", (unsigned long long)c->id, c->peer,
+                 s->stopping ? "shutting down" : "max_connections reached");
+        conn_fatal(c, 0, s->stopping ? SDB_ESHUTDOWN : SDB_EBUSY,
+                   s->stopping ? "the server is shutting down" : "too many connections");
+        return;
+    }
+    log_debug("conn %llu (%s): open", (unsigned long long)c->id, c->peer);
+    update_reading(c);
+}
+
+/* ---- deadlines ---- */
+
+static void on_sweep(uv_timer_t *t)
+{
+    server_t *s = t->data;
+    uint64_t now = server_now_ms(s);
+    const server_config_t *cfg = s->cfg;
+    for (conn_t *c = s->conns, *n; c; c = n) {
+        n = c->next;
+        if (c->closing || c->handle_closed)
+            continue;
+        if (c->close_after_flush) {
+            /* an ERROR that the peer never reads: give it a frame timeout, then cut */
+            if (cfg->frame_timeout_ms && now - c->last_write_ms > cfg->frame_timeout_ms)
+                conn_close(c);
+            continue;
+        }
+        if (cfg->frame_timeout_ms && sdb_proto_decoder_in_frame(&c->dec) &&
+            now - c->frame_start_ms > cfg->frame_timeout_ms) {
+            log_info("conn %llu (%s): frame not completed within %llu ms, dropped",
+                     (unsigned long long)c->id, c->peer, (unsigned long long)cfg->frame_timeout_ms);
+            conn_fatal(c, 0, SDB_ETIMEDOUT, "frame not completed in time");
+            continue;
+        }
+        if (cfg->frame_timeout_ms && c->out_bytes > 0 && now - c->last_write_ms > cfg->frame_timeout_ms) {
+            log_info("conn %llu (%s): not reading its responses, dropped", (unsigned long long)c->id, c->peer);
+            conn_close(c);
+            continue;
+        }
+        int idle = !c->busy && !c->qhead && !c->up && !c->down && c->out_bytes == 0;
+        if (cfg->idle_timeout_ms && idle && now - c->last_active_ms > cfg->idle_timeout_ms) {
+            log_info("conn %llu (%s): idle for %llu ms, dropped", (unsigned long long)c->id, c->peer,
+                     (unsigned long long)cfg->idle_timeout_ms);
+            conn_fatal(c, 0, SDB_ETIMEDOUT, "idle timeout");
+        }
+    }
+    if (s->stopping) {
+        if (!s->conns || now > s->stop_deadline_ms) {
+            for (conn_t *c = s->conns, *n; c; c = n) {
+                n = c->next;
+                if (!c->busy)
+                    conn_close(c);
+            }
+            if (!s->conns)
+                uv_stop(s->loop);
+        }
+    }
+}
+
+/* ---- signals and shutdown ---- */
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void begin_stop(server_t *s, const char *why)
+{
+    if (s->stopping)
+        return;
+    s->stopping = 1;
+    s->stop_deadline_ms = server_now_ms(s) + s->cfg->shutdown_timeout_ms;
+    log_info("%s: stopping (finishing in-flight requests)", why);
+    sd_notify_msg("STOPPING=1");
+    if (s->have_tcp)
+        uv_close((uv_handle_t *)&s->tcp, on_listener_closed);
+    if (s->have_pipe) {
+        uv_close((uv_handle_t *)&s->pipe, on_listener_closed);
+        unlink(s->cfg->unix_socket);
+    }
+    s->have_tcp = s->have_pipe = 0;
+    for (conn_t *c = s->conns, *n; c; c = n) {
+        n = c->next;
+        drop_queue(c);             /* queued but unstarted requests are abandoned */
+        conn_pump(c);
+    }
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    server_t *s = h->data;
+    if (signum == SIGHUP) {
+        int rc = log_reopen();
+        log_info("SIGHUP: log reopened%s%s", rc ? ": " : "", rc ? strerror(-rc) : "");
+        return;
+    }
+    begin_stop(s, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* ---- listeners ---- */
+
+static int parse_listen(const char *spec, struct sockaddr_storage *ss)
+{
+    char host[256];
+    const char *colon = strrchr(spec, ':');
+    if (!colon || colon == spec || strlen(spec) >= sizeof(host))
+        return -1;
+    size_t hl = (size_t)(colon - spec);
+    memcpy(host, spec, hl);
+    host[hl] = 0;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535 || colon[1] == 0)
+        return -1;
+    if (host[0] == '[' && hl >= 2 && host[hl - 1] == ']') {
+        host[hl - 1] = 0;
+        return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)ss) ? -1 : 0;
+    }
+    if (strcmp(host, "localhost") == 0)
+        strcpy(host, "127.0.0.1");
+    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0)
+        return 0;
+    return uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) ? -1 : 0;
+}
+
+static int start_listeners(server_t *s)
+{
+    server_config_t *cfg = s->cfg;
+    int rc;
+    if (cfg->listen[0]) {
+        struct sockaddr_storage ss;
+        if (parse_listen(cfg->listen, &ss)) {
+            log_error("config key \"listen\": cannot parse \"%s\" (expected host:port or [v6]:port)", cfg->listen);
+            return 2;
+        }
+        uv_tcp_init(s->loop, &s->tcp);
+        s->tcp.data = s;
+        s->have_tcp = 1;
+        if ((rc = uv_tcp_bind(&s->tcp, (struct sockaddr *)&ss, 0)) < 0 ||
+            (rc = uv_listen((uv_stream_t *)&s->tcp, 511, on_connection)) < 0) {
+            log_error("cannot listen on %s: %s", cfg->listen, uv_strerror(rc));
+            return 1;
+        }
+        struct sockaddr_storage bound;
+        int len = sizeof(bound);
+        char host[64] = "?";
+        int port = 0;
+        if (uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&bound, &len) == 0) {
+            if (bound.ss_family == AF_INET6) {
+                uv_ip6_name((struct sockaddr_in6 *)&bound, host, sizeof(host));
+                port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
+            } else {
+                uv_ip4_name((struct sockaddr_in *)&bound, host, sizeof(host));
+                port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+            }
+        }
+        log_info("listening on tcp %s:%d", host, port);
+    }
+    if (cfg->unix_socket[0]) {
+        if (strlen(cfg->unix_socket) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+            log_error("config key \"unix_socket\": path longer than %zu bytes",
+                      sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+            return 2;
+        }
+        /* a stale socket file from a crashed daemon is removed; a live one is refused */
+        struct stat st;
+        if (stat(cfg->unix_socket, &st) == 0 && S_ISSOCK(st.st_mode)) {
+            int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            struct sockaddr_un sa = { .sun_family = AF_UNIX };
+            strcpy(sa.sun_path, cfg->unix_socket);
+            int live = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+            if (fd >= 0)
+                close(fd);
+            if (live) {
+                log_error("unix socket %s is in use by another server", cfg->unix_socket);
+                return 1;
+            }
+            unlink(cfg->unix_socket);
+        }
+        uv_pipe_init(s->loop, &s->pipe, 0);
+        s->pipe.data = s;
+        s->have_pipe = 1;
+        if ((rc = uv_pipe_bind(&s->pipe, cfg->unix_socket)) < 0 ||
+            (rc = uv_listen((uv_stream_t *)&s->pipe, 511, on_connection)) < 0) {
+            log_error("cannot listen on unix socket %s: %s", cfg->unix_socket, uv_strerror(rc));
+            return 1;
+        }
+        chmod(cfg->unix_socket, cfg->unix_socket_mode);
+        log_info("listening on unix %s (mode %04o)", cfg->unix_socket, cfg->unix_socket_mode);
+    }
+    return 0;
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+int server_run(server_config_t *cfg)
+{
+    static server_t srv;             /* one per process; the signal handlers find it */
+    server_t *s = &srv;
+    memset(s, 0, sizeof(*s));
+    s->cfg = cfg;
+    char wbuf[16];
+    snprintf(wbuf, sizeof(wbuf), "%d", cfg->workers);
+    setenv("UV_THREADPOOL_SIZE", wbuf, 1);    /* before the first job */
+    signal(SIGPIPE, SIG_IGN);
+
+    if (mkdir(cfg->data_dir, 0750) < 0 && errno != EEXIST) {
+        log_error("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
+        return 1;
+    }
+    char *path = config_db_path(cfg);
+    if (!path)
+        return 1;
+    int rc = sdb_open(path, &cfg->engine, &s->db);
+    if (rc) {
+        log_error("cannot open database %s: %s", path, sdb_strerror(rc));
+        free(path);
+        return 1;
+    }
+    sdb_stats_t st;
+    sdb_stats(s->db, &st);
+    log_info("database %s open: %llu documents, %llu paths, %llu bytes", path,
+             (unsigned long long)st.documents, (unsigned long long)st.paths,
+             (unsigned long long)st.file_bytes);
+    free(path);
+
+    s->loop = uv_default_loop();
+    s->start_ms = uv_now(s->loop);
+    int exit_code = start_listeners(s);
+    if (exit_code == 0) {
+        uv_timer_init(s->loop, &s->sweep);
+        s->sweep.data = s;
+        uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+        uv_signal_init(s->loop, &s->sigterm);
+        uv_signal_init(s->loop, &s->sigint);
+        uv_signal_init(s->loop, &s->sighup);
+        s->sigterm.data = s->sigint.data = s->sighup.data = s;
+        uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+        uv_signal_start(&s->sigint, on_signal, SIGINT);
+        uv_signal_start(&s->sighup, on_signal, SIGHUP);
+        sd_notify_msg("READY=1");
+        log_info("streamdbd %s ready (%d workers)", SDB_VERSION_STRING, cfg->workers);
+        uv_run(s->loop, UV_RUN_DEFAULT);
+    } else if (s->have_pipe) {
+        unlink(cfg->unix_socket);
+    }
+    /* close every remaining handle and let their callbacks run */
+    uv_walk(s->loop, close_walk, NULL);
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    uv_loop_close(s->loop);
+    rc = sdb_close(s->db);
+    if (rc) {
+        log_error("closing the database: %s", sdb_strerror(rc));
+        if (!exit_code)
+            exit_code = 1;
+    } else if (!exit_code) {
+        log_info("stopped cleanly");
+    }
+    return exit_code;
+}
