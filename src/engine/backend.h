@@ -38,6 +38,9 @@ struct sdb_backend {
      * and reflects later writes, or NULL when the backend cannot (no mmap, a
      * range across a segment boundary or beyond the end).  May be NULL. */
     const uint8_t *(*map)(sdb_backend_t *be, uint64_t off, size_t len);
+    /* Hints that [off, off+len) was written and may be sent to the disk now,
+     * so that a later sync has less to wait for.  Optional (may be NULL). */
+    void (*writeback)(sdb_backend_t *be, uint64_t off, uint64_t len);
     /* Releases everything (the file lock too).  Never fails. */
     void (*close)(sdb_backend_t *be);
 };
@@ -61,8 +64,11 @@ int backend_mem_dump(sdb_backend_t *be, uint8_t **data, size_t *len);
 typedef struct {
     uint64_t crash_at_write;   /* 1-based index of the write that crashes; 0 = never */
     uint64_t crash_at_sync;    /* 1-based index of the sync that crashes; 0 = never */
-    int keep_unsynced;         /* at the crash, unsynced writes survive (1) or are lost (0) */
+    int keep_unsynced;         /* at the crash, unsynced writes survive (1), are lost (0), or
+                                  a pseudo-random subset of them survives (2, from seed):
+                                  a disk that reorders writes between two syncs */
     int tear_last;             /* the crashing write lands half (first half of its bytes) */
+    uint32_t seed;             /* for keep_unsynced 2 (set it with a designated initializer) */
 } fault_plan_t;
 
 /* Wraps a new empty disk (or a copy of `initial` when not NULL). */

@@ -192,9 +192,14 @@ int backend_fault_image(sdb_backend_t *be, uint8_t **data, size_t *len)
     free(disk);
     if (!img)
         goto out;
-    for (pending_t *p = f->head; p && f->plan.keep_unsynced; p = p->next)
-        if (p != f->torn)
+    uint32_t x = f->plan.seed * 2654435761u + 1;
+    for (pending_t *p = f->head; p && f->plan.keep_unsynced; p = p->next) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        if (p != f->torn && (f->plan.keep_unsynced == 1 || (x & 1)))
             img->write(img, p->off, p->data, p->len);
+    }
     if (f->crashed && f->torn && f->plan.tear_last)
         img->write(img, f->torn->off, f->torn->data, f->torn->len / 2);
     rc = backend_mem_dump(img, data, len);

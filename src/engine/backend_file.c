@@ -119,6 +119,13 @@ static const uint8_t *fb_map(sdb_backend_t *be, uint64_t off, size_t len)
     return base + (off & (SEG_SIZE - 1));
 }
 
+static void fb_writeback(sdb_backend_t *be, uint64_t off, uint64_t len)
+{
+    file_backend_t *f = (file_backend_t *)be;
+    /* start writeback without waiting; errors surface at the next fdatasync */
+    (void)sync_file_range(f->fd, (off64_t)off, (off64_t)len, SYNC_FILE_RANGE_WRITE);
+}
+
 static void fb_close(sdb_backend_t *be)
 {
     file_backend_t *f = (file_backend_t *)be;
@@ -172,6 +179,7 @@ int backend_file_open(const char *path, int use_mmap, sdb_backend_t **out)
     f->be.sync = fb_sync;
     f->be.size = fb_size;
     f->be.map = fb_map;
+    f->be.writeback = fb_writeback;
     f->be.close = fb_close;
     *out = &f->be;
     return SDB_OK;

@@ -20,31 +20,6 @@
 #include "engine/journal.h"
 #include "engine/util.h"
 
-/* Returns 0 when every page of v verifies, else SDB_ECORRUPT (or SDB_EIO). */
-static int verify_version(sdb_t *db, const docver_t *v, uint8_t *pg)
-{
-    uint64_t pos = 0;
-    uint32_t index = 0, crc = 0;
-    for (uint32_t e = 0; e < v->nextents; e++)
-        for (uint32_t i = 0; i < v->ext[e].count; i++) {
-            int rc = db->be->read(db->be, (v->ext[e].start + i) * db->page_size, pg, db->page_size);
-            if (rc)
-                return rc;
-            uint64_t left = v->size - pos;
-            uint32_t expect = left < db->cap ? (uint32_t)left : db->cap;
-            page_hdr_t h;
-            uint32_t dcrc;
-            if (page_open(pg, pg + PAGE_HDR, db->cap, 1, &h, &dcrc) || h.type != PT_DATA ||
-                h.data_len != expect || h.index != index || memcmp(h.owner, v->blob, 16) ||
-                !!(h.flags & PF_LAST) != (pos + expect == v->size))
-                return SDB_ECORRUPT;
-            crc = (uint32_t)crc32_combine(crc, dcrc, expect);
-            pos += expect;
-            index++;
-        }
-    return pos == v->size && crc == v->crc ? SDB_OK : SDB_ECORRUPT;
-}
-
 /* Salvage: scan every page for complete runs of data pages of one blob and
  * rebuild them as documents (used when the metadata cannot be loaded). */
 static int salvage(sdb_t *db, FILE *rep)
@@ -76,7 +51,7 @@ static int salvage(sdb_t *db, FILE *rep)
                 break;
             ext.count++;
             size += h.data_len;
-            crc = (uint32_t)crc32_combine(crc, dcrc, h.data_len);
+            crc = crc_add(db, crc, dcrc, h.data_len);
             if (h.flags & PF_LAST) {
                 complete = 1;
                 break;
@@ -142,10 +117,10 @@ int sdb_check(const char *file, int repair, char **report)
     db->be = be;
     db->page_size = cfg.page_size;
     db->cap = db->page_size - PAGE_HDR;
+    db->crc_op_full = crc32_combine_gen(db->cap);
     pthread_rwlock_init(&db->state_lock, NULL);
     pthread_mutex_init(&db->fs_lock, NULL);
     pthread_mutex_init(&db->q_lock, NULL);
-    pthread_cond_init(&db->q_cond, NULL);
     db->q_tail = &db->q_head;
     db->pending_tail = &db->pending;
 
@@ -193,7 +168,7 @@ int sdb_check(const char *file, int repair, char **report)
                 int cur_bad = 0;
                 for (docver_t *v = d->cur; v; v = v->older) {
                     versions++;
-                    if (verify_version(db, v, pg) == SDB_OK)
+                    if (docver_verify(db, v) == SDB_OK)
                         continue;
                     char ids[37];
                     sdb_id_format(&d->id, ids);
@@ -242,6 +217,7 @@ int sdb_check(const char *file, int repair, char **report)
             db->paths = pathidx_new();
             db->page_size = ok0 ? s0.page_size : ok1 ? s1.page_size : 4096;
             db->cap = db->page_size - PAGE_HDR;
+            db->crc_op_full = crc32_combine_gen(db->cap);
             memset(&db->slot, 0, sizeof(db->slot));
             db->slot.page_size = db->page_size;
             util_random(db->slot.file_id, 16);
@@ -297,7 +273,6 @@ done:
     pthread_rwlock_destroy(&db->state_lock);
     pthread_mutex_destroy(&db->fs_lock);
     pthread_mutex_destroy(&db->q_lock);
-    pthread_cond_destroy(&db->q_cond);
     free(db);
 out:
     fclose(rep);

@@ -195,8 +195,8 @@ static int persist(sdb_t *db, const buf_t *b, int force_sync, uint64_t *tag)
     if (db->cfg.durable) {
         if (b->len == 0 && !force_sync)
             return SDB_OK;
-        if (atomic_load(&db->data_dirty) && (rc = db_sync(db)))
-            return rc;
+        /* one sync covers the data pages and the journal group: replay checks
+           the data of the last group before it counts (journal.c) */
         if (b->len && (rc = journal_write_group(db, b->p, b->len)))
             return rc;
         if ((rc = db_sync(db)))
@@ -282,8 +282,8 @@ finish:
         if (rc && batch[i]->rc == SDB_OK)
             batch[i]->rc = rc;
         batch[i]->done = 1;
+        pthread_cond_signal(&batch[i]->cv);   /* wake exactly the members */
     }
-    pthread_cond_broadcast(&db->q_cond);
     pthread_mutex_unlock(&db->q_lock);
     free(ts.t);
     free(b.p);
@@ -296,6 +296,7 @@ int commit_submit(sdb_t *db, commit_req_t *req)
     req->next = NULL;
     if (atomic_load(&db->fatal))
         return SDB_EIO;
+    pthread_cond_init(&req->cv, NULL);
     pthread_mutex_lock(&db->q_lock);
     *db->q_tail = req;
     db->q_tail = &req->next;
@@ -306,11 +307,13 @@ int commit_submit(sdb_t *db, commit_req_t *req)
             lead(db);
             pthread_mutex_lock(&db->q_lock);
             db->leader = 0;
-            pthread_cond_broadcast(&db->q_cond);
+            if (db->q_head)                       /* hand the lead to the next in line */
+                pthread_cond_signal(&db->q_head->cv);
             continue;
         }
-        pthread_cond_wait(&db->q_cond, &db->q_lock);
+        pthread_cond_wait(&req->cv, &db->q_lock);
     }
     pthread_mutex_unlock(&db->q_lock);
+    pthread_cond_destroy(&req->cv);
     return req->rc;
 }

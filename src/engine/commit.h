@@ -23,6 +23,7 @@ struct commit_req {
     int rc;
     sdb_docinfo_t info;            /* OP_PUT result */
     int done;
+    pthread_cond_t cv;             /* signalled when done, or when it is its turn to lead */
     commit_req_t *next;
 };
 

@@ -44,11 +44,11 @@ int sdb_open_backend(sdb_backend_t *be, const sdb_config_t *cfg, sdb_t **out)
     db->be = be;
     db->page_size = cfg->page_size;
     db->cap = cfg->page_size - PAGE_HDR;
+    db->crc_op_full = crc32_combine_gen(db->cap);
     atomic_init(&db->quick, cfg->quick_mode);
     pthread_rwlock_init(&db->state_lock, NULL);
     pthread_mutex_init(&db->fs_lock, NULL);
     pthread_mutex_init(&db->q_lock, NULL);
-    pthread_cond_init(&db->q_cond, NULL);
     db->q_tail = &db->q_head;
     db->pending_tail = &db->pending;
     db->last_sync_ns = util_mono_ns();
@@ -132,7 +132,6 @@ int sdb_close(sdb_t *db)
     pthread_rwlock_destroy(&db->state_lock);
     pthread_mutex_destroy(&db->fs_lock);
     pthread_mutex_destroy(&db->q_lock);
-    pthread_cond_destroy(&db->q_cond);
     free(db);
     return rc;
 }
@@ -234,7 +233,7 @@ int sdb_writer_open(sdb_t *db, const char *path, uint64_t if_version, sdb_writer
     w->ver = calloc(1, sizeof(*w->ver));
     w->run_cap = db->page_size >= (1u << 20) ? 1 : (1u << 20) / db->page_size;
     w->grow = 8;
-    if (!w->path || !w->ver || util_random(w->ver->blob, 16)) {
+    if (!w->path || !w->ver || util_fast_random(w->ver->blob, 16)) {
         writer_destroy(w);
         return SDB_ENOMEM;
     }
@@ -250,6 +249,8 @@ static int writer_flush(sdb_writer_t *w)
     sdb_t *db = w->db;
     int rc = db->be->write(db->be, w->run_start * db->page_size, w->run,
                            (size_t)w->run_n * db->page_size);
+    if (!rc && db->cfg.durable && db->be->writeback && w->run_n == w->run_cap && w->run_cap >= 64)
+        db->be->writeback(db->be, w->run_start * db->page_size, (uint64_t)w->run_n * db->page_size);
     pager_written(db, w->run_start, w->run_n);
     atomic_store(&db->data_dirty, 1);
     w->run_n = 0;
@@ -268,7 +269,7 @@ static void writer_seal(sdb_writer_t *w, int last)
     memcpy(h.owner, w->ver->blob, 16);
     uint32_t dcrc;
     page_seal(pg, &h, pg + PAGE_HDR, &dcrc);
-    w->ver->crc = (uint32_t)crc32_combine(w->ver->crc, dcrc, w->fill);
+    w->ver->crc = crc_add(w->db, w->ver->crc, dcrc, w->fill);
     w->run_n++;
     w->index++;
     w->have_page = 0;
@@ -514,7 +515,7 @@ static int reader_check(sdb_reader_t *r, const uint8_t *hdr, const uint8_t *data
         !!(h.flags & PF_LAST) != last)
         return SDB_ECORRUPT;
     if (!r->quick) {
-        r->crc = (uint32_t)crc32_combine(r->crc, dcrc, expect);
+        r->crc = crc_add(r->db, r->crc, dcrc, expect);
         if (last && r->crc != r->v->crc)
             return SDB_ECORRUPT;
     }

@@ -25,6 +25,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <zlib.h>
 
 #include "streamdb.h"
 #include "engine/backend.h"
@@ -76,6 +77,7 @@ struct sdb {
     sdb_config_t cfg;
     sdb_backend_t *be;
     uint32_t page_size, cap;       /* cap: data bytes per page */
+    unsigned long crc_op_full;     /* crc32_combine_gen(cap): combines a full page's CRC fast */
     uint8_t file_id[16];
     _Atomic int quick;
     _Atomic int fatal;             /* sticky error: 0 or SDB_EIO */
@@ -96,7 +98,6 @@ struct sdb {
 
     /* group commit queue */
     pthread_mutex_t q_lock;
-    pthread_cond_t q_cond;
     commit_req_t *q_head, **q_tail;
     int leader;
 
@@ -126,6 +127,21 @@ enum { REC_VERSION = 1, REC_BIND = 2, REC_UNBIND = 3, REC_DELETE_DOC = 4, REC_DR
  * lock or is opening).  tag is the journal sequence for freed pages.
  * Returns 0, SDB_ECORRUPT (malformed or inconsistent record) or SDB_ENOMEM. */
 int apply_records(sdb_t *db, const uint8_t *p, size_t n, uint64_t tag);
+
+/* Reads every page of v and checks its CRC, its stamp and the content CRC.
+ * Returns 0, SDB_ECORRUPT, SDB_EIO or SDB_ENOMEM. */
+int docver_verify(sdb_t *db, const docver_t *v);
+
+/* Checks the data of every VERSION record in a record stream with
+ * docver_verify.  0 or the first error. */
+int records_check_data(sdb_t *db, const uint8_t *p, size_t n);
+
+/* Combines the running content CRC with the CRC of a page's len data bytes. */
+static inline uint32_t crc_add(const sdb_t *db, uint32_t crc, uint32_t dcrc, uint32_t len)
+{
+    return len == db->cap ? (uint32_t)crc32_combine_op(crc, dcrc, db->crc_op_full)
+                          : (uint32_t)crc32_combine(crc, dcrc, len);
+}
 
 /* Looks a document up by id (caller holds the state lock or is the leader). */
 doc_t *doc_find(const sdb_t *db, const sdb_id_t *id);

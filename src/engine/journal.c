@@ -198,7 +198,7 @@ static int chain_init(chain_t *c, sdb_t *db, uint8_t type, uint64_t seqno, pgno_
         return SDB_ENOMEM;
     c->hint = bytes_hint / db->cap + 2;
     if (type == PT_JOURNAL) {
-        util_random(c->prefix, 8);
+        util_fast_random(c->prefix, 8);
         c->prefix_len = 8;
     }
     if (!first) {
@@ -299,10 +299,14 @@ static int encode_state(sdb_t *db, buf_t *b)
             }
             while (n > 0 && !rc)
                 rc = rec_version(b, &d->id, vs[--n], d->created_ms);
-            for (uint32_t k = 0; k < d->npaths && !rc; k++)
-                rc = rec_bind(b, &d->id, d->paths[k]->bytes, d->paths[k]->len);
         }
     free(vs);
+    /* bindings in path order: reopening then appends to the index's last leaf */
+    pathidx_iter_t it;
+    pathidx_key_t *k;
+    pathidx_seek(db->paths, &it, NULL, 0, 1);
+    while (!rc && (k = pathidx_next(&it)) != NULL)
+        rc = rec_bind(b, &((doc_t *)k->val)->id, k->bytes, k->len);
     return rc;
 }
 
@@ -403,6 +407,42 @@ void journal_release_pending(sdb_t *db, uint64_t durable_seq)
         db->pending_tail = &db->pending;
     pthread_mutex_unlock(&db->fs_lock);
 }
+
+/* ---- verification ---- */
+
+static int docver_verify_buf(sdb_t *db, const docver_t *v, uint8_t *pg)
+{
+    uint64_t pos = 0;
+    uint32_t index = 0, crc = 0;
+    for (uint32_t e = 0; e < v->nextents; e++)
+        for (uint32_t i = 0; i < v->ext[e].count; i++) {
+            int rc = db->be->read(db->be, (v->ext[e].start + i) * db->page_size, pg, db->page_size);
+            if (rc)
+                return rc;
+            uint64_t left = v->size - pos;
+            uint32_t expect = left < db->cap ? (uint32_t)left : db->cap;
+            page_hdr_t h;
+            uint32_t dcrc;
+            if (page_open(pg, pg + PAGE_HDR, db->cap, 1, &h, &dcrc) || h.type != PT_DATA ||
+                h.data_len != expect || h.index != index || memcmp(h.owner, v->blob, 16) ||
+                !!(h.flags & PF_LAST) != (pos + expect == v->size))
+                return SDB_ECORRUPT;
+            crc = crc_add(db, crc, dcrc, expect);
+            pos += expect;
+            index++;
+        }
+    return pos == v->size && crc == v->crc ? SDB_OK : SDB_ECORRUPT;
+}
+
+
+int docver_verify(sdb_t *db, const docver_t *v)
+{
+    uint8_t *pg = malloc(db->page_size);
+    int rc = pg ? docver_verify_buf(db, v, pg) : SDB_ENOMEM;
+    free(pg);
+    return rc;
+}
+
 
 /* ---- opening ---- */
 
@@ -526,6 +566,15 @@ uint64_t journal_count_cut(sdb_t *db, uint64_t seq)
     return lost;
 }
 
+/* Applies a loaded journal group and records its pages as journal pages. */
+static int apply_held(sdb_t *db, const buf_t *g, const pgno_t *pages, size_t n)
+{
+    int rc = apply_records(db, g->p, g->len, 0);
+    for (size_t i = 0; !rc && i < n; i++)
+        rc = pages_push(&db->jpages, &db->njpages, &db->jpages_cap, pages[i]);
+    return rc;
+}
+
 static int try_slot(sdb_t *db, const slot_t *s)
 {
     buf_t b = { 0 };
@@ -546,28 +595,45 @@ static int try_slot(sdb_t *db, const slot_t *s)
     }
     pgno_t p = s->journal_head;
     uint64_t seq = s->cp_seq + 1;
-    pgno_t *gp = NULL;
-    size_t ngp = 0, gcap = 0;
+    /* Each group is applied once the next one has loaded.  The last group is
+       held back: it may have been written without its sync completing (a
+       commit writes its data and journal pages, then syncs once), so it counts
+       only if the data pages it names check out; else it is a torn commit. */
+    buf_t held = { 0 };
+    pgno_t *gp = NULL, *hgp = NULL, held_p = 0;
+    size_t ngp = 0, gcap = 0, nhgp = 0, hcap = 0;
+    int have_held = 0;
     for (;;) {
         pgno_t next = 0;
         int got = load_group(db, p, seq, &b, &next, &gp, &ngp, &gcap);
-        if (got < 0) {
+        if (got <= 0) {
             rc = got;
             break;
         }
-        if (got == 0) {
-            rc = SDB_OK;
+        if (have_held && (rc = apply_held(db, &held, hgp, nhgp)))
             break;
-        }
-        rc = apply_records(db, b.p, b.len, 0);
-        for (size_t i = 0; !rc && i < ngp; i++)
-            rc = pages_push(&db->jpages, &db->njpages, &db->jpages_cap, gp[i]);
-        if (rc)
-            break;
+        buf_t tb = held; held = b; b = tb;
+        pgno_t *tp = hgp; hgp = gp; gp = tp;
+        size_t tn = nhgp; nhgp = ngp; ngp = tn;
+        tn = hcap; hcap = gcap; gcap = tn;
+        have_held = 1;
+        held_p = p;
         p = next;
         seq++;
     }
+    if (!rc && have_held) {
+        rc = records_check_data(db, held.p, held.len);
+        if (rc == SDB_OK) {
+            rc = apply_held(db, &held, hgp, nhgp);
+        } else if (rc == SDB_ECORRUPT) {
+            p = held_p;                 /* the journal ends before the torn commit */
+            seq--;
+            rc = SDB_OK;
+        }
+    }
     free(gp);
+    free(hgp);
+    free(held.p);
     db->jnext = p;
     db->jseq = seq;
     db->durable_seq = seq - 1;
@@ -682,6 +748,7 @@ int journal_open(sdb_t *db)
                                      : &slots[ok[0] ? 0 : 1];
     db->page_size = s->page_size;
     db->cap = s->page_size - PAGE_HDR;
+    db->crc_op_full = crc32_combine_gen(db->cap);
     rc = try_slot(db, s);
     if (!rc)
         rc = journal_derive_free(db, (size + db->page_size - 1) / db->page_size);

@@ -23,12 +23,14 @@
  *      (height 1: the root is a leaf).  The root is a leaf (possibly empty)
  *      or an inner node with at least 2 children.
  *   5. A non-root inner node has PI_INNER_MIN..PI_INNER_MAX children.  A
- *      non-root leaf has 1..PI_LEAF_MAX keys: leaves are split in half, except
- *      when a key is appended at either end of a full leaf, where the new key
- *      goes alone into the new leaf so that ordered loads fill leaves
- *      completely.  A leaf that drops below PI_LEAF_MIN after a delete takes
- *      keys from, or merges with, a sibling; likewise an inner node below
- *      PI_INNER_MIN.  Hence the height is O(log n).
+ *      non-root leaf has 1..PI_LEAF_MAX keys: a full leaf is split in half,
+ *      except where the new key goes before the first or after the last key
+ *      of the index, or continues a run (it lands right after or right
+ *      before the previous put's key): there the split is made at the new
+ *      key, so that ordered loads, ascending or descending, into an empty
+ *      index or into a gap between existing keys, leave full leaves behind.  A leaf that drops below PI_LEAF_MIN
+ *      after a delete takes keys from, or merges with, a sibling; likewise an
+ *      inner node below PI_INNER_MIN.  Hence the height is O(log n).
  *   6. The hash table has a power-of-two number of buckets and at most
  *      PI_HASH_LOAD keys per bucket on average (4 to 8 bytes of buckets per
  *      key while the index grows); it doubles when a put would exceed that
@@ -90,6 +92,7 @@ struct pathidx {
     pathidx_key_t **buckets;
     size_t nbuckets;            /* power of two */
     size_t mem;                 /* bytes requested from malloc, see invariant 8 */
+    pathidx_key_t *last_put;    /* the key the previous put inserted, or NULL */
 };
 
 /* The root-to-leaf path of a search: node[d] at depth d and the index of
@@ -238,8 +241,10 @@ static pi_leaf_t *pi_descend(const pathidx_t *idx, const char *key, size_t len, 
 /* ---- insertion ------------------------------------------------------------------- */
 
 /* Inserts k at position pos of leaf l.  When l is full, moves the upper part
- * into the spare leaf r (linked after l) and returns r; otherwise NULL. */
-static pi_leaf_t *pi_leaf_insert(pi_leaf_t *l, int pos, pathidx_key_t *k, pi_leaf_t *r)
+ * into the spare leaf r (linked after l) and returns r; otherwise NULL.
+ * prev is the key of the previous put (or NULL), for invariant 5. */
+static pi_leaf_t *pi_leaf_insert(pi_leaf_t *l, int pos, pathidx_key_t *k, pi_leaf_t *r,
+                                 const pathidx_key_t *prev)
 {
     pathidx_key_t *all[PI_LEAF_MAX + 1];
     int n = (int)l->hdr.n, keep;
@@ -253,8 +258,23 @@ static pi_leaf_t *pi_leaf_insert(pi_leaf_t *l, int pos, pathidx_key_t *k, pi_lea
     memcpy(all, l->keys, (size_t)pos * sizeof(k));
     all[pos] = k;
     memcpy(&all[pos + 1], &l->keys[pos], (size_t)(n - pos) * sizeof(k));
-    /* Invariant 5: a key appended at either end goes alone into its half. */
-    keep = pos == n ? n : pos == 0 ? 1 : (n + 1) / 2;
+    /* Invariant 5.  keep = entries of all[] that stay in l (1..n). */
+    if (prev != NULL && (pos < n ? l->keys[pos] == prev
+                                 : l->next != NULL && l->next->hdr.n > 0
+                                   && l->next->keys[0] == prev)) {
+        /* A descending run: its next keys fall between keys[pos-1] and k,
+         * i.e. into the leaf of keys[pos-1].  Move that key right, in front
+         * of k, so the run fills the new leaf and then leaves it full. */
+        keep = pos >= 2 ? pos - 1 : 1;
+    } else if (pos > 0 && (l->keys[pos - 1] == prev || (pos == n && l->next == NULL))) {
+        /* An ascending run, or an append after the last key: the next keys
+         * will follow k, so k ends l's keys (or starts r alone). */
+        keep = pos == n ? n : pos + 1;
+    } else if (pos == 0) {
+        keep = 1;           /* before the first key: k alone in l */
+    } else {
+        keep = (n + 1) / 2;
+    }
     memcpy(l->keys, all, (size_t)keep * sizeof(k));
     memcpy(r->keys, &all[keep], (size_t)(n + 1 - keep) * sizeof(k));
     l->hdr.n = (uint32_t)keep;
@@ -549,7 +569,8 @@ int pathidx_put(pathidx_t *idx, const char *path, size_t len, void *val,
 
     /* From here on nothing can fail.  right is the node a split produced at
      * the current level and sep its smallest key. */
-    pi_leaf_t *rleaf = pi_leaf_insert(leaf, pos, k, need > 0 ? LEAF(spare[used++]) : NULL);
+    pi_leaf_t *rleaf = pi_leaf_insert(leaf, pos, k, need > 0 ? LEAF(spare[used++]) : NULL,
+                                      idx->last_put);
     pi_node_t *right = rleaf != NULL ? &rleaf->hdr : NULL;
     pathidx_key_t *sep = rleaf != NULL ? rleaf->keys[0] : NULL;
     for (d = (int)idx->height - 2; right != NULL && d >= 0; d--) {
@@ -572,6 +593,7 @@ int pathidx_put(pathidx_t *idx, const char *path, size_t len, void *val,
         assert(idx->height <= PI_MAX_HEIGHT);
     }
     assert(used == need);
+    idx->last_put = k;
 
     if (keyp != NULL)
         *keyp = k;
@@ -644,6 +666,8 @@ int pathidx_del(pathidx_t *idx, const char *path, size_t len, void **old)
         }
     }
 
+    if (idx->last_put == k)
+        idx->last_put = NULL;
     if (old != NULL)
         *old = k->val;
     idx->mem -= sizeof(*k) + k->len + 1;

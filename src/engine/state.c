@@ -381,3 +381,57 @@ void state_destroy(sdb_t *db)
     pathidx_free(db->paths);
     db->paths = NULL;
 }
+
+int records_check_data(sdb_t *db, const uint8_t *p, size_t n)
+{
+    rd_t r = { p, p + n, 0 };
+    while (r.p < r.end && !r.bad) {
+        uint8_t type = *r.p++;
+        sdb_id_t id;
+        switch (type) {
+        case REC_VERSION: {
+            docver_t v = { 0 };
+            take_id(&r, &id);
+            v.version = take64(&r);
+            v.size = take64(&r);
+            v.crc = take32(&r);
+            take64(&r);
+            v.modified_ms = (int64_t)take64(&r);
+            const uint8_t *blob = take(&r, 16);
+            v.nextents = take32(&r);
+            if (r.bad || (size_t)(r.end - r.p) / 12 < v.nextents)
+                return SDB_ECORRUPT;
+            memcpy(v.blob, blob, 16);
+            extent_t *e = v.nextents ? malloc(v.nextents * sizeof(*e)) : NULL;
+            if (v.nextents && !e)
+                return SDB_ENOMEM;
+            for (uint32_t i = 0; i < v.nextents; i++) {
+                e[i].start = take64(&r);
+                e[i].count = take32(&r);
+            }
+            v.ext = e;
+            int rc = docver_verify(db, &v);
+            free(e);
+            if (rc)
+                return rc;
+            break;
+        }
+        case REC_BIND:
+            take(&r, 16);
+            take(&r, take16(&r));
+            break;
+        case REC_UNBIND:
+            take(&r, take16(&r));
+            break;
+        case REC_DELETE_DOC:
+            take(&r, 16);
+            break;
+        case REC_DROP_VERSION:
+            take(&r, 24);
+            break;
+        default:
+            return SDB_ECORRUPT;
+        }
+    }
+    return r.bad ? SDB_ECORRUPT : SDB_OK;
+}

@@ -60,9 +60,43 @@ int util_random(void *buf, size_t len)
     return SDB_OK;
 }
 
+/* xoshiro256** per thread, seeded from the kernel: ids, blob stamps and
+ * nonces need uniqueness, not secrecy, and a getrandom() call per put costs
+ * more than the rest of a small put's CPU time. */
+static _Thread_local uint64_t g_rng[4];
+static _Thread_local int g_rng_seeded;
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+int util_fast_random(void *buf, size_t len)
+{
+    if (!g_rng_seeded) {
+        int rc = util_random(g_rng, sizeof(g_rng));
+        if (rc)
+            return rc;
+        g_rng[0] |= 1;
+        g_rng_seeded = 1;
+    }
+    uint8_t *p = buf;
+    while (len > 0) {
+        uint64_t r = rotl(g_rng[1] * 5, 7) * 9, t = g_rng[1] << 17;
+        g_rng[2] ^= g_rng[0];
+        g_rng[3] ^= g_rng[1];
+        g_rng[1] ^= g_rng[2];
+        g_rng[0] ^= g_rng[3];
+        g_rng[2] ^= t;
+        g_rng[3] = rotl(g_rng[3], 45);
+        size_t k = len < 8 ? len : 8;
+        memcpy(p, &r, k);
+        p += k;
+        len -= k;
+    }
+    return SDB_OK;
+}
+
 int util_new_id(sdb_id_t *id)
 {
-    int rc = util_random(id->b, sizeof(id->b));
+    int rc = util_fast_random(id->b, sizeof(id->b));
     if (rc)
         return rc;
     id->b[6] = (uint8_t)((id->b[6] & 0x0f) | 0x40);   /* version 4 */

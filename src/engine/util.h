@@ -11,6 +11,9 @@
 
 /* Fills buf with len random bytes from the kernel.  0 or SDB_EIO. */
 int util_random(void *buf, size_t len);
+/* Fills buf from a per-thread PRNG seeded from the kernel (ids, stamps,
+ * nonces: unique, not secret).  0 or SDB_EIO. */
+int util_fast_random(void *buf, size_t len);
 /* Stores a new random UUID v4 in *id.  0 or SDB_EIO. */
 int util_new_id(sdb_id_t *id);
 /* 1 when s[0..len) is valid UTF-8 without NUL, overlongs or surrogates. */

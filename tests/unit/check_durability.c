@@ -1345,7 +1345,7 @@ static void verify_crash_image(const run_t *r, const fault_plan_t *plan, const c
         ck_assert_msg(r->first_rc == SDB_EIO, "%s: the failing call returned %d (%s), not EIO",
                       where, r->first_rc, sdb_strerror(r->first_rc));
     sdb_config_t cfg = fault_cfg();
-    fault_plan_t none = {0, 0, 0, 0};
+    fault_plan_t none = {0};
 
     /* First reopen, through a fault backend so that its image can be kept. */
     sdb_backend_t *fb = backend_fault_new(&none, r->img, r->len);
@@ -1404,7 +1404,7 @@ static void verify_crash_image(const run_t *r, const fault_plan_t *plan, const c
 /* An empty database, durable, as a base image. */
 static void empty_base(uint8_t **img, size_t *len)
 {
-    fault_plan_t none = {0, 0, 0, 0};
+    fault_plan_t none = {0};
     model_t empty;
     memset(&empty, 0, sizeof empty);
     run_t r;
@@ -1462,7 +1462,7 @@ static void crash_every_point(int by_sync, int keep_unsynced, int longer)
     empty_base(&base, &blen);
     model_t empty;
     memset(&empty, 0, sizeof empty);
-    fault_plan_t none = {0, 0, 0, 0};
+    fault_plan_t none = {0};
     run_t dry;
     run_workload(base, blen, &empty, ops, nops, &none, &dry);
     ck_assert_msg(dry.first_fail == -1, "the workload fails without a crash: op %d: %s",
@@ -1474,7 +1474,7 @@ static void crash_every_point(int by_sync, int keep_unsynced, int longer)
     free(dry.img);
     int crashed = 0;
     for (uint64_t k = 1; k <= total; k++) {
-        fault_plan_t plan = {by_sync ? 0 : k, by_sync ? k : 0, keep_unsynced, 1};
+        fault_plan_t plan = {.crash_at_write = by_sync ? 0 : k, .crash_at_sync = by_sync ? k : 0, .keep_unsynced = keep_unsynced, .tear_last = 1};
         run_t r;
         run_workload(base, blen, &empty, ops, nops, &plan, &r);
         crashed += r.crashed;
@@ -1517,7 +1517,7 @@ START_TEST(test_cut_write)
                                    {OP_PUT, "/s/2", -1, 30000, 16, 0}};
     model_t empty;
     memset(&empty, 0, sizeof empty);
-    fault_plan_t none = {0, 0, 0, 0};
+    fault_plan_t none = {0};
     run_t s0;
     run_workload(empty_img, elen, &empty, setup, 5, &none, &s0);
     ck_assert_msg(s0.first_fail == -1, "setup failed");
@@ -1538,7 +1538,7 @@ START_TEST(test_cut_write)
         ck_assert(j <= 256);
         size_t wl = dry.wlen[j - 1];
         cut_t cut = {j, wl > 1 ? (size_t)(x >> 8) % wl : 0};
-        fault_plan_t plan = {cut.len > 0 ? j + 1 : j, 0, 1, 0};
+        fault_plan_t plan = {.crash_at_write = cut.len > 0 ? j + 1 : j, .keep_unsynced = 1};
         run_t r;
         run_workload_cut(s0.img, s0.len, &s0.ok, cut_ops, 2, &plan, &cut, &r);
         char where[300];
@@ -1564,7 +1564,7 @@ START_TEST(test_lazy_flush_crash)
     uint8_t *base;
     size_t blen;
     empty_base(&base, &blen);
-    fault_plan_t plan = {0, 0, _i, 1};
+    fault_plan_t plan = {.keep_unsynced = _i, .tear_last = 1};
     sdb_backend_t *fb = backend_fault_new(&plan, base, blen);
     keep_be_t kb;
     kb_init(&kb, fb);
@@ -1628,7 +1628,7 @@ typedef struct {
 
 static void live_open(live_t *L, const uint8_t *img, size_t len)
 {
-    fault_plan_t none = {0, 0, 0, 0};
+    fault_plan_t none = {0};
     sdb_config_t cfg = fault_cfg();
     L->fb = backend_fault_new(&none, img, len);
     ck_assert_ptr_nonnull(L->fb);

@@ -707,19 +707,20 @@ START_TEST(test_ordered_loads)
 }
 END_TEST
 
-START_TEST(test_leaf_end_gaps)
+START_TEST(test_emptied_first_leaf)
 {
-    /* An ascending load of 6,144 keys fills every leaf; then, on a fresh
-     * copy each time, a key is put right after the last key of a leaf and
-     * deleted again.  That put splits the full leaf at its end, and at one
-     * of these places also the full inner node above it, so that the new
-     * one-key leaf becomes the first child of a new inner node and its key
-     * a separator in the root; the delete then empties a leaf whose minimum
-     * is that separator.  (The places assume 64 keys per leaf and 64
-     * children per inner node, as in pathidx.c.)  After the delete a key of
-     * the same length is put elsewhere, reusing the freed memory, so that a
-     * dangling separator would misroute the seeks checked next (those into
-     * the subtree after the gap). */
+    /* An ascending load of 6,144 keys fills every leaf.  Then, on a fresh
+     * copy for each leaf, its next-to-last key r is deleted and put again,
+     * and a key just after r is put: that continues an ascending run in a
+     * full leaf, which is split at the new key and leaves the old last key
+     * alone in a new leaf.  At one of these leaves the full inner node above
+     * splits too, so that the one-key leaf becomes the first child of a new
+     * inner node and its key a separator in the root.  Deleting that key
+     * empties a leaf whose minimum is a separator higher up.  (The places
+     * assume 64 keys per leaf and 64 children per inner node, as in
+     * pathidx.c.)  Then a key of the same length is put elsewhere, reusing
+     * the freed memory, so that a dangling separator would misroute the
+     * seeks checked next (those into the subtree after the gap). */
     const size_t n = 6144, fan = 64;
     t_str *k = malloc((2 * n + 1) * sizeof(*k));
     char buf[32];
@@ -738,20 +739,22 @@ START_TEST(test_leaf_end_gaps)
     far = 2 * n;
     for (leaf = 0; leaf < n / fan; leaf++) {
         pathidx_t *idx = pathidx_new();
-        size_t gap = 2 * (leaf * fan + fan - 1) + 1;
+        size_t r = 2 * (leaf * fan + fan - 2), gap = r + 1, last = r + 2;
         for (i = 0; i < n; i++)
             t_pool_put(idx, &p, 2 * i, T_VAL(i));
+        t_pool_del(idx, &p, r);
+        t_pool_put(idx, &p, r, T_VAL(r));
         t_pool_put(idx, &p, gap, T_VAL(gap));
-        t_pool_del(idx, &p, gap);
+        t_pool_del(idx, &p, last);
         t_pool_put(idx, &p, far, T_VAL(far));
-        t_expect_seek(idx, &p, p.k[gap].s, p.k[gap].len, 1, 3);
-        t_expect_seek(idx, &p, p.k[gap - 1].s, p.k[gap - 1].len, 0, 3);
-        for (i = gap + 1; i < p.n && i < gap + 600; i += 37)
+        for (i = r; i < p.n && i < r + 600; i += 37)
             t_expect_seek(idx, &p, p.k[i].s, p.k[i].len, 1, 3);
+        t_expect_seek(idx, &p, p.k[last].s, p.k[last].len, 1, 3);
+        t_expect_seek(idx, &p, p.k[last].s, p.k[last].len, 0, 3);
         t_expect_same(idx, &p);
         t_pool_del(idx, &p, far);
-        for (i = 0; i < n; i++)
-            p.in[2 * i] = 0;
+        for (i = 0; i < p.n; i++)
+            p.in[i] = 0;
         p.count = 0;
         pathidx_free(idx);
     }
@@ -1137,7 +1140,7 @@ Suite *suite_pathidx(void)
     tcase_add_test(tc, test_random_workload);
     tcase_add_test(tc, test_delete_all_reinsert);
     tcase_add_test(tc, test_ordered_loads);
-    tcase_add_test(tc, test_leaf_end_gaps);
+    tcase_add_test(tc, test_emptied_first_leaf);
     tcase_add_test(tc, test_real_paths);
     suite_add_tcase(s, tc);
 
