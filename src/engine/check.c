@@ -119,6 +119,7 @@ int sdb_check(const char *file, int repair, char **report)
     db->cap = db->page_size - PAGE_HDR;
     db->crc_op_full = crc32_combine_gen(db->cap);
     pthread_rwlock_init(&db->state_lock, NULL);
+    state_init(db);
     pthread_mutex_init(&db->fs_lock, NULL);
     pthread_mutex_init(&db->q_lock, NULL);
     db->q_tail = &db->q_head;
@@ -266,7 +267,8 @@ done:
     while (db->pending) {
         pfree_t *pf = db->pending;
         db->pending = pf->next;
-        free(pf->ext);
+        if (pf->ext != &pf->ext1)
+            free(pf->ext);
         free(pf);
     }
     be->close(be);

@@ -47,6 +47,7 @@ int sdb_open_backend(sdb_backend_t *be, const sdb_config_t *cfg, sdb_t **out)
     db->crc_op_full = crc32_combine_gen(db->cap);
     atomic_init(&db->quick, cfg->quick_mode);
     pthread_rwlock_init(&db->state_lock, NULL);
+    state_init(db);
     pthread_mutex_init(&db->fs_lock, NULL);
     pthread_mutex_init(&db->q_lock, NULL);
     db->q_tail = &db->q_head;
@@ -120,7 +121,8 @@ int sdb_close(sdb_t *db)
     while (db->pending) {
         pfree_t *pf = db->pending;
         db->pending = pf->next;
-        free(pf->ext);
+        if (pf->ext != &pf->ext1)
+            free(pf->ext);
         free(pf);
     }
     free(db->jpages);

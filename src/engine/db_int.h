@@ -32,6 +32,7 @@
 #include "engine/freespace.h"
 #include "engine/page.h"
 #include "engine/pathidx.h"
+#include "engine/slab.h"
 
 typedef struct {
     pgno_t start;
@@ -44,7 +45,8 @@ typedef struct docver {
     int64_t modified_ms;
     uint8_t blob[16];             /* stamp of its data pages */
     uint32_t nextents;
-    extent_t *ext;
+    extent_t *ext;                /* &ext1 when there is one extent */
+    extent_t ext1;
     _Atomic int refs;             /* 1 while in its document + 1 per open reader */
     uint64_t retire_seq;          /* journal sequence of the record that dropped it */
     struct docver *older;
@@ -54,8 +56,10 @@ typedef struct doc {
     sdb_id_t id;
     int64_t created_ms;
     docver_t *cur;                /* newest; ->older goes back in time */
-    pathidx_key_t **paths;
+    pathidx_key_t **paths;        /* &path1 while cap is 1 */
+    pathidx_key_t *path1;
     uint32_t npaths, cap;
+    uint64_t cp_mark;             /* checkpoint encoding: written in generation cp_mark */
     struct doc *hnext;
 } doc_t;
 
@@ -67,7 +71,8 @@ typedef struct {
 typedef struct pfree {
     uint64_t seq;
     uint32_t n;
-    extent_t *ext;
+    extent_t *ext;                /* &ext1 when there is one extent */
+    extent_t ext1;
     struct pfree *next;
 } pfree_t;
 
@@ -86,6 +91,7 @@ struct sdb {
     /* state (invariant 4) */
     pthread_rwlock_t state_lock;
     pathidx_t *paths;
+    slab_t doc_slab, ver_slab;     /* doc_t and docver_t records */
     doc_t **docs;
     size_t docs_cap, ndocs;
 
@@ -110,6 +116,7 @@ struct sdb {
     size_t njpages, jpages_cap;
     pgno_t *cppages;               /* pages of the current checkpoint */
     size_t ncppages, cppages_cap;
+    uint64_t cp_mark_gen;          /* doc_t.cp_mark of the checkpoint being encoded */
     uint64_t last_sync_ns;
     int slot_damaged;              /* the other header slot failed its check at open */
     int unsynced_groups;           /* journal groups written since the last sync */
@@ -128,6 +135,11 @@ enum { REC_VERSION = 1, REC_BIND = 2, REC_UNBIND = 3, REC_DELETE_DOC = 4, REC_DR
  * Returns 0, SDB_ECORRUPT (malformed or inconsistent record) or SDB_ENOMEM. */
 int apply_records(sdb_t *db, const uint8_t *p, size_t n, uint64_t tag);
 
+/* Applies a checkpoint's record stream to an empty state: as apply_records,
+ * trusting the checkpoint's shape (each document's versions together, each
+ * path once) to skip lookups.  0, SDB_ECORRUPT or SDB_ENOMEM. */
+int apply_checkpoint(sdb_t *db, const uint8_t *p, size_t n);
+
 /* Reads every page of v and checks its CRC, its stamp and the content CRC.
  * Returns 0, SDB_ECORRUPT, SDB_EIO or SDB_ENOMEM. */
 int docver_verify(sdb_t *db, const docver_t *v);
@@ -145,6 +157,9 @@ static inline uint32_t crc_add(const sdb_t *db, uint32_t crc, uint32_t dcrc, uin
 
 /* Looks a document up by id (caller holds the state lock or is the leader). */
 doc_t *doc_find(const sdb_t *db, const sdb_id_t *id);
+
+/* Sets up the state's allocators (open).  Cannot fail. */
+void state_init(sdb_t *db);
 
 /* Drops one reference to v; the last one frees it and its pages. */
 void docver_unref(sdb_t *db, docver_t *v);

@@ -277,36 +277,54 @@ int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len)
 
 /* ---- checkpoints ---- */
 
+/* Appends the VERSION records of d, oldest first, and marks it written. */
+static int encode_doc(sdb_t *db, doc_t *d, uint64_t mark, buf_t *b, docver_t ***vs, size_t *vcap)
+{
+    size_t n = 0;
+    int rc = SDB_OK;
+    d->cp_mark = mark;
+    (void)db;
+    for (docver_t *v = d->cur; v; v = v->older) {
+        if (n == *vcap) {
+            size_t nc = *vcap ? *vcap * 2 : 16;
+            docver_t **t = realloc(*vs, nc * sizeof(*t));
+            if (!t)
+                return SDB_ENOMEM;
+            *vs = t;
+            *vcap = nc;
+        }
+        (*vs)[n++] = v;
+    }
+    while (n > 0 && !rc)
+        rc = rec_version(b, &d->id, (*vs)[--n], d->created_ms);
+    return rc;
+}
+
+/* The checkpoint stream: paths in byte order, each preceded by its
+ * document's versions the first time the document appears, then the
+ * documents without paths.  Reopening then appends to the index's last leaf
+ * and finds each binding's document as the one just read (apply_checkpoint). */
 static int encode_state(sdb_t *db, buf_t *b)
 {
+    uint64_t mark = ++db->cp_mark_gen;
     docver_t **vs = NULL;
     size_t vcap = 0;
     int rc = SDB_OK;
-    for (size_t i = 0; i < db->docs_cap && !rc; i++)
-        for (doc_t *d = db->docs[i]; d && !rc; d = d->hnext) {
-            size_t n = 0;
-            for (docver_t *v = d->cur; v; v = v->older) {
-                if (n == vcap) {
-                    vcap = vcap ? vcap * 2 : 16;
-                    docver_t **t = realloc(vs, vcap * sizeof(*t));
-                    if (!t) {
-                        rc = SDB_ENOMEM;
-                        break;
-                    }
-                    vs = t;
-                }
-                vs[n++] = v;
-            }
-            while (n > 0 && !rc)
-                rc = rec_version(b, &d->id, vs[--n], d->created_ms);
-        }
-    free(vs);
-    /* bindings in path order: reopening then appends to the index's last leaf */
     pathidx_iter_t it;
     pathidx_key_t *k;
     pathidx_seek(db->paths, &it, NULL, 0, 1);
-    while (!rc && (k = pathidx_next(&it)) != NULL)
-        rc = rec_bind(b, &((doc_t *)k->val)->id, k->bytes, k->len);
+    while (!rc && (k = pathidx_next(&it)) != NULL) {
+        doc_t *d = k->val;
+        if (d->cp_mark != mark)
+            rc = encode_doc(db, d, mark, b, &vs, &vcap);
+        if (!rc)
+            rc = rec_bind(b, &d->id, k->bytes, k->len);
+    }
+    for (size_t i = 0; i < db->docs_cap && !rc; i++)
+        for (doc_t *d = db->docs[i]; d && !rc; d = d->hnext)
+            if (d->cp_mark != mark)
+                rc = encode_doc(db, d, mark, b, &vs, &vcap);
+    free(vs);
     return rc;
 }
 
@@ -400,7 +418,8 @@ void journal_release_pending(sdb_t *db, uint64_t durable_seq)
             freespace_free(&db->fs, pf->ext[i].start, pf->ext[i].count);
             db->pending_pages -= pf->ext[i].count;
         }
-        free(pf->ext);
+        if (pf->ext != &pf->ext1)
+            free(pf->ext);
         free(pf);
     }
     if (!db->pending)
@@ -589,7 +608,7 @@ static int try_slot(sdb_t *db, const slot_t *s)
     if (s->cp_head) {
         rc = load_checkpoint(db, s, &b);
         if (!rc)
-            rc = apply_records(db, b.p, b.len, 0);
+            rc = apply_checkpoint(db, b.p, b.len);
         if (rc)
             goto out;
     }

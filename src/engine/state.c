@@ -83,37 +83,49 @@ static void doc_table_remove(sdb_t *db, doc_t *d)
 
 /* Frees the extents of a version whose last reference is gone: directly when
  * the record that dropped it is durable, else onto the pending list. */
+static void free_ext(docver_t *v)
+{
+    if (v->ext != &v->ext1)
+        free(v->ext);
+    v->ext = NULL;
+}
+
 static void release_pages(sdb_t *db, docver_t *v)
 {
     pthread_mutex_lock(&db->fs_lock);
     if (v->retire_seq <= db->durable_seq || v->nextents == 0) {
         for (uint32_t i = 0; i < v->nextents; i++)
             freespace_free(&db->fs, v->ext[i].start, v->ext[i].count);
-        free(v->ext);
+        free_ext(v);
     } else {
         pfree_t *pf = malloc(sizeof(*pf));
         if (pf) {                  /* without memory the pages leak until reopen */
             pf->seq = v->retire_seq;
             pf->n = v->nextents;
-            pf->ext = v->ext;
+            if (v->ext == &v->ext1) {
+                pf->ext1 = v->ext1;
+                pf->ext = &pf->ext1;
+            } else {
+                pf->ext = v->ext;
+            }
+            v->ext = NULL;
             pf->next = NULL;
-            for (uint32_t i = 0; i < v->nextents; i++)
-                db->pending_pages += v->ext[i].count;
+            for (uint32_t i = 0; i < pf->n; i++)
+                db->pending_pages += pf->ext[i].count;
             *db->pending_tail = pf;
             db->pending_tail = &pf->next;
         } else {
-            free(v->ext);
+            free_ext(v);
         }
     }
     pthread_mutex_unlock(&db->fs_lock);
-    v->ext = NULL;
 }
 
 void docver_unref(sdb_t *db, docver_t *v)
 {
     if (atomic_fetch_sub(&v->refs, 1) == 1) {
         release_pages(db, v);
-        free(v);
+        slab_free(&db->ver_slab, v);
     }
 }
 
@@ -124,16 +136,38 @@ static void retire(sdb_t *db, docver_t *v, uint64_t tag)
     docver_unref(db, v);
 }
 
+/* Makes room for one more path in d (the first lives inline). */
+static int doc_reserve_path(doc_t *d)
+{
+    if (d->cap == 0) {
+        d->paths = &d->path1;
+        d->cap = 1;
+    }
+    if (d->npaths < d->cap)
+        return SDB_OK;
+    uint32_t nc = d->cap * 2;
+    pathidx_key_t **p = d->paths == &d->path1 ? malloc(nc * sizeof(*p))
+                                              : realloc(d->paths, nc * sizeof(*p));
+    if (!p)
+        return SDB_ENOMEM;
+    if (d->paths == &d->path1)
+        p[0] = d->path1;
+    d->paths = p;
+    d->cap = nc;
+    return SDB_OK;
+}
+
+static void doc_free_paths(doc_t *d)
+{
+    if (d->paths != &d->path1)
+        free(d->paths);
+    d->paths = NULL;
+}
+
 static int doc_add_path(doc_t *d, pathidx_key_t *k)
 {
-    if (d->npaths == d->cap) {
-        uint32_t nc = d->cap ? d->cap * 2 : 2;
-        pathidx_key_t **p = realloc(d->paths, nc * sizeof(*p));
-        if (!p)
-            return SDB_ENOMEM;
-        d->paths = p;
-        d->cap = nc;
-    }
+    if (doc_reserve_path(d))
+        return SDB_ENOMEM;
     d->paths[d->npaths++] = k;
     return SDB_OK;
 }
@@ -155,8 +189,8 @@ static void doc_free(sdb_t *db, doc_t *d, uint64_t tag)
         retire(db, v, tag);
         v = o;
     }
-    free(d->paths);
-    free(d);
+    doc_free_paths(d);
+    slab_free(&db->doc_slab, d);
 }
 
 /* ---- record decoding ---- */
@@ -164,6 +198,8 @@ static void doc_free(sdb_t *db, doc_t *d, uint64_t tag)
 typedef struct {
     const uint8_t *p, *end;
     int bad;
+    int bulk;                      /* loading a checkpoint into an empty state */
+    doc_t *last;                   /* bulk: the document of the last VERSION record */
 } rd_t;
 
 static const uint8_t *take(rd_t *r, size_t n)
@@ -200,12 +236,12 @@ static int apply_version(sdb_t *db, rd_t *r)
     if (r->bad || (size_t)(r->end - r->p) / 12 < n)
         return SDB_ECORRUPT;
     uint64_t pages = 0;
-    docver_t *v = calloc(1, sizeof(*v));
+    docver_t *v = slab_alloc(&db->ver_slab);
     if (!v)
         return SDB_ENOMEM;
-    v->ext = n ? malloc(n * sizeof(extent_t)) : NULL;
-    if (n && !v->ext) {
-        free(v);
+    v->ext = n > 1 ? malloc(n * sizeof(extent_t)) : &v->ext1;
+    if (!v->ext) {
+        slab_free(&db->ver_slab, v);
         return SDB_ENOMEM;
     }
     for (uint32_t i = 0; i < n; i++) {
@@ -221,27 +257,29 @@ static int apply_version(sdb_t *db, rd_t *r)
     memcpy(v->blob, blob, 16);
     atomic_init(&v->refs, 1);
     uint64_t need = db->cap ? (size + db->cap - 1) / db->cap : 0;
-    doc_t *d = doc_find(db, &id);
+    /* a checkpoint lists each document's versions together, once: no lookup */
+    doc_t *d = !r->bulk ? doc_find(db, &id) : r->last && id_eq(&r->last->id, &id) ? r->last : NULL;
     if (pages != need || version == 0 || (d && d->cur && d->cur->version >= version)) {
-        free(v->ext);
-        free(v);
+        free_ext(v);
+        slab_free(&db->ver_slab, v);
         return SDB_ECORRUPT;
     }
     if (!d) {
-        d = calloc(1, sizeof(*d));
+        d = slab_alloc(&db->doc_slab);
         if (d) {
             d->id = id;
             d->created_ms = created;
         }
         if (!d || doc_table_insert(db, d)) {
-            free(d);
-            free(v->ext);
-            free(v);
+            slab_free(&db->doc_slab, d);
+            free_ext(v);
+            slab_free(&db->ver_slab, v);
             return SDB_ENOMEM;
         }
     }
     v->older = d->cur;
     d->cur = v;
+    r->last = d;
     return SDB_OK;
 }
 
@@ -253,10 +291,11 @@ static int apply_bind(sdb_t *db, rd_t *r)
     const uint8_t *path = take(r, len);
     if (r->bad || len == 0)
         return SDB_ECORRUPT;
-    doc_t *d = doc_find(db, &id);
+    doc_t *d = r->last && id_eq(&r->last->id, &id) ? r->last : doc_find(db, &id);
     if (!d)
         return SDB_ECORRUPT;
-    pathidx_key_t *k = pathidx_get(db->paths, (const char *)path, len);
+    /* a checkpoint binds each path once: no need to look for an old binding */
+    pathidx_key_t *k = r->bulk ? NULL : pathidx_get(db->paths, (const char *)path, len);
     if (k) {
         doc_t *e = k->val;
         if (e == d)
@@ -269,17 +308,14 @@ static int apply_bind(sdb_t *db, rd_t *r)
         k->val = d;
         return SDB_OK;
     }
-    if (d->npaths == d->cap) {     /* reserve first so the insert cannot be undone */
-        uint32_t nc = d->cap ? d->cap * 2 : 2;
-        pathidx_key_t **p = realloc(d->paths, nc * sizeof(*p));
-        if (!p)
-            return SDB_ENOMEM;
-        d->paths = p;
-        d->cap = nc;
-    }
-    int rc = pathidx_put(db->paths, (const char *)path, len, d, &k, NULL);
+    if (doc_reserve_path(d))       /* reserve first so the insert cannot be undone */
+        return SDB_ENOMEM;
+    void *old = NULL;
+    int rc = pathidx_put(db->paths, (const char *)path, len, d, &k, &old);
     if (rc)
         return rc;
+    if (old)                       /* bulk: a path listed twice */
+        return SDB_ECORRUPT;
     d->paths[d->npaths++] = k;
     return SDB_OK;
 }
@@ -337,9 +373,9 @@ static int apply_drop_version(sdb_t *db, rd_t *r, uint64_t tag)
     return SDB_ECORRUPT;
 }
 
-int apply_records(sdb_t *db, const uint8_t *p, size_t n, uint64_t tag)
+static int apply_stream(sdb_t *db, const uint8_t *p, size_t n, uint64_t tag, int bulk)
 {
-    rd_t r = { p, p + n, 0 };
+    rd_t r = { p, p + n, 0, bulk, NULL };
     while (r.p < r.end) {
         int rc;
         switch (*r.p++) {
@@ -356,35 +392,47 @@ int apply_records(sdb_t *db, const uint8_t *p, size_t n, uint64_t tag)
     return SDB_OK;
 }
 
-/* Frees the whole state (close, or a failed open). */
+int apply_records(sdb_t *db, const uint8_t *p, size_t n, uint64_t tag)
+{
+    return apply_stream(db, p, n, tag, 0);
+}
+
+int apply_checkpoint(sdb_t *db, const uint8_t *p, size_t n)
+{
+    return apply_stream(db, p, n, 0, 1);
+}
+
+void state_init(sdb_t *db)
+{
+    slab_init(&db->doc_slab, sizeof(doc_t));
+    slab_init(&db->ver_slab, sizeof(docver_t));
+}
+
+/* Frees the whole state (close, or a failed open); the state can be loaded
+ * again afterwards. */
 void state_destroy(sdb_t *db)
 {
-    for (size_t i = 0; i < db->docs_cap; i++) {
-        doc_t *d = db->docs[i];
-        while (d) {
-            doc_t *n = d->hnext;
-            docver_t *v = d->cur;
-            while (v) {
-                docver_t *o = v->older;
-                free(v->ext);
-                free(v);
-                v = o;
-            }
-            free(d->paths);
-            free(d);
-            d = n;
+    for (size_t i = 0; i < db->docs_cap; i++)
+        for (doc_t *d = db->docs[i]; d; d = d->hnext) {
+            for (docver_t *v = d->cur; v; v = v->older)
+                if (v->ext != &v->ext1)
+                    free(v->ext);
+            if (d->paths != &d->path1)
+                free(d->paths);
         }
-    }
     free(db->docs);
     db->docs = NULL;
     db->docs_cap = db->ndocs = 0;
     pathidx_free(db->paths);
     db->paths = NULL;
+    slab_destroy(&db->doc_slab);
+    slab_destroy(&db->ver_slab);
+    state_init(db);
 }
 
 int records_check_data(sdb_t *db, const uint8_t *p, size_t n)
 {
-    rd_t r = { p, p + n, 0 };
+    rd_t r = { p, p + n, 0, 0, NULL };
     while (r.p < r.end && !r.bad) {
         uint8_t type = *r.p++;
         sdb_id_t id;

@@ -1,0 +1,69 @@
+/*
+ * slab.c -- see slab.h.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/slab.h"
+
+#define CHUNK_BYTES 65536
+
+void slab_init(slab_t *s, size_t objsize)
+{
+    memset(s, 0, sizeof(*s));
+    pthread_mutex_init(&s->lock, NULL);
+    s->objsize = (objsize + 15) & ~(size_t)15;
+    s->per_chunk = CHUNK_BYTES / s->objsize;
+    s->used_in_last = s->per_chunk;        /* no chunk yet */
+}
+
+void *slab_alloc(slab_t *s)
+{
+    void *obj = NULL;
+    pthread_mutex_lock(&s->lock);
+    if (s->free_list) {
+        obj = s->free_list;
+        s->free_list = *(void **)obj;
+    } else {
+        if (s->used_in_last == s->per_chunk) {
+            if (s->nchunks == s->cap) {
+                size_t nc = s->cap ? s->cap * 2 : 16;
+                void **c = realloc(s->chunks, nc * sizeof(*c));
+                if (!c)
+                    goto out;
+                s->chunks = c;
+                s->cap = nc;
+            }
+            void *chunk = malloc(s->per_chunk * s->objsize);
+            if (!chunk)
+                goto out;
+            s->chunks[s->nchunks++] = chunk;
+            s->used_in_last = 0;
+        }
+        obj = (char *)s->chunks[s->nchunks - 1] + s->used_in_last++ * s->objsize;
+    }
+out:
+    pthread_mutex_unlock(&s->lock);
+    if (obj)
+        memset(obj, 0, s->objsize);
+    return obj;
+}
+
+void slab_free(slab_t *s, void *obj)
+{
+    if (!obj)
+        return;
+    pthread_mutex_lock(&s->lock);
+    *(void **)obj = s->free_list;
+    s->free_list = obj;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void slab_destroy(slab_t *s)
+{
+    for (size_t i = 0; i < s->nchunks; i++)
+        free(s->chunks[i]);
+    free(s->chunks);
+    pthread_mutex_destroy(&s->lock);
+    memset(s, 0, sizeof(*s));
+}
