@@ -553,10 +553,11 @@ int sdb_reader_read(sdb_reader_t *r, void *buf, size_t cap, size_t *n)
         const uint8_t *m = db->be->map ? db->be->map(db->be, pg * db->page_size, db->page_size) : NULL;
         int rc;
         if (m && cap - got >= expect) {
-            memcpy(out + got, m + PAGE_HDR, expect);   /* verify the copy: the bytes returned */
-            rc = reader_check(r, m, out + got, expect);
-            if (!rc)
+            rc = reader_check(r, m, m + PAGE_HDR, expect);
+            if (!rc) {
+                memcpy(out + got, m + PAGE_HDR, expect);
                 got += expect;
+            }
             r->pg_len = r->pg_off = 0;
         } else {
             if (!r->page && !(r->page = malloc(db->page_size))) {

@@ -214,8 +214,10 @@ static void update_reading(conn_t *c)
     if (c->closing || c->close_after_flush || s->stopping)
         return;
     uint64_t outcap = s->cfg->max_output_bytes;
-    int full = c->qcount >= s->cfg->max_inflight || c->out_bytes > outcap;
-    int low = c->qcount <= s->cfg->max_inflight / 2 && c->out_bytes <= outcap / 2;
+    /* queued request bytes are bounded like output: max_output_bytes */
+    int full = c->qcount >= s->cfg->max_inflight || c->out_bytes > outcap || c->qbytes > outcap;
+    int low = c->qcount <= s->cfg->max_inflight / 2 && c->out_bytes <= outcap / 2 &&
+              c->qbytes <= outcap / 2;
     if (c->reading && full) {
         uv_read_stop(&c->h.stream);
         c->reading = 0;

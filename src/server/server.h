@@ -12,8 +12,10 @@
  *     frame only after the previous request has answered: responses leave in
  *     request order, and a stream's frames are contiguous.
  *  2. Frames are queued as they are decoded; reading stops while the queue
- *     holds max_inflight frames or the unsent output exceeds max_output_bytes,
- *     and resumes when both fall to half.
+ *     holds max_inflight frames or more than max_output_bytes of payload, or
+ *     the unsent output exceeds max_output_bytes, and resumes when all three
+ *     fall to half.  So a connection holds at most about 2 x max_output_bytes
+ *     plus one read buffer and one frame being decoded.
  *  3. A GET stream produces its next batch of DATA frames only while the
  *     unsent output is under half of max_output_bytes (a client that does not
  *     read stops the disk reads).
