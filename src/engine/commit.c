@@ -175,9 +175,13 @@ static int plan(sdb_t *db, commit_req_t *r, touchset_t *ts, buf_t *b)
         if (ts->n)
             return 1;              /* a barrier: alone in its batch */
         touch_add(ts, NULL, 0, NULL);
-        for (size_t i = 0; i < db->docs_cap && !rc; i++)
+        /* commits apply retention as they go: only a file opened with a
+           smaller versions_to_keep than it was written with has excess */
+        for (size_t i = 0; db->gc_needed && i < db->docs_cap && !rc; i++)
             for (doc_t *x = db->docs[i]; x && !rc; x = x->hnext)
                 rc = plan_gc(db, x, 0, b);
+        if (!rc)
+            db->gc_needed = 0;
         break;
     }
     r->rc = rc;

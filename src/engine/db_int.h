@@ -118,6 +118,7 @@ struct sdb {
     size_t ncppages, cppages_cap;
     uint64_t cp_mark_gen;          /* doc_t.cp_mark of the checkpoint being encoded */
     uint64_t last_sync_ns;
+    int gc_needed;                 /* some document keeps more than versions_to_keep old versions */
     int slot_damaged;              /* the other header slot failed its check at open */
     int unsynced_groups;           /* journal groups written since the last sync */
     int journal_cut;               /* open: the journal was cut short by damage */

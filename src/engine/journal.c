@@ -495,7 +495,10 @@ static int load_checkpoint(sdb_t *db, const slot_t *s, buf_t *out)
         p = h.next;
     }
     free(pg);
-    if (!rc && (out->len != s->cp_bytes || (uint32_t)crc32(0L, out->p, (uInt)out->len) != s->cp_crc))
+    /* every page was verified with its CRC and stamp; the stream CRC over
+       the whole is checked again only by sdb_check (db->tolerate_cut) */
+    if (!rc && (out->len != s->cp_bytes ||
+                (db->tolerate_cut && (uint32_t)crc32(0L, out->p, (uInt)out->len) != s->cp_crc)))
         rc = SDB_ECORRUPT;
     return rc;
 }
@@ -697,10 +700,16 @@ int journal_derive_free(sdb_t *db, uint64_t file_pages)
     if (!rc)
         rc = freespace_mark_used(&db->fs, db->jnext, 1);
     for (size_t i = 0; i < db->docs_cap && !rc; i++)
-        for (doc_t *d = db->docs[i]; d && !rc; d = d->hnext)
-            for (docver_t *v = d->cur; v && !rc; v = v->older)
+        for (doc_t *d = db->docs[i]; d && !rc; d = d->hnext) {
+            uint64_t old = 0;
+            for (docver_t *v = d->cur; v && !rc; v = v->older) {
+                old += v != d->cur;
                 for (uint32_t k = 0; k < v->nextents && !rc; k++)
                     rc = freespace_mark_used(&db->fs, v->ext[k].start, v->ext[k].count);
+            }
+            if (old > db->cfg.versions_to_keep)
+                db->gc_needed = 1;
+        }
     return rc;
 }
 

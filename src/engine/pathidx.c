@@ -514,7 +514,7 @@ int pathidx_put(pathidx_t *idx, const char *path, size_t len, void *val,
                 pathidx_key_t **keyp, void **old)
 {
     uint32_t h = pi_hash(path, len);
-    pathidx_key_t *k = pi_hash_find(idx, path, len, h);
+    pathidx_key_t *k;
     pi_node_t *spare[PI_MAX_HEIGHT + 1];
     int nspare = 0, used = 0, need = 0, d;
     pi_path_t pp;
@@ -522,7 +522,12 @@ int pathidx_put(pathidx_t *idx, const char *path, size_t len, void *val,
     int pos;
 
     assert(len <= SDB_MAX_PATH);
-    if (k != NULL) {
+    /* The descent is needed for an insert anyway, and an existing key is in
+     * that leaf: no hash-chain walk (a cache miss per entry) for new keys. */
+    leaf = pi_descend(idx, path, len, &pp);
+    pos = pi_leaf_search(leaf, path, len, 1);
+    if (pos < (int)leaf->hdr.n && pi_cmp(leaf->keys[pos], path, len) == 0) {
+        k = leaf->keys[pos];
         if (old != NULL)
             *old = k->val;
         k->val = val;
@@ -530,9 +535,6 @@ int pathidx_put(pathidx_t *idx, const char *path, size_t len, void *val,
             *keyp = k;
         return 0;
     }
-
-    leaf = pi_descend(idx, path, len, &pp);
-    pos = pi_leaf_search(leaf, path, len, 1);
     /* Count the nodes a split cascade needs: the leaf, each full ancestor,
      * and a new root when every level is full (invariant 7). */
     if (leaf->hdr.n == PI_LEAF_MAX) {

@@ -179,6 +179,61 @@ START_TEST(test_crash_sweep)
 }
 END_TEST
 
+static int count_cb(void *arg, const char *path, const sdb_docinfo_t *info)
+{
+    (void)path;
+    (void)info;
+    (*(int *)arg)++;
+    return 0;
+}
+
+/* Lowering versions_to_keep at reopen: sdb_flush drops the excess, and the
+ * drop survives another reopen. */
+START_TEST(test_retention_lowered)
+{
+    sdb_config_t cfg;
+    sdb_config_default(&cfg);
+    cfg.page_size = 512;
+    cfg.versions_to_keep = 3;
+    sdb_t *db;
+    sdb_docinfo_t info;
+    char buf[1000];
+    int n;
+    uint8_t *img;
+    size_t len;
+    fault_plan_t none = { 0 };
+    sdb_backend_t *be = backend_fault_new(&none, NULL, 0);
+    ck_assert_int_eq(sdb_open_backend(be, &cfg, &db), 0);
+    for (int v = 1; v <= 5; v++) {
+        memset(buf, 'a' + v, sizeof(buf));
+        ck_assert_int_eq(sdb_put(db, "/doc", buf, sizeof(buf), &info), 0);
+    }
+    n = 0;
+    ck_assert_int_eq(sdb_list_versions(db, &info.id, count_cb, &n), 0);
+    ck_assert_int_eq(n, 4);                /* current + 3 kept */
+    ck_assert_int_eq(sdb_flush(db), 0);
+    ck_assert_int_eq(backend_fault_image(be, &img, &len), 0);
+    ck_assert_int_eq(sdb_close(db), 0);
+    cfg.versions_to_keep = 1;
+    ck_assert_int_eq(sdb_open_backend(backend_mem_from(img, len), &cfg, &db), 0);
+    free(img);
+    n = 0;
+    ck_assert_int_eq(sdb_list_versions(db, &info.id, count_cb, &n), 0);
+    ck_assert_int_eq(n, 4);                /* nothing dropped before a flush */
+    ck_assert_int_eq(sdb_flush(db), 0);
+    n = 0;
+    ck_assert_int_eq(sdb_list_versions(db, &info.id, count_cb, &n), 0);
+    ck_assert_int_eq(n, 2);                /* current + 1 kept */
+    void *data;
+    size_t dl;
+    ck_assert_int_eq(sdb_get_id(db, &info.id, 4, &data, &dl, NULL), 0);
+    ck_assert_uint_eq(((uint8_t *)data)[0], 'a' + 4);
+    free(data);
+    ck_assert_int_eq(sdb_get_id(db, &info.id, 3, &data, &dl, NULL), SDB_ENOTFOUND);
+    ck_assert_int_eq(sdb_close(db), 0);
+}
+END_TEST
+
 Suite *suite_engine(void)
 {
     Suite *s = suite_create("engine");
@@ -187,6 +242,7 @@ Suite *suite_engine(void)
     tcase_add_test(tc, test_page_seal_open);
     tcase_add_test(tc, test_freespace);
     tcase_add_test(tc, test_crash_sweep);
+    tcase_add_test(tc, test_retention_lowered);
     suite_add_tcase(s, tc);
     return s;
 }
