@@ -41,6 +41,10 @@ struct sdb_backend {
     /* Hints that [off, off+len) was written and may be sent to the disk now,
      * so that a later sync has less to wait for.  Optional (may be NULL). */
     void (*writeback)(sdb_backend_t *be, uint64_t off, uint64_t len);
+    /* Hints that the mapped bytes [off, off+len) will not be read again soon:
+     * their memory may leave the process's resident set (the data stays in
+     * the OS page cache).  Optional (may be NULL). */
+    void (*release)(sdb_backend_t *be, uint64_t off, uint64_t len);
     /* Releases everything (the file lock too).  Never fails. */
     void (*close)(sdb_backend_t *be);
 };

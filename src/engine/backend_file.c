@@ -126,6 +126,22 @@ static void fb_writeback(sdb_backend_t *be, uint64_t off, uint64_t len)
     (void)sync_file_range(f->fd, (off64_t)off, (off64_t)len, SYNC_FILE_RANGE_WRITE);
 }
 
+static void fb_release(sdb_backend_t *be, uint64_t off, uint64_t len)
+{
+    file_backend_t *f = (file_backend_t *)be;
+    uint64_t seg = off >> SEG_SHIFT;
+    long psz = sysconf(_SC_PAGESIZE);
+    if (!f->use_mmap || seg >= MAX_SEGS || ((off + len - 1) >> SEG_SHIFT) != seg || psz <= 0)
+        return;
+    uint8_t *base = atomic_load(&f->segs[seg]);
+    if (!base)
+        return;
+    /* only whole OS pages inside the range */
+    uint64_t a = (off + (uint64_t)psz - 1) & ~((uint64_t)psz - 1), b = (off + len) & ~((uint64_t)psz - 1);
+    if (b > a)
+        madvise(base + (a & (SEG_SIZE - 1)), b - a, MADV_DONTNEED);
+}
+
 static void fb_close(sdb_backend_t *be)
 {
     file_backend_t *f = (file_backend_t *)be;
@@ -180,6 +196,7 @@ int backend_file_open(const char *path, int use_mmap, sdb_backend_t **out)
     f->be.size = fb_size;
     f->be.map = fb_map;
     f->be.writeback = fb_writeback;
+    f->be.release = fb_release;
     f->be.close = fb_close;
     *out = &f->be;
     return SDB_OK;

@@ -440,10 +440,15 @@ int sdb_put_if(sdb_t *db, const char *path, const void *data, size_t len, uint64
 
 /* ---- readers ---- */
 
+#define RELEASE_MIN_SIZE (32u << 20)   /* documents above this drop what they have read */
+#define RELEASE_PAGES 256
+
 struct sdb_reader {
     sdb_t *db;
     docver_t *v;
     int quick;
+    pgno_t rel_start;              /* mapped pages read but not yet released */
+    uint32_t rel_count;
     uint64_t pos;
     uint32_t ei, eoff, index;
     uint8_t *page;
@@ -505,6 +510,22 @@ int sdb_reader_open_id(sdb_t *db, const sdb_id_t *id, uint64_t version, sdb_read
     return rc;
 }
 
+/* A large document read through the mapping would otherwise stay resident
+ * in the process as it is read (a 256 MiB GET, 256 MiB of RSS): every
+ * RELEASE_PAGES pages read, drop them from the mapping (not from the cache). */
+static void reader_release(sdb_reader_t *r, pgno_t pg)
+{
+    sdb_t *db = r->db;
+    if (r->rel_count && pg == r->rel_start + r->rel_count && r->rel_count < RELEASE_PAGES) {
+        r->rel_count++;
+        return;
+    }
+    if (r->rel_count)
+        db->be->release(db->be, r->rel_start * db->page_size, (uint64_t)r->rel_count * db->page_size);
+    r->rel_start = pg;
+    r->rel_count = 1;
+}
+
 /* Verifies data page `index` of the reader's version: header at hdr, data
  * (already copied or in place) at data. */
 static int reader_check(sdb_reader_t *r, const uint8_t *hdr, const uint8_t *data, uint32_t expect)
@@ -557,6 +578,8 @@ int sdb_reader_read(sdb_reader_t *r, void *buf, size_t cap, size_t *n)
             if (!rc) {
                 memcpy(out + got, m + PAGE_HDR, expect);
                 got += expect;
+                if (r->v->size > RELEASE_MIN_SIZE && db->be->release)
+                    reader_release(r, pg);
             }
             r->pg_len = r->pg_off = 0;
         } else {
@@ -596,6 +619,9 @@ void sdb_reader_close(sdb_reader_t *r)
 {
     if (!r)
         return;
+    if (r->rel_count && r->db->be->release)
+        r->db->be->release(r->db->be, r->rel_start * r->db->page_size,
+                           (uint64_t)r->rel_count * r->db->page_size);
     docver_unref(r->db, r->v);
     free(r->page);
     free(r);
