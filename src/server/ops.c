@@ -311,6 +311,7 @@ static void run_request(job_t *j)
         out_doc(&j->out, SDB_OP_GET_HEADER, j->rid, &info);
         j->down = d;
         j->done = 0;
+        free(path);
         get_batch(j);
         return;
     }

@@ -244,6 +244,7 @@ void conn_pump(conn_t *c)
             c->qtail = &c->qhead;
         c->qcount--;
         c->qbytes -= f->hdr.length;
+        f->next = NULL;                        /* ops_dispatch owns f alone, not the queue */
         ops_dispatch(c, f);
     }
     if (!c->closing && s->stopping && !c->busy && !c->close_after_flush) {
