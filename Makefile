@@ -68,7 +68,7 @@ CJSON_LIBS := $(shell pkg-config --libs libcjson 2>/dev/null)
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 
-ENGINE_SRC := $(wildcard src/engine/*.c) $(wildcard src/common/*.c)
+ENGINE_SRC := $(wildcard src/engine/*.c) $(wildcard src/common/*.c) $(wildcard src/client/*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
@@ -76,15 +76,23 @@ SERVER_SRC := $(wildcard src/server/*.c)
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
 BENCH_SRC := $(wildcard tests/bench/*.c)
 BENCH_BIN := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
+CLI_SRC := $(wildcard src/cli/*.c)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+CLITEST_SRC := $(wildcard tests/cli/*.c)
+CLITEST_OBJ := $(CLITEST_SRC:%.c=$(BUILD)/%.o)
+INTEG_SRC := $(wildcard tests/integration/*.c)
+INTEG_OBJ := $(INTEG_SRC:%.c=$(BUILD)/%.o)
 
 # The engine sees neither libuv nor cJSON (STYLE.md: no engine file includes
 # uv.h); the server, client, CLI and tests do.
 $(UNIT_OBJ): CFLAGS_ALL += $(CHECK_CFLAGS) $(UV_CFLAGS) $(CJSON_CFLAGS)
+$(CLITEST_OBJ): CFLAGS_ALL += $(CHECK_CFLAGS) $(CJSON_CFLAGS)
+$(INTEG_OBJ): CFLAGS_ALL += $(CHECK_CFLAGS) $(CJSON_CFLAGS)
 $(BUILD)/src/server/%.o $(BUILD)/src/client/%.o $(BUILD)/src/cli/%.o: \
     CFLAGS_ALL += $(UV_CFLAGS) $(CJSON_CFLAGS)
 
 .PHONY: all deps lib run demo test check bench sanitize valgrind coverage clean install uninstall help
-all: deps lib $(BUILD)/streamdbd $(BUILD)/streamdb-demo
+all: deps lib $(BUILD)/streamdbd $(BUILD)/streamdb $(BUILD)/streamdb-demo
 
 deps:
 ifneq ($(DEPS_OK),yes)
@@ -120,6 +128,22 @@ $(BUILD)/check_all: $(UNIT_OBJ) $(BUILD)/libstreamdb.a
 	$(msg) LD $@
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS_ALL)
 
+# The command-line client, and its Check runner (tests/cli: the client
+# library and every CLI command against a real streamdbd).
+$(BUILD)/streamdb: $(CLI_OBJ) $(BUILD)/libstreamdb.a
+	$(msg) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CJSON_LIBS) $(LDLIBS_ALL)
+
+$(BUILD)/check_cli: $(CLITEST_OBJ) $(BUILD)/libstreamdb.a
+	$(msg) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(CJSON_LIBS) -lutil $(LDLIBS_ALL)
+
+# The daemon's integration runner (tests/integration: the real streamdbd,
+# started per test, spoken to through a small test client on the codec).
+$(BUILD)/check_integration: $(INTEG_OBJ) $(BUILD)/libstreamdb.a
+	$(msg) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(CJSON_LIBS) $(LDLIBS_ALL)
+
 $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libstreamdb.a
 	@mkdir -p $(dir $@)
 	$(msg) CC $<
@@ -137,10 +161,15 @@ demo: all
 	$(BUILD)/streamdb-demo $(DB)
 
 # `make test SUITE=pathidx [TEST=name]` runs one suite or one test.
-test check: deps lib $(BUILD)/check_all
+test check: deps lib $(BUILD)/check_all $(BUILD)/check_cli $(BUILD)/streamdbd $(BUILD)/streamdb \
+    $(BUILD)/check_integration
 	$(strip $(BUILD)/check_all $(SUITE) $(TEST))
+	$(strip SDB_STREAMDBD=$(BUILD)/streamdbd $(BUILD)/check_integration $(SUITE) $(TEST))
+	$(strip $(BUILD)/check_cli $(SUITE) $(TEST))
+	$(if $(SUITE),,$(Q)MAKE='$(MAKE)' BUILD='$(BUILD)' CC='$(CC)' CLIENT_CFLAGS='$(OPT) $(CFLAGS)' \
+	    CLIENT_LDFLAGS='$(LDFLAGS) $(LDLIBS)' bash tests/packaging/test_install.sh)
 
-bench: deps lib $(BENCH_BIN)
+bench: deps lib $(BUILD)/streamdbd $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "==> $$b"; $$b || exit 1; done
 
 # ASan + UBSan build of the whole suite in build-san.  Check's per-test
@@ -164,28 +193,78 @@ coverage:
 	$(Q)$(MAKE) BUILD=build-cov OPT="-O0 -g --coverage" LDLIBS="--coverage" test
 	$(Q)bash scripts/coverage-summary.sh build-cov
 
-# The installed shared library is libstreamdb.so.$(VERSION), with the usual
-# soname and development symlinks.  streamdb.pc is generated for this PREFIX.
+# ---- install / uninstall --------------------------------------------------
+# Everything goes under $(DESTDIR) + the directories below.  SYSCONFDIR is
+# /etc whatever the PREFIX, since the unit and the docs name
+# /etc/streamdb/streamdbd.json.  The installed config is conf/streamdbd.json
+# with data_dir and unix_socket pointing at the service's /var/lib/streamdb
+# and /run/streamdb; an existing config that differs from it is kept (like a
+# dpkg conffile) and the new default goes next to it as streamdbd.json.default;
+# uninstall removes the config only when it is unmodified.  Binaries, headers,
+# pkg-config templates (src/*.pc.in) and man pages (docs/man/*.[1-8]) are
+# taken as they exist at install time, so the CLI, the client header and the
+# man pages are installed as soon as they are there.  The shared library is
+# libstreamdb.so.$(VERSION) with the usual soname and development symlinks.
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+CONFDIR = $(SYSCONFDIR)/streamdb
+INSTALL_BINS := streamdbd streamdb
+INSTALL_HEADERS = $(notdir $(wildcard include/*.h)) streamdb_client.h opcodes.def
+MAN_PAGES = $(wildcard docs/man/*.[1-8])
+PC_FILES = $(patsubst src/%.pc.in,%.pc,$(wildcard src/*.pc.in))
 PC_LIBDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
 PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
-install: lib
+CONF_SED = sed -e 's|"data_dir": *"[^"]*"|"data_dir": "/var/lib/streamdb"|' \
+    -e 's|"unix_socket": *"[^"]*"|"unix_socket": "/run/streamdb/streamdbd.sock"|' conf/streamdbd.json
+install: all
 	$(msg) INSTALL "$(DESTDIR)$(PREFIX)"
-	$(Q)install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
-	$(Q)install -m 644 include/streamdb.h $(DESTDIR)$(INCLUDEDIR)/streamdb.h
+	$(Q)install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
+	    $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(CONFDIR)
+	$(Q)for b in $(INSTALL_BINS); do [ ! -f $(BUILD)/$$b ] || \
+	    install -m 755 $(BUILD)/$$b $(DESTDIR)$(BINDIR)/$$b || exit 1; done
+	$(Q)install -m 644 $(wildcard include/*.h) proto/opcodes.def $(DESTDIR)$(INCLUDEDIR)/
 	$(Q)install -m 644 $(BUILD)/libstreamdb.a $(DESTDIR)$(LIBDIR)/libstreamdb.a
 	$(Q)install -m 755 $(BUILD)/libstreamdb.so $(DESTDIR)$(LIBDIR)/libstreamdb.so.$(VERSION)
 	$(Q)ln -sf libstreamdb.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libstreamdb.so.$(SOMAJOR)
 	$(Q)ln -sf libstreamdb.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libstreamdb.so
-	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(PC_LIBDIR)|' \
-	    -e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
-	    src/streamdb.pc.in > $(BUILD)/streamdb.pc
-	$(Q)install -m 644 $(BUILD)/streamdb.pc $(DESTDIR)$(PKGCONFIGDIR)/streamdb.pc
+	$(Q)for pc in $(PC_FILES); do \
+	    sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(PC_LIBDIR)|' \
+	        -e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	        src/$$pc.in > $(BUILD)/$$pc && \
+	    install -m 644 $(BUILD)/$$pc $(DESTDIR)$(PKGCONFIGDIR)/$$pc || exit 1; done
+	$(Q)for m in $(MAN_PAGES); do d=$(DESTDIR)$(MANDIR)/man$${m##*.}; \
+	    install -d $$d && install -m 644 $$m $$d/ || exit 1; done
+	$(Q)sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    systemd/streamdbd.service.in > $(BUILD)/streamdbd.service
+	$(Q)install -m 644 $(BUILD)/streamdbd.service $(DESTDIR)$(SYSTEMDUNITDIR)/streamdbd.service
+	$(Q)$(CONF_SED) > $(BUILD)/streamdbd.json
+	$(Q)f=$(DESTDIR)$(CONFDIR)/streamdbd.json; \
+	if [ -f $$f ] && ! cmp -s $(BUILD)/streamdbd.json $$f; then \
+	    install -m 644 $(BUILD)/streamdbd.json $$f.default; \
+	    echo "  kept your $$f; the new default config is $$f.default"; \
+	else \
+	    install -m 644 $(BUILD)/streamdbd.json $$f && rm -f $$f.default; \
+	fi
 
 uninstall:
 	$(msg) RM "$(DESTDIR)$(PREFIX)"
-	$(Q)rm -f $(DESTDIR)$(INCLUDEDIR)/streamdb.h $(DESTDIR)$(LIBDIR)/libstreamdb.a \
-	    $(DESTDIR)$(LIBDIR)/libstreamdb.so $(DESTDIR)$(LIBDIR)/libstreamdb.so.$(SOMAJOR) \
-	    $(DESTDIR)$(LIBDIR)/libstreamdb.so.$(VERSION) $(DESTDIR)$(PKGCONFIGDIR)/streamdb.pc
+	$(Q)rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(INSTALL_BINS)) \
+	    $(addprefix $(DESTDIR)$(INCLUDEDIR)/,$(INSTALL_HEADERS)) \
+	    $(DESTDIR)$(LIBDIR)/libstreamdb.a $(DESTDIR)$(LIBDIR)/libstreamdb.so \
+	    $(DESTDIR)$(LIBDIR)/libstreamdb.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libstreamdb.so.$(VERSION) \
+	    $(addprefix $(DESTDIR)$(PKGCONFIGDIR)/,$(PC_FILES)) \
+	    $(DESTDIR)$(MANDIR)/man1/streamdb.1 $(DESTDIR)$(MANDIR)/man8/streamdbd.8 \
+	    $(foreach m,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m))) \
+	    $(DESTDIR)$(SYSTEMDUNITDIR)/streamdbd.service $(DESTDIR)$(CONFDIR)/streamdbd.json.default
+	$(Q)mkdir -p $(BUILD) && $(CONF_SED) > $(BUILD)/streamdbd.json
+	$(Q)f=$(DESTDIR)$(CONFDIR)/streamdbd.json; \
+	if [ -f $$f ]; then \
+	    if cmp -s $(BUILD)/streamdbd.json $$f; then rm -f $$f; \
+	    else echo "  kept $$f: it differs from the default (remove it by hand)"; fi; \
+	fi; \
+	rmdir $(DESTDIR)$(CONFDIR) 2>/dev/null || true
 
 clean:
 	rm -rf build build-san build-cov
@@ -195,17 +274,19 @@ help:
 	@echo "  all (default)  build $(BUILD)/libstreamdb.{a,so} and $(BUILD)/streamdb-demo"
 	@echo "  run            build and start streamdbd on conf/streamdbd.json (data in ./data)"
 	@echo "  demo           build and run the engine demo on DB=$(DB)"
-	@echo "  test, check    build and run the unit tests (SUITE=name [TEST=name] for one)"
+	@echo "  test, check    build and run the unit and integration tests (SUITE=name [TEST=name] for one)"
 	@echo "  bench          build and run tests/bench/*.c"
 	@echo "  sanitize       run the tests under ASan+UBSan (build dir build-san)"
 	@echo "  valgrind       run the tests under valgrind (no fork)"
 	@echo "  coverage       run the tests with gcov and print line coverage (build-cov)"
-	@echo "  install        install library, header and streamdb.pc into DESTDIR+PREFIX ($(PREFIX))"
-	@echo "  uninstall      remove what install installed"
+	@echo "  install        install binaries, libraries, headers, pkg-config file, man pages,"
+	@echo "                 systemd unit and config into DESTDIR+PREFIX ($(PREFIX)), DESTDIR+SYSCONFDIR"
+	@echo "  uninstall      remove what install installed (keeps a modified config)"
 	@echo "  deps           install missing build dependencies (scripts/install-deps.sh)"
 	@echo "  clean          remove build, build-san and build-cov"
 	@echo "Variables: V=1 (show commands), CFLAGS, LDFLAGS, LDLIBS (added), OPT (default $(OPT)),"
-	@echo "  CC, BUILD, PREFIX, LIBDIR, INCLUDEDIR, DESTDIR, DB."
+	@echo "  CC, BUILD, PREFIX, LIBDIR, INCLUDEDIR, DESTDIR, DB,"
+	@echo "  BINDIR, MANDIR, SYSCONFDIR (default /etc), SYSTEMDUNITDIR."
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 endif

@@ -145,6 +145,12 @@ int sdb_writer_open(sdb_t *db, const char *path, uint64_t if_version, sdb_writer
  * SDB_EIO, SDB_ENOSPC, SDB_ENOMEM. */
 int sdb_writer_write(sdb_writer_t *w, const void *data, size_t len);
 
+/* Stores in *size and *crc32 the byte count and the zlib crc32() of all the
+ * content written to w so far (either pointer may be NULL), without a second
+ * pass over the bytes (the writer's page CRCs are combined).  Lets a caller
+ * check an upload's declared checksum before committing.  SDB_EINVAL for NULL. */
+int sdb_writer_checksum(sdb_writer_t *w, uint64_t *size, uint32_t *crc32);
+
 /* Commits the written content as one new version, atomically, and frees w
  * (always, even on error).  On success fills *out (may be NULL).
  * Errors: SDB_ECONFLICT (if_version did not match), SDB_EIO, SDB_ENOSPC,

@@ -366,6 +366,23 @@ int sdb_writer_write(sdb_writer_t *w, const void *data, size_t len)
     return SDB_OK;
 }
 
+int sdb_writer_checksum(sdb_writer_t *w, uint64_t *size, uint32_t *crc)
+{
+    if (!w)
+        return SDB_EINVAL;
+    /* sealed pages are in ver->crc; the page being filled is hashed here */
+    uint32_t c = w->ver->crc;
+    if (w->have_page && w->fill) {
+        const uint8_t *data = w->run + (size_t)w->run_n * w->db->page_size + PAGE_HDR;
+        c = (uint32_t)crc32_combine(c, crc32(0L, data, w->fill), w->fill);
+    }
+    if (size)
+        *size = w->ver->size;
+    if (crc)
+        *crc = c;
+    return SDB_OK;
+}
+
 int sdb_writer_commit(sdb_writer_t *w, sdb_docinfo_t *out)
 {
     if (!w)

@@ -4,6 +4,7 @@
  * 1 runtime failure, 2 bad configuration or usage.
  */
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: streamdbd [options]\n"
-            "  -c, --config FILE      JSON config (default: conf/streamdbd.json if present)\n"
+            "  -c, --config FILE      JSON config (without it: built-in defaults, as in conf/streamdbd.json)\n"
             "  -l, --listen HOST:PORT TCP address (\"\" disables; [::1]:7878 for IPv6)\n"
             "  -u, --unix PATH        Unix socket path (\"\" disables)\n"
             "  -d, --data DIR         data directory (database file streamdb.sdb inside)\n"
@@ -30,6 +31,9 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    /* The worker threads would each keep their own malloc arena of freed
+       buffers; two arenas keep the heap near what is in use. */
+    mallopt(M_ARENA_MAX, 2);
     static const struct option opts[] = {
         { "config", required_argument, 0, 'c' }, { "listen", required_argument, 0, 'l' },
         { "unix", required_argument, 0, 'u' },   { "data", required_argument, 0, 'd' },

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "server/log.h"
 #include "server/server.h"
@@ -350,6 +349,13 @@ static void run_request(job_t *j)
             r.u.info.doc = info;
             r.u.info.text.ptr = text;
             r.u.info.text.len = strlen(text);
+            /* cut the text to fit max_frame_bytes, at a UTF-8 character boundary */
+            size_t room = s->cfg->max_frame_bytes - SDB_PROTO_DOCINFO_SIZE - 4;
+            if (r.u.info.text.len > room) {
+                r.u.info.text.len = room;
+                while (r.u.info.text.len > 0 && ((unsigned char)text[r.u.info.text.len] & 0xC0) == 0x80)
+                    r.u.info.text.len--;
+            }
             rc = out_msg(&j->out, &r);
         }
         free(text);
@@ -391,7 +397,6 @@ static void run_put_data(job_t *j)
             j->done = 1;
             break;
         }
-        u->crc = (uint32_t)crc32(u->crc, f->payload, n);
         u->got += n;
     }
 }
@@ -402,8 +407,11 @@ static void run_put_end(job_t *j)
     sdb_proto_frame_t fr = { .hdr = j->f->hdr, .payload = j->f->payload };
     sdb_proto_msg_t m;
     int rc = sdb_proto_decode(&fr, &m);
+    uint32_t crc = 0;
     j->done = 1;
-    if (!rc && (m.u.put_end.size != u->got || m.u.put_end.crc32 != u->crc ||
+    if (!rc)
+        rc = sdb_writer_checksum(u->w, NULL, &crc);   /* the engine's CRC: no second pass */
+    if (!rc && (m.u.put_end.size != u->got || m.u.put_end.crc32 != crc ||
                 (u->declared != SDB_PROTO_UNSET && u->declared != u->got)))
         rc = SDB_ECHECKSUM;
     if (rc) {

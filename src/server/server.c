@@ -19,7 +19,7 @@
 #include "server/log.h"
 #include "server/server.h"
 
-#define READ_BUF 65536
+#define READ_BUF (256 * 1024)
 #define SWEEP_MS 100
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
@@ -69,7 +69,6 @@ static void on_close(uv_handle_t *h)
     if (c->next) c->next->prev = c->prev;
     s->nconns--;
     sdb_proto_decoder_free(&c->dec);
-    free(c->rbuf);
     free(c);
 }
 
@@ -199,13 +198,17 @@ void conn_fatal(conn_t *c, uint32_t rid, int err, const char *msg)
         conn_close(c);
 }
 
+/* One read buffer for every connection: the loop thread decodes (and copies
+ * out) everything a read returns before the next read, so connections need
+ * no buffer of their own, and it can be large enough that a whole 64 KiB
+ * data frame arrives in one read and is queued without an extra copy. */
+static char g_rbuf[READ_BUF];
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-    conn_t *c = h->data;
+    (void)h;
     (void)hint;
-    if (!c->rbuf)
-        c->rbuf = malloc(READ_BUF);
-    *buf = uv_buf_init(c->rbuf, c->rbuf ? READ_BUF : 0);
+    *buf = uv_buf_init(g_rbuf, READ_BUF);
 }
 
 static void update_reading(conn_t *c)
@@ -222,8 +225,12 @@ static void update_reading(conn_t *c)
         uv_read_stop(&c->h.stream);
         c->reading = 0;
     } else if (!c->reading && low) {
-        if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0)
+        if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0) {
             c->reading = 1;
+            /* the deadlines count only while we read: a pause for
+             * backpressure is ours, not the client's */
+            c->frame_start_ms = c->last_active_ms = server_now_ms(s);
+        }
     }
 }
 
@@ -279,7 +286,6 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     conn_t *c = st->data;
     server_t *s = c->srv;
-    (void)buf;
     if (nread < 0) {
         if (nread != UV_EOF)
             log_debug("conn %llu: read: %s", (unsigned long long)c->id, uv_strerror((int)nread));
@@ -291,7 +297,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     s->bytes_in += (uint64_t)nread;
     uint64_t now = server_now_ms(s);
     c->last_active_ms = now;
-    const uint8_t *p = (const uint8_t *)c->rbuf;
+    const uint8_t *p = (const uint8_t *)buf->base;
     size_t left = (size_t)nread;
     while (left > 0 && !c->close_after_flush && !c->closing) {
         int was_in = sdb_proto_decoder_in_frame(&c->dec);
@@ -411,7 +417,7 @@ static void on_sweep(uv_timer_t *t)
                 conn_close(c);
             continue;
         }
-        if (cfg->frame_timeout_ms && sdb_proto_decoder_in_frame(&c->dec) &&
+        if (cfg->frame_timeout_ms && c->reading && sdb_proto_decoder_in_frame(&c->dec) &&
             now - c->frame_start_ms > cfg->frame_timeout_ms) {
             log_info("conn %llu (%s): frame not completed within %llu ms, dropped",
                      (unsigned long long)c->id, c->peer, (unsigned long long)cfg->frame_timeout_ms);

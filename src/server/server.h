@@ -15,7 +15,9 @@
  *     holds max_inflight frames or more than max_output_bytes of payload, or
  *     the unsent output exceeds max_output_bytes, and resumes when all three
  *     fall to half.  So a connection holds at most about 2 x max_output_bytes
- *     plus one read buffer and one frame being decoded.
+ *     plus one read buffer and one frame being decoded.  The frame and idle
+ *     deadlines run only while the connection is read: a pause for
+ *     backpressure is the server's, not a slow client's.
  *  3. A GET stream produces its next batch of DATA frames only while the
  *     unsent output is under half of max_output_bytes (a client that does not
  *     read stops the disk reads).
@@ -50,7 +52,6 @@ typedef struct {
     uint32_t rid;
     uint64_t declared;            /* PUT_BEGIN size or SDB_PROTO_UNSET */
     uint64_t got;
-    uint32_t crc;
     int failed;                   /* an ERROR was already sent: end silently */
     uint64_t t0;                  /* PUT_BEGIN time (us), for STATS */
 } upload_t;
@@ -85,7 +86,6 @@ typedef struct conn {
     upload_t *up;
     download_t *down;
     uint64_t last_active_ms, frame_start_ms, last_write_ms;
-    char *rbuf;
     char peer[64];
     struct conn *prev, *next;
 } conn_t;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "streamdb.h"
 #include "engine/backend.h"
@@ -235,6 +236,38 @@ START_TEST(test_retention_lowered)
 }
 END_TEST
 
+/* sdb_writer_checksum equals zlib's crc32 of what was written, at every
+ * point of a streamed upload (page boundaries included). */
+START_TEST(test_writer_checksum)
+{
+    sdb_config_t cfg;
+    sdb_config_default(&cfg);
+    cfg.page_size = 512;
+    sdb_t *db;
+    ck_assert_int_eq(sdb_open_memory(&cfg, &db), 0);
+    uint8_t data[5000];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 31 + 7);
+    sdb_writer_t *w;
+    ck_assert_int_eq(sdb_writer_open(db, "/c", UINT64_MAX, &w), 0);
+    size_t off = 0, steps[] = { 1, 463, 464, 1, 999, 17, 2000, 1055 };
+    for (size_t i = 0; i < sizeof(steps) / sizeof(*steps); i++) {
+        uint64_t size;
+        uint32_t crc;
+        ck_assert_int_eq(sdb_writer_write(w, data + off, steps[i]), 0);
+        off += steps[i];
+        ck_assert_int_eq(sdb_writer_checksum(w, &size, &crc), 0);
+        ck_assert_uint_eq(size, off);
+        ck_assert_uint_eq(crc, (uint32_t)crc32(0L, data, (uInt)off));
+    }
+    sdb_docinfo_t info;
+    ck_assert_int_eq(sdb_writer_commit(w, &info), 0);
+    ck_assert_uint_eq(info.crc32, (uint32_t)crc32(0L, data, (uInt)off));
+    ck_assert_int_eq(sdb_writer_checksum(NULL, NULL, NULL), SDB_EINVAL);
+    ck_assert_int_eq(sdb_close(db), 0);
+}
+END_TEST
+
 static long rss_kb(void)
 {
     FILE *f = fopen("/proc/self/status", "r");
@@ -301,6 +334,7 @@ Suite *suite_engine(void)
     tcase_add_test(tc, test_crash_sweep);
     tcase_add_test(tc, test_retention_lowered);
     tcase_add_test(tc, test_large_read_rss);
+    tcase_add_test(tc, test_writer_checksum);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,335 @@
+/*
+ * backend.c -- the CLI's two backends behind one set of be_ functions: the
+ * client library (a streamdbd server, the default) and the engine itself
+ * (local mode, `streamdb --db FILE`).  Commands never know which one runs;
+ * errors come back as the same SDB_E* codes with the reason in cli->msg.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+
+#define DEFAULT_SOCKET "./data/streamdbd.sock"
+#define DEFAULT_TCP "127.0.0.1:7878"
+#define LOCAL_BUF (256u * 1024u)
+
+int be_fail(cli_t *cli, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cli->msg, sizeof(cli->msg), fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+/* Records the reason for rc (0 passes through). */
+static int done(cli_t *cli, int rc)
+{
+    if (rc >= 0)
+        return rc;
+    if (cli->msg[0])
+        return rc;  /* a callback already said why */
+    if (cli->c) {
+        const char *m = sdbc_last_error_message();
+        return be_fail(cli, rc, "%s", m[0] ? m : sdbc_strerror(rc));
+    }
+    return be_fail(cli, rc, "%s", sdbc_strerror(rc));
+}
+
+static int start(cli_t *cli)
+{
+    cli->msg[0] = '\0';
+    return 0;
+}
+
+/* Reads the token file: the first line, trailing blanks removed (as
+ * streamdbd reads its auth_token_file). */
+static int read_token(const char *file, char *out, size_t cap)
+{
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        fprintf(stderr, "streamdb: cannot read the token file %s: %s\n", file, strerror(errno));
+        return -1;
+    }
+    size_t n = fread(out, 1, cap - 1, f);
+    int big = n == cap - 1 && fgetc(f) != EOF;
+    fclose(f);
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
+        n--;
+    out[n] = '\0';
+    if (big || n == 0 || strlen(out) != n) {
+        fprintf(stderr, "streamdb: the token file %s must hold 1..1024 bytes of text\n", file);
+        return -1;
+    }
+    return 0;
+}
+
+int be_open(cli_t *cli)
+{
+    if (cli->db_file) {
+        int rc = sdb_open(cli->db_file, NULL, &cli->db);
+        if (rc == SDB_ELOCKED) {
+            fprintf(stderr, "streamdb: cannot open %s: the database is in use by another "
+                            "process (a running streamdbd? talk to it without --db)\n",
+                    cli->db_file);
+            return EXIT_OTHER;
+        }
+        if (rc < 0) {
+            fprintf(stderr, "streamdb: cannot open %s: %s\n", cli->db_file, sdb_strerror(rc));
+            return EXIT_OTHER;
+        }
+        if (cli->quick)
+            sdb_set_quick_mode(cli->db, 1);
+        return 0;
+    }
+    const char *addr = cli->addr;
+    if (!addr || !*addr)
+        addr = getenv("STREAMDB_URL");
+    if (!addr || !*addr) {
+        struct stat st;
+        addr = stat(DEFAULT_SOCKET, &st) == 0 && S_ISSOCK(st.st_mode) ? DEFAULT_SOCKET
+                                                                       : DEFAULT_TCP;
+    }
+    char token[1100] = "";
+    if (cli->token_file) {
+        if (read_token(cli->token_file, token, sizeof(token)) < 0)
+            return EXIT_USAGE;
+    } else if (getenv("STREAMDB_TOKEN")) {
+        snprintf(token, sizeof(token), "%s", getenv("STREAMDB_TOKEN"));
+    }
+    sdbc_options_t o;
+    sdbc_options_default(&o);
+    o.token = token;
+    char name[64];
+    snprintf(name, sizeof(name), "streamdb-cli/%s", SDB_VERSION_STRING);
+    o.client_name = name;
+    if (cli->timeout_ms) {
+        o.timeout_ms = cli->timeout_ms;
+        if (cli->timeout_ms < o.connect_timeout_ms)
+            o.connect_timeout_ms = cli->timeout_ms;
+    }
+    int rc = sdbc_connect(addr, &o, &cli->c);
+    if (rc < 0) {
+        fprintf(stderr, "streamdb: %s%s\n", sdbc_last_error_message(),
+                rc == SDB_EAUTH && !token[0] ? " (set STREAMDB_TOKEN or use --token-file)" : "");
+        return rc == SDB_EINVAL ? EXIT_USAGE : rc == SDB_ENOMEM ? EXIT_OTHER : EXIT_CONN;
+    }
+    if (cli->quick)
+        sdbc_set_quick(cli->c, 1);
+    return 0;
+}
+
+int be_close(cli_t *cli)
+{
+    int rc = 0;
+    if (cli->c)
+        sdbc_close(cli->c);
+    if (cli->db)
+        rc = sdb_close(cli->db);
+    cli->c = NULL;
+    cli->db = NULL;
+    return rc;
+}
+
+int be_ping(cli_t *cli, uint64_t *rtt_us)
+{
+    start(cli);
+    if (cli->c)
+        return done(cli, sdbc_ping(cli->c, rtt_us));
+    *rtt_us = 0;
+    return 0;
+}
+
+int be_put(cli_t *cli, const char *path, sdbc_read_cb cb, void *arg, uint64_t size,
+           uint64_t if_version, sdb_docinfo_t *out)
+{
+    start(cli);
+    if (cli->c)
+        return done(cli, sdbc_put_cb(cli->c, path, cb, arg, size, if_version, out));
+    sdb_writer_t *w = NULL;
+    int rc = sdb_writer_open(cli->db, path, if_version, &w);
+    if (rc < 0)
+        return done(cli, rc);
+    char *buf = malloc(LOCAL_BUF);
+    if (!buf) {
+        sdb_writer_abort(w);
+        return done(cli, SDB_ENOMEM);
+    }
+    uint64_t total = 0;
+    for (;;) {
+        size_t want = LOCAL_BUF, n = 0;
+        if (size != SDBC_SIZE_UNKNOWN && size - total < want)
+            want = (size_t)(size - total);
+        if (want == 0)
+            break;
+        if ((rc = cb(arg, buf, want, &n)) < 0 || n == 0)
+            break;
+        if ((rc = sdb_writer_write(w, buf, n)) < 0)
+            break;
+        total += n;
+    }
+    free(buf);
+    if (rc == 0 && size != SDBC_SIZE_UNKNOWN && total != size)
+        rc = be_fail(cli, SDB_ELOCAL, "the content ended after %llu of %llu bytes",
+                     (unsigned long long)total, (unsigned long long)size);
+    if (rc < 0) {
+        sdb_writer_abort(w);
+        return done(cli, rc);
+    }
+    return done(cli, sdb_writer_commit(w, out));
+}
+
+int be_get(cli_t *cli, const char *path, const sdb_id_t *id, uint64_t version,
+           sdbc_write_cb cb, void *arg, sdb_docinfo_t *out)
+{
+    start(cli);
+    if (cli->c) {
+        if (path)
+            return done(cli, sdbc_get_cb(cli->c, path, cb, arg, out));
+        return done(cli, sdbc_get_id_cb(cli->c, id, version, cb, arg, out));
+    }
+    sdb_reader_t *r = NULL;
+    sdb_docinfo_t info;
+    int rc = path ? sdb_reader_open(cli->db, path, &r, &info)
+                  : sdb_reader_open_id(cli->db, id, version, &r, &info);
+    if (rc < 0)
+        return done(cli, rc);
+    char *buf = malloc(LOCAL_BUF);
+    if (!buf) {
+        sdb_reader_close(r);
+        return done(cli, SDB_ENOMEM);
+    }
+    for (;;) {
+        size_t n = 0;
+        if ((rc = sdb_reader_read(r, buf, LOCAL_BUF, &n)) < 0 || n == 0)
+            break;
+        if ((rc = cb(arg, &info, buf, n)) < 0)
+            break;
+    }
+    free(buf);
+    sdb_reader_close(r);
+    if (rc == 0 && out)
+        *out = info;
+    return done(cli, rc);
+}
+
+int be_lookup(cli_t *cli, const char *path, sdb_docinfo_t *out)
+{
+    start(cli);
+    return done(cli, cli->c ? sdbc_lookup(cli->c, path, out) : sdb_lookup(cli->db, path, out));
+}
+
+int be_delete(cli_t *cli, const char *path)
+{
+    start(cli);
+    return done(cli, cli->c ? sdbc_delete(cli->c, path) : sdb_delete(cli->db, path));
+}
+
+int be_delete_id(cli_t *cli, const sdb_id_t *id)
+{
+    start(cli);
+    return done(cli, cli->c ? sdbc_delete_id(cli->c, id) : sdb_delete_id(cli->db, id));
+}
+
+int be_bind(cli_t *cli, const sdb_id_t *id, const char *path)
+{
+    start(cli);
+    return done(cli, cli->c ? sdbc_bind(cli->c, id, path) : sdb_bind(cli->db, id, path));
+}
+
+int be_unbind(cli_t *cli, const sdb_id_t *id, const char *path)
+{
+    start(cli);
+    return done(cli, cli->c ? sdbc_unbind(cli->c, id, path) : sdb_unbind(cli->db, id, path));
+}
+
+int be_search(cli_t *cli, const char *prefix, const sdbc_search_opts_t *opts, sdb_entry_cb cb,
+              void *arg)
+{
+    start(cli);
+    if (cli->c)
+        return done(cli, sdbc_search(cli->c, prefix, opts, cb, arg));
+    if (opts->limit > SIZE_MAX)
+        return be_fail(cli, SDB_EINVAL, "limit too large");
+    sdb_search_opts_t so = { opts->start_after, (size_t)opts->limit, opts->delimiter };
+    return done(cli, sdb_search(cli->db, prefix, &so, cb, arg));
+}
+
+int be_list_paths(cli_t *cli, const sdb_id_t *id, sdb_entry_cb cb, void *arg)
+{
+    start(cli);
+    return done(cli, cli->c ? sdbc_list_paths(cli->c, id, cb, arg)
+                            : sdb_list_paths(cli->db, id, cb, arg));
+}
+
+int be_list_versions(cli_t *cli, const sdb_id_t *id, sdb_entry_cb cb, void *arg)
+{
+    start(cli);
+    return done(cli, cli->c ? sdbc_list_versions(cli->c, id, cb, arg)
+                            : sdb_list_versions(cli->db, id, cb, arg));
+}
+
+static int first_version_cb(void *arg, const char *path, const sdb_docinfo_t *info)
+{
+    (void)path;
+    *(sdb_docinfo_t *)arg = *info;
+    return 1;
+}
+
+int be_info(cli_t *cli, const sdb_id_t *id, sdb_docinfo_t *out)
+{
+    start(cli);
+    if (cli->c)
+        return done(cli, sdbc_info(cli->c, id, out, NULL));
+    /* The engine's sdb_info gives text only; the current version is the
+     * first one listed. */
+    return done(cli, sdb_list_versions(cli->db, id, first_version_cb, out));
+}
+
+int be_stats(cli_t *cli, cJSON **out)
+{
+    start(cli);
+    *out = NULL;
+    if (cli->c) {
+        char *json = NULL;
+        int rc = sdbc_stats(cli->c, &json);
+        if (rc < 0)
+            return done(cli, rc);
+        *out = cJSON_Parse(json);
+        free(json);
+        if (!*out)
+            return be_fail(cli, SDB_EPROTO, "the server's statistics are not valid JSON");
+        return 0;
+    }
+    sdb_stats_t st;
+    int rc = sdb_stats(cli->db, &st);
+    if (rc < 0)
+        return done(cli, rc);
+    cJSON *root = cJSON_CreateObject();
+    if (root)
+        cJSON_AddStringToObject(root, "database", cli->db_file);
+    cJSON *e = root ? cJSON_AddObjectToObject(root, "engine") : NULL;
+    if (!e) {
+        cJSON_Delete(root);
+        return done(cli, SDB_ENOMEM);
+    }
+    cJSON_AddNumberToObject(e, "total_pages", (double)st.total_pages);
+    cJSON_AddNumberToObject(e, "free_pages", (double)st.free_pages);
+    cJSON_AddNumberToObject(e, "documents", (double)st.documents);
+    cJSON_AddNumberToObject(e, "paths", (double)st.paths);
+    cJSON_AddNumberToObject(e, "file_bytes", (double)st.file_bytes);
+    cJSON_AddNumberToObject(e, "cache_hits", (double)st.cache_hits);
+    cJSON_AddNumberToObject(e, "cache_misses", (double)st.cache_misses);
+    *out = root;
+    return 0;
+}
+
+int be_flush(cli_t *cli)
+{
+    start(cli);
+    return done(cli, cli->c ? sdbc_flush(cli->c) : sdb_flush(cli->db));
+}

@@ -1,0 +1,576 @@
+/*
+ * check_process.c -- streamdbd integration tests, part 3: the process as an
+ * operator sees it: --version/--help, bad configuration (exit code 2 and a
+ * message naming the key), a second daemon on the same data, signals (SIGTERM
+ * drains and exits 0, every acknowledged write survives a restart, SIGHUP
+ * reopens the log) and a run under valgrind.
+ */
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "itest.h"
+
+#define UNSET SDB_PROTO_UNSET
+#define FAST_ENGINE "\"engine\": {\"durability\": \"none\"}"
+
+static int exit_code(int st)
+{
+    return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* ---- command line ---- */
+
+START_TEST(test_version_help)
+{
+    char *out, *err;
+    const char *v[] = { td_binary(), "--version", NULL };
+    int st = td_run(v, &out, &err, td_scaled(5000));
+    ck_assert_msg(exit_code(st) == 0, "--version: exit %d; stderr: %s", exit_code(st), err);
+    ck_assert_str_eq(out, "streamdbd " SDB_VERSION_STRING "\n");
+    free(out);
+    free(err);
+    const char *v2[] = { td_binary(), "-V", NULL };
+    st = td_run(v2, &out, NULL, td_scaled(5000));
+    ck_assert_msg(exit_code(st) == 0 && strstr(out, SDB_VERSION_STRING), "-V: exit %d, '%s'",
+                  exit_code(st), out);
+    free(out);
+    const char *opts[] = { "--config", "--listen", "--unix", "--data", "--workers", "--log-level",
+                           "--version", "--help" };
+    for (int k = 0; k < 2; k++) {
+        const char *h[] = { td_binary(), k ? "-h" : "--help", NULL };
+        st = td_run(h, &out, &err, td_scaled(5000));
+        ck_assert_msg(exit_code(st) == 0, "%s: exit %d", h[1], exit_code(st));
+        ck_assert_msg(strstr(out, "usage: streamdbd") != NULL, "%s: no usage line in '%s'", h[1], out);
+        for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
+            ck_assert_msg(strstr(out, opts[i]) != NULL, "%s does not mention %s", h[1], opts[i]);
+        ck_assert_str_eq(err, "");
+        free(out);
+        free(err);
+    }
+    /* usage errors exit 2 */
+    const char *bad[][4] = { { "--bogus", NULL }, { "--workers", "0", NULL }, { "--workers", "x", NULL },
+                             { "stray-argument", NULL } };
+    const char *mention[] = { "usage", "--workers", "--workers", "stray-argument" };
+    for (size_t k = 0; k < 4; k++) {
+        const char *a[6] = { td_binary() };
+        for (int i = 0; bad[k][i]; i++)
+            a[i + 1] = bad[k][i];
+        st = td_run(a, &out, &err, td_scaled(5000));
+        ck_assert_msg(exit_code(st) == 2, "%s: exit %d, expected 2", bad[k][0], exit_code(st));
+        ck_assert_msg(strstr(err, mention[k]) != NULL, "%s: stderr '%s' does not mention %s", bad[k][0],
+                      err, mention[k]);
+        free(out);
+        free(err);
+    }
+}
+END_TEST
+
+/* ---- bad configuration: exit 2, a message naming the key ---- */
+
+START_TEST(test_bad_config)
+{
+    struct {
+        const char *extra;   /* appended members, or a whole file when raw */
+        int raw;
+        const char *key;     /* must appear in stderr */
+    } cases[] = {
+        { "\"bogus_key\": 1", 0, "\"bogus_key\"" },
+        { "\"workers\": \"many\"", 0, "\"workers\"" },
+        { "\"workers\": 0", 0, "\"workers\"" },
+        { "\"max_frame_bytes\": 100", 0, "\"max_frame_bytes\"" },
+        { "\"max_connections\": true", 0, "\"max_connections\"" },
+        { "\"idle_timeout_ms\": -5", 0, "\"idle_timeout_ms\"" },
+        { "\"frame_timeout_ms\": 1.5", 0, "\"frame_timeout_ms\"" },
+        { "\"auth_token\": 42", 0, "\"auth_token\"" },
+        { "\"unix_socket_mode\": 660", 0, "\"unix_socket_mode\"" },
+        { "\"log_level\": \"loud\"", 0, "\"log_level\"" },
+        { "\"listen\": \"0.0.0.0:0\"", 0, "\"listen\"" },
+        { "\"listen\": \"nonsense\"", 0, "\"listen\"" },
+        { "\"max_frame_bytes\": 65536, \"chunk_bytes\": 131072", 0, "\"chunk_bytes\"" },
+        { "\"engine\": 5", 0, "\"engine\"" },
+        { "\"engine\": {\"page_sizee\": 4096}", 0, "\"engine.page_sizee\"" },
+        { "\"engine\": {\"use_mmap\": 1}", 0, "\"engine.use_mmap\"" },
+        { "\"engine\": {\"durability\": \"sometimes\"}", 0, "\"engine.durability\"" },
+        { "\"engine\": {\"page_size\": 3000}", 0, "\"engine.page_size\"" },
+        { "{ \"listen\": ", 1, "JSON" },
+        { "[1, 2]", 1, "object" },
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        char dir[256];
+        td_t d;
+        it_newdir(dir, sizeof dir, "badconf");
+        td_init(&d, dir);
+        if (cases[k].raw) {
+            FILE *f = fopen(d.conf, "w");
+            ck_assert_ptr_nonnull(f);
+            fputs(cases[k].extra, f);
+            fclose(f);
+        } else {
+            td_write_config(&d, cases[k].extra);
+        }
+        char *err;
+        const char *argv[] = { td_binary(), "-c", d.conf, NULL };
+        int st = td_run(argv, NULL, &err, td_scaled(5000));
+        ck_assert_msg(exit_code(st) == 2, "config with %s: exit %d, expected 2; stderr: %s", cases[k].extra,
+                      exit_code(st), err);
+        ck_assert_msg(strstr(err, cases[k].key) != NULL, "config with %s: stderr does not name %s: %s",
+                      cases[k].extra, cases[k].key, err);
+        struct stat sb;
+        ck_assert_msg(stat(d.data, &sb) != 0, "config with %s: the data directory was created",
+                      cases[k].extra);
+        free(err);
+    }
+    /* a missing config file */
+    char *err;
+    const char *argv[] = { td_binary(), "-c", "/nonexistent/streamdbd.json", NULL };
+    int st = td_run(argv, NULL, &err, td_scaled(5000));
+    ck_assert_msg(exit_code(st) == 2 && strstr(err, "/nonexistent/streamdbd.json"),
+                  "missing config: exit %d, stderr %s", exit_code(st), err);
+    free(err);
+}
+END_TEST
+
+/* ---- a second daemon on the same data, socket or port ---- */
+
+START_TEST(test_second_daemon)
+{
+    char dir[256], dir2[256], extra[1024];
+    td_t a, b;
+    it_newdir(dir, sizeof dir, "first");
+    td_start(&a, dir, FAST_ENGINE);
+    tc_t *c = it_session(&a, 0);
+    IT_OK(c, tc_put(c, "/mine", "mine", 4, UNSET, NULL));
+
+    struct {
+        const char *fmt;
+        const char *expect;   /* in the second daemon's log */
+    } cases[] = {
+        { "\"data_dir\": \"%s\"", "locked" },
+        { "\"unix_socket\": \"%s\"", "in use" },
+        { "\"listen\": \"127.0.0.1:%d\"", "cannot listen" },
+    };
+    for (int k = 0; k < 3; k++) {
+        it_newdir(dir2, sizeof dir2, "second");
+        td_init(&b, dir2);
+        if (k == 2)
+            snprintf(extra, sizeof extra, cases[k].fmt, a.port);
+        else
+            snprintf(extra, sizeof extra, cases[k].fmt, k == 0 ? a.data : a.sock);
+        td_write_config(&b, extra);
+        int rc = td_spawn(&b, NULL, td_scaled(10000));
+        char *log = td_log_text(&b);
+        ck_assert_msg(rc == -1 && exit_code(b.status) != 0 && exit_code(b.status) != -1,
+                      "a second daemon with %s started or crashed (status 0x%x); log: %s", extra,
+                      (unsigned)b.status, log);
+        ck_assert_msg(strstr(log, cases[k].expect) != NULL, "second daemon with %s: the log does not "
+                      "say '%s': %s", extra, cases[k].expect, log);
+        free(log);
+        /* the first one is untouched, on both listeners */
+        IT_OK(c, tc_lookup(c, "/mine", NULL));
+        tc_t *t = it_session(&a, 1);
+        tc_t *u = it_session(&a, 0);
+        IT_OK(t, tc_ping(t, "t", 1));
+        IT_OK(u, tc_ping(u, "u", 1));
+        tc_close(t);
+        tc_close(u);
+    }
+    tc_close(c);
+    td_stop(&a);
+}
+END_TEST
+
+/* ---- SIGTERM ---- */
+
+START_TEST(test_sigterm_idle)
+{
+    char dir[256];
+    td_t d;
+    it_newdir(dir, sizeof dir, "term");
+    td_start(&d, dir, FAST_ENGINE);
+    tc_t *a = it_session(&d, 0), *b = it_session(&d, 1), *g = it_session(&d, 1);
+    IT_OK(a, tc_put(a, "/t", "t", 1, UNSET, NULL));
+    /* g has a GET stream of 16 MiB in progress and reads it slowly */
+    const size_t n = 16u << 20;
+    uint8_t *big = it_bytes(n, 3);
+    IT_OK(a, tc_put(a, "/big", big, n, UNSET, NULL));
+    free(big);
+    IT_OK(g, tc_send_path(g, SDB_OP_GET, 9, "/big"));
+    IT_OK(g, tc_recv(g, 9, SDB_OP_GET_HEADER));
+    long long t0 = td_now_ms();
+    kill(d.pid, SIGTERM);
+    td_sleep_ms(100);
+    /* the stream is cut short by SHUTTING_DOWN, never completed with END */
+    int rc;
+    size_t got = 0;
+    while ((rc = tc_read(g)) == 1 && g->m.opcode == SDB_OP_DATA && g->m.request_id == 9)
+        got += g->m.u.raw.len;
+    ck_assert_msg(rc == 1 && g->m.opcode == SDB_OP_ERROR && g->status == SDB_STATUS_SHUTTING_DOWN &&
+                      g->m.request_id == 0 && (g->flags & SDB_FLAG_CLOSING),
+                  "a GET stream at SIGTERM, after %zu bytes: %s %s (%s)", got, it_rc_name(rc),
+                  rc == 1 ? sdb_proto_opcode_name(g->m.opcode) : "", g->err);
+    ck_assert_msg(got < n, "the whole stream was sent after SIGTERM");
+    ck_assert_int_eq(tc_expect_closed(g, td_scaled(3000)), TC_CLOSED);
+    tc_close(g);
+    for (int k = 0; k < 2; k++) {
+        tc_t *c = k ? b : a;
+        int rc = tc_read(c);
+        ck_assert_msg(rc == 1 && c->m.opcode == SDB_OP_ERROR && c->status == SDB_STATUS_SHUTTING_DOWN &&
+                          c->m.request_id == 0 && (c->flags & SDB_FLAG_CLOSING),
+                      "idle client at SIGTERM: expected ERROR SHUTTING_DOWN, got %s %s", it_rc_name(rc),
+                      rc == 1 ? it_rc_name(c->status) : c->err);
+        ck_assert_int_eq(tc_expect_closed(c, td_scaled(3000)), TC_CLOSED);
+    }
+    int st = td_wait(&d, td_scaled(10000));
+    ck_assert_msg(exit_code(st) == 0, "exit status 0x%x after SIGTERM", (unsigned)st);
+    ck_assert_msg(td_now_ms() - t0 < td_scaled(3000), "idle clients delayed the stop by %lld ms",
+                  td_now_ms() - t0);
+    struct stat sb;
+    ck_assert_msg(stat(d.sock, &sb) != 0, "the Unix socket file remains");
+    char *log = td_log_text(&d);
+    ck_assert_msg(strstr(log, "stopped cleanly") != NULL, "no clean stop in the log: %s", log);
+    free(log);
+    tc_close(a);
+    tc_close(b);
+    /* SIGINT too */
+    td_restart(&d);
+    a = it_session(&d, 0);
+    IT_OK(a, tc_lookup(a, "/t", NULL));
+    tc_close(a);
+    st = td_signal_wait(&d, SIGINT, td_scaled(10000));
+    ck_assert_msg(exit_code(st) == 0, "exit status 0x%x after SIGINT", (unsigned)st);
+}
+END_TEST
+
+enum { MAX_ACKS = 100000 };
+
+typedef struct {
+    td_t *d;
+    atomic_int stop;
+    atomic_int acked;                /* writes answered with DOC */
+    sdb_docinfo_t *info;             /* [MAX_ACKS] */
+    int last_rc;
+    char err[256];
+} acker_t;
+
+static size_t ack_size(int i)
+{
+    return 100 + (size_t)(i * 131) % 5000;
+}
+
+static void *acker_main(void *arg)
+{
+    acker_t *a = arg;
+    tc_t *c = tc_connect_unix(a->d->sock);
+    uint8_t buf[5200];
+    char path[32];
+    if (!c || tc_hello(c, NULL, NULL) != 0) {
+        snprintf(a->err, sizeof a->err, "cannot connect");
+        tc_close(c);
+        return NULL;
+    }
+    for (int i = 0; i < MAX_ACKS && !atomic_load(&a->stop); i++) {
+        size_t n = ack_size(i);
+        tc_fill(buf, n, (uint32_t)i);
+        snprintf(path, sizeof path, "/ack/%05d", i);
+        int rc = tc_put(c, path, buf, n, UNSET, &a->info[i]);
+        if (rc) {
+            a->last_rc = rc;
+            it_errf(a->err, sizeof a->err, "%s: %s", it_rc_name(rc), rc > 0 ? c->msg : c->err);
+            break;
+        }
+        atomic_store(&a->acked, i + 1);
+    }
+    tc_close(c);
+    return NULL;
+}
+
+typedef struct {
+    td_t *d;
+    atomic_long sent;                /* upload bytes sent */
+    atomic_int go_on;                /* set after SIGTERM: keep sending */
+    int got_frame, status, flags, rid, opcode;
+    int rc;
+    char err[256];
+} uploader_t;
+
+static void *uploader_main(void *arg)
+{
+    uploader_t *u = arg;
+    tc_t *c = tc_connect_tcp(u->d->port, 0);
+    if (!c || tc_hello(c, NULL, NULL) != 0) {
+        snprintf(u->err, sizeof u->err, "cannot connect");
+        tc_close(c);
+        return NULL;
+    }
+    size_t chunk = c->chunk, total = 64u << 20;
+    uint8_t *buf = malloc(chunk);
+    tc_fill(buf, chunk, 77);
+    int rc = tc_send_put_begin(c, 5, "/big", total, UNSET);
+    for (size_t off = 0; !rc && off < total; off += chunk) {
+        if (off == (16u << 20))
+            while (!atomic_load(&u->go_on))
+                td_sleep_ms(5);
+        rc = tc_send_put_data(c, 5, buf, chunk);
+        atomic_store(&u->sent, (long)(off + chunk));
+    }
+    if (!rc)
+        rc = tc_send_put_end(c, 5, total, 0);   /* never reached in practice */
+    u->rc = tc_read(c);
+    if (u->rc == 1) {
+        u->got_frame = 1;
+        u->opcode = c->m.opcode;
+        u->status = c->status;
+        u->flags = c->flags;
+        u->rid = (int)c->m.request_id;
+    } else {
+        it_errf(u->err, sizeof u->err, "%s", c->err);
+    }
+    free(buf);
+    tc_close(c);
+    return NULL;
+}
+
+START_TEST(test_sigterm_during_upload)
+{
+    char dir[256];
+    td_t d;
+    it_newdir(dir, sizeof dir, "termup");
+    td_start(&d, dir, "\"shutdown_timeout_ms\": 5000, \"engine\": {\"durability\": \"full\"}");
+    acker_t a = { .d = &d, .info = calloc(MAX_ACKS, sizeof(sdb_docinfo_t)) };
+    uploader_t u = { .d = &d };
+    ck_assert_ptr_nonnull(a.info);
+    pthread_t ta, tu;
+    ck_assert_int_eq(pthread_create(&ta, NULL, acker_main, &a), 0);
+    ck_assert_int_eq(pthread_create(&tu, NULL, uploader_main, &u), 0);
+    long long deadline = td_now_ms() + td_scaled(20000);
+    while ((atomic_load(&u.sent) < (16l << 20) || atomic_load(&a.acked) < 20) && td_now_ms() < deadline &&
+           !u.err[0] && !a.err[0])
+        td_sleep_ms(10);
+    ck_assert_msg(atomic_load(&u.sent) >= (16l << 20) && atomic_load(&a.acked) >= 20,
+                  "the load did not start: %ld bytes uploaded, %d writes (%s %s)", atomic_load(&u.sent),
+                  atomic_load(&a.acked), u.err, a.err);
+    ck_assert_int_eq(kill(d.pid, SIGTERM), 0);
+    atomic_store(&u.go_on, 1);
+    int st = td_wait(&d, td_scaled(15000));
+    atomic_store(&a.stop, 1);
+    pthread_join(ta, NULL);
+    pthread_join(tu, NULL);
+    if (exit_code(st) != 0) {
+        char *log = td_log_text(&d);
+        ck_abort_msg("SIGTERM during an upload: exit status 0x%x; log: %s", (unsigned)st, log);
+    }
+    /* the upload was refused (or the connection simply ended), never stored */
+    if (u.got_frame)
+        ck_assert_msg(u.opcode == SDB_OP_ERROR && u.status == SDB_STATUS_SHUTTING_DOWN && u.rid == 0 &&
+                          (u.flags & SDB_FLAG_CLOSING),
+                      "the cut upload got opcode 0x%02x status %d rid %d", u.opcode, u.status, u.rid);
+    else
+        ck_assert_msg(u.rc == TC_CLOSED, "the cut upload: %s (%s)", it_rc_name(u.rc), u.err);
+    int acked = atomic_load(&a.acked);
+    ck_assert_msg(a.last_rc == TC_CLOSED || a.last_rc == SDB_STATUS_SHUTTING_DOWN || a.last_rc == 0,
+                  "the writer's last request: %s", a.err);
+
+    /* restart on the same data: every acknowledged write is there */
+    td_restart(&d);
+    tc_t *c = it_session(&d, 0);
+    uint8_t buf[5200];
+    char path[32];
+    for (int i = 0; i < acked; i++) {
+        size_t n = ack_size(i);
+        tc_fill(buf, n, (uint32_t)i);
+        snprintf(path, sizeof path, "/ack/%05d", i);
+        sdb_docinfo_t x;
+        it_expect_get(c, path, buf, n, &x);
+        ck_assert_msg(it_id_eq(&x.id, &a.info[i].id) && x.version == 1, "%s: another document", path);
+    }
+    IT_RC(c, tc_lookup(c, "/big", NULL), SDB_STATUS_NOT_FOUND);
+    double docs = it_stat(c, "engine.documents");
+    ck_assert_msg(docs == acked || docs == acked + 1, "%g documents after %d acknowledged writes (and at "
+                  "most one unanswered)", docs, acked);
+    tc_close(c);
+    free(a.info);
+    td_stop(&d);
+}
+END_TEST
+
+/* SIGKILL under load: the restart finds a stale socket file (removed) and a
+ * database that recovers every acknowledged (durable) write. */
+START_TEST(test_sigkill_recovery)
+{
+    char dir[256];
+    td_t d;
+    it_newdir(dir, sizeof dir, "kill");
+    td_start(&d, dir, "\"engine\": {\"durability\": \"full\"}");
+    acker_t a = { .d = &d, .info = calloc(MAX_ACKS, sizeof(sdb_docinfo_t)) };
+    ck_assert_ptr_nonnull(a.info);
+    pthread_t ta;
+    ck_assert_int_eq(pthread_create(&ta, NULL, acker_main, &a), 0);
+    long long deadline = td_now_ms() + td_scaled(20000);
+    while (atomic_load(&a.acked) < 30 && td_now_ms() < deadline && !a.err[0])
+        td_sleep_ms(5);
+    int st = td_signal_wait(&d, SIGKILL, td_scaled(5000));
+    ck_assert_msg(st != -1 && WIFSIGNALED(st), "SIGKILL: status 0x%x", (unsigned)st);
+    pthread_join(ta, NULL);
+    int acked = atomic_load(&a.acked);
+    ck_assert_msg(acked >= 30, "only %d writes before the kill (%s)", acked, a.err);
+    struct stat sb;
+    ck_assert_msg(stat(d.sock, &sb) == 0, "no stale socket file: the restart check is moot");
+    td_restart(&d);
+    tc_t *c = it_session(&d, 1);
+    uint8_t buf[5200];
+    char path[32];
+    for (int i = 0; i < acked; i++) {
+        size_t n = ack_size(i);
+        tc_fill(buf, n, (uint32_t)i);
+        snprintf(path, sizeof path, "/ack/%05d", i);
+        sdb_docinfo_t x;
+        it_expect_get(c, path, buf, n, &x);
+        ck_assert_msg(it_id_eq(&x.id, &a.info[i].id), "%s: another document after recovery", path);
+    }
+    tc_close(c);
+    free(a.info);
+    td_stop(&d);
+}
+END_TEST
+
+/* ---- SIGHUP reopens the log ---- */
+
+START_TEST(test_sighup_reopens_log)
+{
+    char dir[256], extra[512], logf[300], rotated[310];
+    td_t d;
+    it_newdir(dir, sizeof dir, "hup");
+    snprintf(logf, sizeof logf, "%s/file.log", dir);
+    snprintf(rotated, sizeof rotated, "%s.1", logf);
+    snprintf(extra, sizeof extra, "\"log_file\": \"%s\", " FAST_ENGINE, logf);
+    td_init(&d, dir);
+    it_errf(d.watch, sizeof d.watch, "%s", logf);
+    td_write_config(&d, extra);
+    td_restart(&d);
+    ck_assert_int_eq(rename(logf, rotated), 0);
+    kill(d.pid, SIGHUP);
+    struct stat sb;
+    for (int i = 0; i < 200 && stat(logf, &sb) != 0; i++)
+        td_sleep_ms(10);
+    tc_t *c = it_session(&d, 0);   /* the daemon keeps serving */
+    IT_OK(c, tc_ping(c, "hup", 3));
+    tc_close(c);
+    ck_assert_msg(stat(logf, &sb) == 0, "SIGHUP did not reopen %s", logf);
+    td_stop(&d);
+    FILE *f = fopen(logf, "r");
+    char line[512];
+    int hup = 0, stop = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        hup |= strstr(line, "SIGHUP") != NULL;
+        stop |= strstr(line, "stopped cleanly") != NULL;
+    }
+    if (f)
+        fclose(f);
+    ck_assert_msg(hup && stop, "the new log lacks the SIGHUP (%d) or stop (%d) lines", hup, stop);
+}
+END_TEST
+
+/* ---- valgrind ---- */
+
+static int find_valgrind(char *out, size_t cap)
+{
+    const char *path = getenv("PATH");
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path ? path : "/usr/bin:/bin");
+    for (char *save = NULL, *p = strtok_r(buf, ":", &save); p; p = strtok_r(NULL, ":", &save)) {
+        snprintf(out, cap, "%s/valgrind", p);
+        if (access(out, X_OK) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+START_TEST(test_valgrind)
+{
+    char vg[PATH_MAX];
+    if (td_asan()) {
+        fprintf(stderr, "note: test_valgrind skipped: the daemon is built with ASan here\n");
+        return;
+    }
+    if (!find_valgrind(vg, sizeof vg)) {
+        fprintf(stderr, "note: test_valgrind skipped: valgrind is not installed\n");
+        return;
+    }
+    char dir[256], vglog[300], logopt[320];
+    td_t d;
+    it_newdir(dir, sizeof dir, "valgrind");
+    td_init(&d, dir);
+    td_write_config(&d, "\"workers\": 2, \"chunk_bytes\": 16384, " FAST_ENGINE);
+    snprintf(vglog, sizeof vglog, "%s/valgrind.log", dir);
+    snprintf(logopt, sizeof logopt, "--log-file=%s", vglog);
+    const char *wrapper[] = { vg, "--leak-check=full", "--error-exitcode=99", "--track-fds=no",
+                              logopt, NULL };
+    int rc = td_spawn(&d, wrapper, td_scaled(60000));
+    ck_assert_msg(rc == 0, "streamdbd under valgrind did not start (status 0x%x)", (unsigned)d.status);
+    tc_t *c = it_connect(&d, 0);
+    c->timeout_ms = td_scaled(60000);
+    IT_OK(c, tc_hello(c, NULL, NULL));
+    uint8_t *data = it_bytes(100000, 1);
+    sdb_docinfo_t x;
+    IT_OK(c, tc_put(c, "/vg/a", data, 100000, UNSET, &x));
+    it_expect_get(c, "/vg/a", data, 100000, NULL);
+    IT_OK(c, tc_bind(c, &x.id, "/vg/b"));
+    tc_list_t l;
+    IT_OK(c, tc_search(c, "/vg/", "", 0, '/', &l));
+    ck_assert_uint_eq(l.n, 2);
+    tc_list_free(&l);
+    IT_RC(c, tc_lookup(c, "/vg/none", NULL), SDB_STATUS_NOT_FOUND);
+    char *json;
+    IT_OK(c, tc_stats(c, &json));
+    free(json);
+    /* an error path: a cut upload and a bad frame on a second connection */
+    tc_t *e = it_connect(&d, 1);
+    e->timeout_ms = td_scaled(60000);
+    IT_OK(e, tc_hello(e, NULL, NULL));
+    IT_OK(e, tc_send_put_begin(e, 3, "/vg/cut", 50000, UNSET));
+    IT_OK(e, tc_send_put_data(e, 3, data, 16384));
+    IT_OK(e, tc_send_raw(e, "garbage!garbage!", 16));
+    int rr = tc_read(e);
+    ck_assert_msg(rr == 1 && e->status == SDB_STATUS_PROTOCOL, "garbage under valgrind: %s", it_rc_name(rr));
+    tc_close(e);
+    IT_RC(c, tc_lookup(c, "/vg/cut", NULL), SDB_STATUS_NOT_FOUND);
+    free(data);
+    tc_close(c);   /* one client still connected at SIGTERM would also be fine */
+    int st = td_signal_wait(&d, SIGTERM, td_scaled(60000));
+    if (exit_code(st) != 0) {
+        td_t v = d;
+        it_errf(v.log, sizeof v.log, "%s", vglog);
+        char *t = td_log_text(&v);
+        ck_abort_msg("streamdbd under valgrind: exit status 0x%x (99: valgrind found errors or "
+                     "leaks); valgrind log:\n%.6000s", (unsigned)st, t);
+    }
+}
+END_TEST
+
+Suite *suite_process(void)
+{
+    Suite *s = suite_create("process");
+    TCase *tc = tcase_create("lifecycle");
+    tcase_add_unchecked_fixture(tc, it_dir_setup, it_dir_teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_version_help);
+    tcase_add_test(tc, test_bad_config);
+    tcase_add_test(tc, test_second_daemon);
+    tcase_add_test(tc, test_sigterm_idle);
+    tcase_add_test(tc, test_sigterm_during_upload);
+    tcase_add_test(tc, test_sigkill_recovery);
+    tcase_add_test(tc, test_sighup_reopens_log);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("valgrind");
+    tcase_add_unchecked_fixture(tc, it_dir_setup, it_dir_teardown);
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, test_valgrind);
+    suite_add_tcase(s, tc);
+    return s;
+}
