@@ -558,6 +558,24 @@ static void fail_upload(conn_t *c, int err, const char *msg)
     u->failed = 1;
 }
 
+/* Continues c's upload with frame(s) f as a job of the given kind. */
+static int upload_job(conn_t *c, int kind, qframe_t *f)
+{
+    job_t *j = calloc(1, sizeof(*j));
+    if (!j) {
+        fail_upload(c, SDB_ENOMEM, NULL);
+        free_frames(f);
+        return 0;
+    }
+    j->kind = kind;
+    j->f = f;
+    j->opcode = SDB_OP_PUT_BEGIN;    /* STATS count an upload as one PUT */
+    j->rid = f->hdr.request_id;
+    j->t0 = c->up->t0;
+    start_job(c, j);
+    return 1;
+}
+
 int ops_dispatch(conn_t *c, qframe_t *f)
 {
     server_t *s = c->srv;
@@ -603,19 +621,7 @@ int ops_dispatch(conn_t *c, qframe_t *f)
                 n->next = NULL;
                 last = n;
             }
-            job_t *j = calloc(1, sizeof(*j));
-            if (!j) {
-                fail_upload(c, SDB_ENOMEM, NULL);
-                free_frames(f);
-                return 0;
-            }
-            j->kind = JOB_PUT_DATA;
-            j->f = f;
-            j->opcode = SDB_OP_PUT_BEGIN;
-            j->rid = rid;
-            j->t0 = u->t0;
-            start_job(c, j);
-            return 1;
+            return upload_job(c, JOB_PUT_DATA, f);
         }
         if (op == SDB_OP_PUT_ABORT || u->failed) {
             if (!u->failed) {
@@ -630,19 +636,7 @@ int ops_dispatch(conn_t *c, qframe_t *f)
             free_frames(f);
             return 0;
         }
-        job_t *j = calloc(1, sizeof(*j));
-        if (!j) {
-            fail_upload(c, SDB_ENOMEM, NULL);
-            free_frames(f);
-            return 0;
-        }
-        j->kind = JOB_PUT_END;
-        j->f = f;
-        j->opcode = SDB_OP_PUT_BEGIN;
-        j->rid = rid;
-        j->t0 = u->t0;
-        start_job(c, j);
-        return 1;
+        return upload_job(c, JOB_PUT_END, f);
     }
     if (op == SDB_OP_PUT_DATA || op == SDB_OP_PUT_END || op == SDB_OP_PUT_ABORT) {
         conn_fatal(c, rid, SDB_EPROTO, "upload frame outside an upload");

@@ -85,15 +85,12 @@ static void drop_queue(conn_t *c)
     c->qbytes = 0;
 }
 
-/* Ends the connection: no job may be in flight (invariant 5). */
-static void conn_finish_close(conn_t *c)
+/* Aborts c's upload (it leaves no trace: its pages are reclaimed) and closes
+ * its download.  Only while no job holds them. */
+static void drop_streams(conn_t *c)
 {
-    if (c->handle_closed)
-        return;
-    c->handle_closed = 1;
-    drop_queue(c);
     if (c->up) {
-        sdb_writer_abort(c->up->w);     /* the upload leaves no trace */
+        sdb_writer_abort(c->up->w);
         free(c->up);
         c->up = NULL;
     }
@@ -102,6 +99,16 @@ static void conn_finish_close(conn_t *c)
         free(c->down);
         c->down = NULL;
     }
+}
+
+/* Ends the connection: no job may be in flight (invariant 5). */
+static void conn_finish_close(conn_t *c)
+{
+    if (c->handle_closed)
+        return;
+    c->handle_closed = 1;
+    drop_queue(c);
+    drop_streams(c);
     log_debug("conn %llu (%s): closed", (unsigned long long)c->id, c->peer);
     uv_close(&c->h.handle, on_close);
 }
@@ -255,17 +262,7 @@ void conn_pump(conn_t *c)
         ops_dispatch(c, f);
     }
     if (!c->closing && s->stopping && !c->busy && !c->close_after_flush) {
-        /* shutting down: an upload in progress is aborted, a stream cut short */
-        if (c->up) {
-            sdb_writer_abort(c->up->w);
-            free(c->up);
-            c->up = NULL;
-        }
-        if (c->down) {
-            sdb_reader_close(c->down->r);
-            free(c->down);
-            c->down = NULL;
-        }
+        drop_streams(c);   /* shutting down: an upload is aborted, a stream cut short */
         conn_fatal(c, 0, SDB_ESHUTDOWN, "the server is shutting down");
     } else {
         update_reading(c);
