@@ -240,8 +240,13 @@ static void lead(sdb_t *db)
     buf_t b = { 0 };
     int force_sync = 0, checkpoint = 0;
 
+    /* take the whole queue, plan it without the lock (submitters keep
+       queueing meanwhile), then put back what this batch does not take */
     pthread_mutex_lock(&db->q_lock);
     commit_req_t *r = db->q_head;
+    db->q_head = NULL;
+    db->q_tail = &db->q_head;
+    pthread_mutex_unlock(&db->q_lock);
     while (r && n < MAX_BATCH) {
         if (plan(db, r, &ts, &b))
             break;
@@ -254,10 +259,17 @@ static void lead(sdb_t *db)
         if (force_sync)
             break;
     }
-    db->q_head = r;
-    if (!r)
-        db->q_tail = &db->q_head;
-    pthread_mutex_unlock(&db->q_lock);
+    if (r) {
+        commit_req_t *last = r;
+        while (last->next)
+            last = last->next;
+        pthread_mutex_lock(&db->q_lock);
+        last->next = db->q_head;
+        if (!db->q_head)
+            db->q_tail = &last->next;
+        db->q_head = r;
+        pthread_mutex_unlock(&db->q_lock);
+    }
 
     int rc = atomic_load(&db->fatal);
     uint64_t tag = 0;
