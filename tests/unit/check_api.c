@@ -2060,7 +2060,7 @@ START_TEST(test_callback_reads)
     e.cfg.durable = 0;
     sdb_t *db = env_open(&e);
     char path[32];
-    uint8_t buf[300];
+    uint8_t buf[300] = {0};
     for (int i = 0; i < 20; i++) {
         snprintf(path, sizeof path, "/cb/%02d", i);
         put_ok(db, path, buf, (size_t)i * 10);
