@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -157,6 +158,35 @@ static void fb_close(sdb_backend_t *be)
     free(f);
 }
 
+/* Makes the directory entry of a new file durable: fdatasync() of the file
+ * alone does not (fsync(2)), and a power cut could take the whole new
+ * database, acknowledged writes included.  Best effort when the directory
+ * cannot be opened or does not support fsync; SDB_EIO when it fails. */
+static int sync_parent_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir;
+    if (!slash)
+        dir = strdup(".");
+    else if (slash == path)
+        dir = strdup("/");
+    else
+        dir = strndup(path, (size_t)(slash - path));
+    if (!dir)
+        return SDB_ENOMEM;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(dir);
+    if (fd < 0)
+        return SDB_OK;
+    int rc;
+    do {
+        rc = fsync(fd);
+    } while (rc < 0 && errno == EINTR);
+    int err = rc < 0 ? errno : 0;
+    close(fd);
+    return err == EIO ? SDB_EIO : SDB_OK;
+}
+
 int backend_file_open(const char *path, int use_mmap, sdb_backend_t **out)
 {
     if (!path || !*path || !out)
@@ -181,6 +211,9 @@ int backend_file_open(const char *path, int use_mmap, sdb_backend_t **out)
         rc = SDB_EINVAL;
         goto fail;
     }
+    /* an empty file is new (or was never initialised): its name must last */
+    if (st.st_size == 0 && (rc = sync_parent_dir(path)) != SDB_OK)
+        goto fail;
     atomic_store(&f->size, (uint64_t)st.st_size);
     f->use_mmap = use_mmap;
     if (use_mmap) {

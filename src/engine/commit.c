@@ -8,6 +8,7 @@
  * keeps queue order.
  */
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "engine/commit.h"
@@ -16,6 +17,7 @@
 
 #define MAX_BATCH 512
 #define LAZY_SYNC_NS 1000000000ull
+#define GATHER_NS 150000ull
 
 typedef struct {
     const char *p;
@@ -180,9 +182,7 @@ static int plan(sdb_t *db, commit_req_t *r, touchset_t *ts, buf_t *b)
         for (size_t i = 0; db->gc_needed && i < db->docs_cap && !rc; i++)
             for (doc_t *x = db->docs[i]; x && !rc; x = x->hnext)
                 rc = plan_gc(db, x, 0, b);
-        if (!rc)
-            db->gc_needed = 0;
-        break;
+        break;                     /* gc_needed is cleared once the drops are applied */
     }
     r->rc = rc;
     if (rc)
@@ -243,6 +243,26 @@ static void lead(sdb_t *db)
     /* take the whole queue, plan it without the lock (submitters keep
        queueing meanwhile), then put back what this batch does not take */
     pthread_mutex_lock(&db->q_lock);
+    if (db->cfg.durable && db->last_batch > 1) {
+        /* the members of the last batch are likely preparing their next
+           request: give them a moment to join this sync */
+        uint64_t deadline = util_mono_ns() + GATHER_NS;
+        for (;;) {
+            size_t queued = 0;
+            for (commit_req_t *q = db->q_head; q && queued < db->last_batch; q = q->next)
+                queued++;
+            uint64_t now = util_mono_ns();
+            if (queued >= db->last_batch || now >= deadline)
+                break;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += (long)(deadline - now);
+            if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
+            db->leader_waiting = 1;
+            pthread_cond_timedwait(&db->gather_cv, &db->q_lock, &ts);
+            db->leader_waiting = 0;
+        }
+    }
     commit_req_t *r = db->q_head;
     db->q_head = NULL;
     db->q_tail = &db->q_head;
@@ -284,6 +304,8 @@ static void lead(sdb_t *db)
         if (rc)                    /* memory and disk now disagree: stop writing */
             atomic_store(&db->fatal, SDB_EIO);
     }
+    if (!rc && force_sync && batch[n - 1]->rc == SDB_OK)
+        db->gc_needed = 0;         /* the barrier's drops (if any) are applied */
     if (!rc) {
         uint64_t jp = db->njpages, cp = db->ncppages;
         if (checkpoint || jp > 64 + 2 * cp) {
@@ -294,6 +316,7 @@ static void lead(sdb_t *db)
     }
 finish:
     pthread_mutex_lock(&db->q_lock);
+    db->last_batch = n;
     for (size_t i = 0; i < n; i++) {
         if (rc && batch[i]->rc == SDB_OK)
             batch[i]->rc = rc;
@@ -316,6 +339,8 @@ int commit_submit(sdb_t *db, commit_req_t *req)
     pthread_mutex_lock(&db->q_lock);
     *db->q_tail = req;
     db->q_tail = &req->next;
+    if (db->leader_waiting)
+        pthread_cond_signal(&db->gather_cv);
     while (!req->done) {
         if (!db->leader) {
             db->leader = 1;

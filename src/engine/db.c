@@ -50,6 +50,7 @@ int sdb_open_backend(sdb_backend_t *be, const sdb_config_t *cfg, sdb_t **out)
     state_init(db);
     pthread_mutex_init(&db->fs_lock, NULL);
     pthread_mutex_init(&db->q_lock, NULL);
+    pthread_cond_init(&db->gather_cv, NULL);
     db->q_tail = &db->q_head;
     db->pending_tail = &db->pending;
     db->last_sync_ns = util_mono_ns();
@@ -134,6 +135,7 @@ int sdb_close(sdb_t *db)
     pthread_rwlock_destroy(&db->state_lock);
     pthread_mutex_destroy(&db->fs_lock);
     pthread_mutex_destroy(&db->q_lock);
+    pthread_cond_destroy(&db->gather_cv);
     free(db);
     return rc;
 }

@@ -106,6 +106,9 @@ struct sdb {
     pthread_mutex_t q_lock;
     commit_req_t *q_head, **q_tail;
     int leader;
+    int leader_waiting;            /* the leader gathers its batch on gather_cv */
+    size_t last_batch;             /* members of the previous batch */
+    pthread_cond_t gather_cv;
 
     /* journal, owned by the leader */
     slot_t slot;

@@ -118,8 +118,11 @@ int freespace_alloc(freespace_t *fs, uint64_t want, pgno_t *start, uint64_t *got
         }
         fs->hint = fs->npages;             /* nothing free below the end */
     }
-    if (fs->npages + want > fs->max_pages || fs->npages + want < fs->npages)
+    /* near the limit, hand out what remains (callers take 1..want pages) */
+    if (fs->npages >= fs->max_pages)
         return SDB_ETOOLARGE;
+    if (want > fs->max_pages - fs->npages)
+        want = fs->max_pages - fs->npages;
     if (grow(fs, fs->npages + want))
         return SDB_ENOMEM;
     *start = fs->npages;

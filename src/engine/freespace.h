@@ -32,8 +32,9 @@ int freespace_mark_used(freespace_t *fs, pgno_t start, uint64_t count);
 
 /* Allocates up to want (>= 1) contiguous pages: a free run of at least
  * min(want, 32) pages, else any free run, else new pages at the end of the
- * file.  Stores the run in *start and *got (1..want).
- * Returns 0, or SDB_ETOOLARGE past max_pages, or SDB_ENOMEM. */
+ * file (no more than max_pages allows).  Stores the run in *start and *got
+ * (1..want).  Returns 0, or SDB_ETOOLARGE when the file is at max_pages with
+ * no free page, or SDB_ENOMEM. */
 int freespace_alloc(freespace_t *fs, uint64_t want, pgno_t *start, uint64_t *got);
 
 /* Returns [start, start+count) to the free set. */

@@ -168,17 +168,18 @@ static void chain_seal(chain_t *c, pgno_t next, int last)
 /* Starts a page at pg in the run buffer (flushing when not contiguous). */
 static int chain_start(chain_t *c, pgno_t pg)
 {
+    /* listed first, so that a failed flush below still frees pg */
+    int rc = pages_push(&c->pages, &c->npages, &c->pages_cap, pg);
+    if (rc)
+        return rc;
     if (c->run_n > 0 && (c->run_n == RUN_PAGES || pg != c->run_start + c->run_n)) {
-        int rc = chain_flush(c);
+        rc = chain_flush(c);
         if (rc)
             return rc;
     }
     if (c->run_n == 0)
         c->run_start = pg;
     c->cur = pg;
-    int rc = pages_push(&c->pages, &c->npages, &c->pages_cap, pg);
-    if (rc)
-        return rc;
     uint8_t *p = c->run + (size_t)c->run_n * c->db->page_size;
     memset(p, 0, c->db->page_size);
     memcpy(p + PAGE_HDR, c->prefix, c->prefix_len);
@@ -253,7 +254,8 @@ static void chain_done(chain_t *c)
 int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len)
 {
     chain_t c;
-    pgno_t next;
+    pgno_t next = 0;
+    int complete = 0;
     int rc = chain_init(&c, db, PT_JOURNAL, db->jseq, db->jnext, len);
     c.flags = db->unsynced_groups == 0 ? PF_ORDERED : 0;
     if (!rc)
@@ -262,12 +264,24 @@ int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len)
         rc = chain_page(&c, &next);
     if (!rc)
         rc = chain_finish(&c, next);
+    complete = !rc;
     for (size_t i = 0; !rc && i < c.npages; i++)
         rc = pages_push(&db->jpages, &db->njpages, &db->jpages_cap, c.pages[i]);
     if (!rc) {
         db->jnext = next;
         db->jseq++;
         db->unsynced_groups++;
+    } else if (!complete && rc != SDB_EIO && db->cfg.durable) {
+        /* No room (ENOSPC, ETOOLARGE) or memory before the group's LAST page
+           was written: the group is incomplete, so replay can never accept it
+           (and a later group at jnext carries another nonce).  Nothing refers
+           to its pages: give them back (jnext stays reserved) and fail only
+           this batch; its records were not applied.  In lazy mode the records
+           are applied already: there the handle must stop. */
+        for (size_t i = 1; i < c.npages; i++)
+            free_pages(db, c.pages[i], 1);
+        if (next)
+            free_pages(db, next, 1);
     } else {
         atomic_store(&db->fatal, SDB_EIO);   /* the journal's tail is unknown now */
     }

@@ -24,7 +24,11 @@ struct pcache {
 
 pcache_t *pcache_new(uint32_t pages, uint32_t page_size)
 {
-    if (pages == 0)
+    /* over 2^30 pages (512 GiB of cache at the smallest page size) is a
+       configuration error, treated as out of memory; it also keeps
+       pages * 2 below in 32 bits (it used to wrap, and nbuckets with it: an
+       endless loop) */
+    if (pages == 0 || pages > (1u << 30))
         return NULL;
     pcache_t *c = calloc(1, sizeof(*c));
     if (!c)

@@ -13,7 +13,7 @@
 typedef struct pcache pcache_t;
 
 /* Returns a cache of up to `pages` pages of page_size bytes, or NULL when
- * pages is 0 or memory is short. */
+ * pages is 0 or over 2^30, or memory is short. */
 pcache_t *pcache_new(uint32_t pages, uint32_t page_size);
 void pcache_free(pcache_t *c);
 /* Copies page pg into out and returns 1 on a hit; 0 on a miss. */
