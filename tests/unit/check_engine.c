@@ -55,7 +55,10 @@ START_TEST(test_freespace)
     ck_assert_int_eq(freespace_alloc(&fs, 200, &s, &got), 0);   /* the one free page left */
     ck_assert_uint_eq(s, 6);
     ck_assert_uint_eq(got, 1);
-    ck_assert_int_eq(freespace_alloc(&fs, 200, &s, &got), SDB_ETOOLARGE);
+    ck_assert_int_eq(freespace_alloc(&fs, 200, &s, &got), 0);   /* what is left below the limit */
+    ck_assert_uint_eq(s, 12);
+    ck_assert_uint_eq(got, 88);
+    ck_assert_int_eq(freespace_alloc(&fs, 1, &s, &got), SDB_ETOOLARGE);
     freespace_destroy(&fs);
 }
 END_TEST
