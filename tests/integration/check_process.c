@@ -9,7 +9,11 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -490,6 +494,76 @@ static int find_valgrind(char *out, size_t cap)
     return 0;
 }
 
+/* ---- IPv6 and systemd readiness ---- */
+
+/* The daemon listens on [::1] and the CLI reaches it there. */
+START_TEST(test_ipv6_listener)
+{
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    if (fd < 0) {
+        printf("test_ipv6_listener: no IPv6 on this machine, skipped\n");
+        return;
+    }
+    close(fd);
+    char dir[256], addr[64], cli[PATH_MAX];
+    td_t d;
+    it_newdir(dir, sizeof dir, "v6");
+    td_start(&d, dir, "\"listen\": \"[::1]:0\", " FAST_ENGINE);
+    ck_assert_int_gt(d.port, 0);
+    char *log = td_log_text(&d);
+    ck_assert_msg(strstr(log, "listening on tcp ::1:") != NULL, "log: %s", log);
+    free(log);
+    snprintf(addr, sizeof addr, "[::1]:%d", d.port);
+    snprintf(cli, sizeof cli, "%s", td_binary());
+    char *slash = strrchr(cli, '/');
+    ck_assert_ptr_nonnull(slash);
+    snprintf(slash + 1, sizeof cli - (size_t)(slash + 1 - cli), "streamdb");
+    const char *argv[] = { cli, "-H", addr, "ping", NULL };
+    char *out = NULL, *err = NULL;
+    int st = td_run(argv, &out, &err, td_scaled(10000));
+    ck_assert_msg(exit_code(st) == 0 && strstr(out, "PONG") != NULL, "streamdb -H %s ping: %d %s %s",
+                  addr, exit_code(st), out, err);
+    free(out);
+    free(err);
+    td_stop(&d);
+}
+END_TEST
+
+/* With NOTIFY_SOCKET set (systemd Type=notify), the daemon sends READY=1
+ * once it listens and STOPPING=1 when SIGTERM starts its shutdown. */
+START_TEST(test_sd_notify)
+{
+    char dir[256], path[300];
+    td_t d;
+    it_newdir(dir, sizeof dir, "notify");
+    snprintf(path, sizeof path, "%s/notify.sock", dir);
+    int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    ck_assert_uint_lt(strlen(path), sizeof sa.sun_path);
+    strcpy(sa.sun_path, path);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    struct timeval tv = { .tv_sec = 10 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setenv("NOTIFY_SOCKET", path, 1);
+    td_start(&d, dir, FAST_ENGINE);
+    unsetenv("NOTIFY_SOCKET");
+    char msg[128];
+    ssize_t n = recv(fd, msg, sizeof msg - 1, 0);
+    ck_assert_int_gt(n, 0);
+    msg[n] = 0;
+    ck_assert_str_eq(msg, "READY=1");
+    kill(d.pid, SIGTERM);
+    n = recv(fd, msg, sizeof msg - 1, 0);
+    ck_assert_int_gt(n, 0);
+    msg[n] = 0;
+    ck_assert_str_eq(msg, "STOPPING=1");
+    int st = td_wait(&d, td_scaled(15000));
+    ck_assert_int_eq(exit_code(st), 0);
+    close(fd);
+}
+END_TEST
+
 START_TEST(test_valgrind)
 {
     char vg[PATH_MAX];
@@ -565,6 +639,8 @@ Suite *suite_process(void)
     tcase_add_test(tc, test_sigterm_during_upload);
     tcase_add_test(tc, test_sigkill_recovery);
     tcase_add_test(tc, test_sighup_reopens_log);
+    tcase_add_test(tc, test_ipv6_listener);
+    tcase_add_test(tc, test_sd_notify);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("valgrind");
