@@ -70,7 +70,8 @@ int sdb_id_parse(const char *text, sdb_id_t *out);
 typedef struct {
     uint32_t page_size;          /* power of two, 512..65536; default 4096.  Fixed at creation:
                                     an existing file keeps its own page size. */
-    uint32_t page_cache_pages;   /* pages of the LRU cache used when use_mmap is 0; default 1024 */
+    uint32_t page_cache_pages;   /* pages of the LRU cache used when use_mmap is 0; default 1024;
+                                    over 2^30 fails the open with SDB_ENOMEM */
     uint32_t versions_to_keep;   /* previous versions kept readable per document; default 2 */
     uint64_t max_document_size;  /* default 256 MiB */
     uint64_t max_db_size;        /* bytes; default 8 TB */

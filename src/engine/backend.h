@@ -54,6 +54,10 @@ struct sdb_backend {
  * SDB_EINVAL, SDB_ENOMEM. */
 int backend_file_open(const char *path, int use_mmap, sdb_backend_t **out);
 
+/* As backend_file_open without mmap, for a file that must exist already
+ * (sdb_check): SDB_EINVAL when it does not. */
+int backend_file_open_existing(const char *path, sdb_backend_t **out);
+
 /* Returns a new empty memory backend, or NULL when out of memory. */
 sdb_backend_t *backend_mem_new(void);
 

@@ -187,7 +187,7 @@ static int sync_parent_dir(const char *path)
     return err == EIO ? SDB_EIO : SDB_OK;
 }
 
-int backend_file_open(const char *path, int use_mmap, sdb_backend_t **out)
+static int file_open(const char *path, int use_mmap, int create, sdb_backend_t **out)
 {
     if (!path || !*path || !out)
         return SDB_EINVAL;
@@ -197,7 +197,7 @@ int backend_file_open(const char *path, int use_mmap, sdb_backend_t **out)
     f->fd = -1;
     pthread_mutex_init(&f->map_lock, NULL);
     int rc;
-    f->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    f->fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
     if (f->fd < 0) {
         rc = errno == ENOENT || errno == EISDIR || errno == ENOTDIR ? SDB_EINVAL : util_errno_to_sdb(errno);
         goto fail;
@@ -212,7 +212,7 @@ int backend_file_open(const char *path, int use_mmap, sdb_backend_t **out)
         goto fail;
     }
     /* an empty file is new (or was never initialised): its name must last */
-    if (st.st_size == 0 && (rc = sync_parent_dir(path)) != SDB_OK)
+    if (create && st.st_size == 0 && (rc = sync_parent_dir(path)) != SDB_OK)
         goto fail;
     atomic_store(&f->size, (uint64_t)st.st_size);
     f->use_mmap = use_mmap;
@@ -236,4 +236,14 @@ int backend_file_open(const char *path, int use_mmap, sdb_backend_t **out)
 fail:
     fb_close(&f->be);
     return rc;
+}
+
+int backend_file_open(const char *path, int use_mmap, sdb_backend_t **out)
+{
+    return file_open(path, use_mmap, 1, out);
+}
+
+int backend_file_open_existing(const char *path, sdb_backend_t **out)
+{
+    return file_open(path, 0, 0, out);
 }

@@ -99,7 +99,7 @@ int sdb_check(const char *file, int repair, char **report)
     if (!rep)
         return SDB_ENOMEM;
     sdb_backend_t *be;
-    int rc = backend_file_open(file, 0, &be);
+    int rc = backend_file_open_existing(file, &be);   /* never creates it */
     if (rc) {
         fprintf(rep, "cannot open %s: %s\n", file, sdb_strerror(rc));
         goto out;
@@ -118,7 +118,7 @@ int sdb_check(const char *file, int repair, char **report)
     db->page_size = cfg.page_size;
     db->cap = db->page_size - PAGE_HDR;
     db->crc_op_full = crc32_combine_gen(db->cap);
-    pthread_rwlock_init(&db->state_lock, NULL);
+    state_lock_init(db);
     state_init(db);
     pthread_mutex_init(&db->fs_lock, NULL);
     pthread_mutex_init(&db->q_lock, NULL);
@@ -272,7 +272,7 @@ done:
         free(pf);
     }
     be->close(be);
-    pthread_rwlock_destroy(&db->state_lock);
+    state_lock_destroy(db);
     pthread_mutex_destroy(&db->fs_lock);
     pthread_mutex_destroy(&db->q_lock);
     free(db);

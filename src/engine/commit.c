@@ -95,7 +95,10 @@ static int plan(sdb_t *db, commit_req_t *r, touchset_t *ts, buf_t *b)
         d = path_doc(db, r->path, r->plen);
         if (touches(ts, r->path, r->plen, d))
             return 1;
-        touch_add(ts, r->path, r->plen, d);
+        if (touch_add(ts, r->path, r->plen, d)) {
+            rc = SDB_ENOMEM;       /* untracked, it could share a batch with a conflict */
+            break;
+        }
         if (r->if_version != UINT64_MAX &&
             (d ? d->cur->version != r->if_version : r->if_version != 0)) {
             rc = SDB_ECONFLICT;
@@ -133,7 +136,10 @@ static int plan(sdb_t *db, commit_req_t *r, touchset_t *ts, buf_t *b)
         d = path_doc(db, r->path, r->plen);
         if (touches(ts, r->path, r->plen, d))
             return 1;
-        touch_add(ts, r->path, r->plen, d);
+        if (touch_add(ts, r->path, r->plen, d)) {
+            rc = SDB_ENOMEM;
+            break;
+        }
         if (!d) {
             rc = SDB_ENOTFOUND;
             break;
@@ -146,7 +152,10 @@ static int plan(sdb_t *db, commit_req_t *r, touchset_t *ts, buf_t *b)
         d = doc_find(db, &r->id);
         if (touches(ts, NULL, 0, d))
             return 1;
-        touch_add(ts, NULL, 0, d);
+        if (touch_add(ts, NULL, 0, d)) {
+            rc = SDB_ENOMEM;
+            break;
+        }
         rc = d ? rec_delete_doc(b, &d->id) : SDB_ENOTFOUND;
         break;
     case OP_BIND:
@@ -154,8 +163,10 @@ static int plan(sdb_t *db, commit_req_t *r, touchset_t *ts, buf_t *b)
         e = path_doc(db, r->path, r->plen);
         if (touches(ts, r->path, r->plen, d) || touches(ts, NULL, 0, e))
             return 1;
-        touch_add(ts, r->path, r->plen, d);
-        touch_add(ts, NULL, 0, e);
+        if (touch_add(ts, r->path, r->plen, d) || touch_add(ts, NULL, 0, e)) {
+            rc = SDB_ENOMEM;
+            break;
+        }
         if (!d)
             rc = SDB_ENOTFOUND;
         else if (e != d)
@@ -166,7 +177,10 @@ static int plan(sdb_t *db, commit_req_t *r, touchset_t *ts, buf_t *b)
         e = path_doc(db, r->path, r->plen);
         if (touches(ts, r->path, r->plen, d) || touches(ts, NULL, 0, e))
             return 1;
-        touch_add(ts, r->path, r->plen, d);
+        if (touch_add(ts, r->path, r->plen, d)) {
+            rc = SDB_ENOMEM;
+            break;
+        }
         if (!d || e != d)
             rc = SDB_ENOTFOUND;
         else
@@ -176,7 +190,10 @@ static int plan(sdb_t *db, commit_req_t *r, touchset_t *ts, buf_t *b)
     case OP_CHECKPOINT:
         if (ts->n)
             return 1;              /* a barrier: alone in its batch */
-        touch_add(ts, NULL, 0, NULL);
+        if (touch_add(ts, NULL, 0, NULL)) {
+            rc = SDB_ENOMEM;
+            break;
+        }
         /* commits apply retention as they go: only a file opened with a
            smaller versions_to_keep than it was written with has excess */
         for (size_t i = 0; db->gc_needed && i < db->docs_cap && !rc; i++)
@@ -208,6 +225,7 @@ static int persist(sdb_t *db, const buf_t *b, int force_sync, uint64_t *tag)
         journal_release_pending(db, db->jseq - 1);
         return SDB_OK;
     }
+    size_t mark = db->jbuf.len;    /* the records of earlier batches (applied already) */
     if (buf_put(&db->jbuf, b->p, b->len))
         return SDB_ENOMEM;
     /* sync at least once a second, and early when many freed pages wait for
@@ -217,12 +235,19 @@ static int persist(sdb_t *db, const buf_t *b, int force_sync, uint64_t *tag)
     pthread_mutex_unlock(&db->fs_lock);
     int timed = crowded || util_mono_ns() - db->last_sync_ns > LAZY_SYNC_NS;
     if (db->jbuf.len >= db->cap - 8 || ((force_sync || timed) && db->jbuf.len)) {
-        if (atomic_load(&db->data_dirty) && (rc = db_sync(db)))
+        if (atomic_load(&db->data_dirty) && (rc = db_sync(db))) {
+            db->jbuf.len = mark;
             return rc;
+        }
         rc = journal_write_group(db, db->jbuf.p, db->jbuf.len);
-        db->jbuf.len = 0;
-        if (rc)
+        if (rc) {
+            /* this batch fails and is not applied: take its records back.
+               After a failure that is not fatal (no room for the group) the
+               earlier batches' records stay buffered for the next attempt. */
+            db->jbuf.len = mark;
             return rc;
+        }
+        db->jbuf.len = 0;
     }
     if (force_sync || timed) {
         if ((rc = db_sync(db)))
@@ -298,9 +323,9 @@ static void lead(sdb_t *db)
     if (!rc)
         rc = persist(db, &b, force_sync, &tag);
     if (!rc && b.len) {
-        pthread_rwlock_wrlock(&db->state_lock);
+        state_write_lock(db);
         rc = apply_records(db, b.p, b.len, tag);
-        pthread_rwlock_unlock(&db->state_lock);
+        state_write_unlock(db);
         if (rc)                    /* memory and disk now disagree: stop writing */
             atomic_store(&db->fatal, SDB_EIO);
     }

@@ -46,7 +46,7 @@ int sdb_open_backend(sdb_backend_t *be, const sdb_config_t *cfg, sdb_t **out)
     db->cap = cfg->page_size - PAGE_HDR;
     db->crc_op_full = crc32_combine_gen(db->cap);
     atomic_init(&db->quick, cfg->quick_mode);
-    pthread_rwlock_init(&db->state_lock, NULL);
+    state_lock_init(db);
     state_init(db);
     pthread_mutex_init(&db->fs_lock, NULL);
     pthread_mutex_init(&db->q_lock, NULL);
@@ -132,7 +132,7 @@ int sdb_close(sdb_t *db)
     pcache_free(db->cache);
     if (db->be)
         db->be->close(db->be);
-    pthread_rwlock_destroy(&db->state_lock);
+    state_lock_destroy(db);
     pthread_mutex_destroy(&db->fs_lock);
     pthread_mutex_destroy(&db->q_lock);
     pthread_cond_destroy(&db->gather_cv);
@@ -511,10 +511,10 @@ int sdb_reader_open(sdb_t *db, const char *path, sdb_reader_t **out, sdb_docinfo
     size_t plen;
     if (!db || !out || util_check_path(path, &plen))
         return SDB_EINVAL;
-    pthread_rwlock_rdlock(&db->state_lock);
+    state_read_lock(db);
     pathidx_key_t *k = pathidx_get(db->paths, path, plen);
     int rc = reader_new(db, k ? k->val : NULL, 0, out, info);
-    pthread_rwlock_unlock(&db->state_lock);
+    state_read_unlock(db);
     return rc;
 }
 
@@ -523,9 +523,9 @@ int sdb_reader_open_id(sdb_t *db, const sdb_id_t *id, uint64_t version, sdb_read
 {
     if (!db || !id || !out)
         return SDB_EINVAL;
-    pthread_rwlock_rdlock(&db->state_lock);
+    state_read_lock(db);
     int rc = reader_new(db, doc_find(db, id), version, out, info);
-    pthread_rwlock_unlock(&db->state_lock);
+    state_read_unlock(db);
     return rc;
 }
 
@@ -710,11 +710,11 @@ int sdb_lookup(sdb_t *db, const char *path, sdb_docinfo_t *out)
     size_t plen;
     if (!db || util_check_path(path, &plen))
         return SDB_EINVAL;
-    pthread_rwlock_rdlock(&db->state_lock);
+    state_read_lock(db);
     pathidx_key_t *k = pathidx_get(db->paths, path, plen);
     if (k && out)
         fill_info(k->val, ((doc_t *)k->val)->cur, out);
-    pthread_rwlock_unlock(&db->state_lock);
+    state_read_unlock(db);
     return k ? SDB_OK : SDB_ENOTFOUND;
 }
 
@@ -776,7 +776,7 @@ int sdb_search(sdb_t *db, const char *prefix, const sdb_search_opts_t *opts, sdb
     if (!tmp)
         return SDB_ENOMEM;
     pathidx_iter_t it;
-    pthread_rwlock_rdlock(&db->state_lock);
+    state_read_lock(db);
     if (after && keycmp(after, alen, prefix, plen) >= 0)
         pathidx_seek(db->paths, &it, after, alen, 0);
     else
@@ -811,7 +811,7 @@ int sdb_search(sdb_t *db, const char *prefix, const sdb_search_opts_t *opts, sdb
         if (limit && count >= limit)
             break;
     }
-    pthread_rwlock_unlock(&db->state_lock);
+    state_read_unlock(db);
     free(tmp);
     return SDB_OK;
 }
@@ -826,7 +826,7 @@ int sdb_list_paths(sdb_t *db, const sdb_id_t *id, sdb_entry_cb cb, void *arg)
 {
     if (!db || !id || !cb)
         return SDB_EINVAL;
-    pthread_rwlock_rdlock(&db->state_lock);
+    state_read_lock(db);
     doc_t *d = doc_find(db, id);
     int rc = d ? SDB_OK : SDB_ENOTFOUND;
     pathidx_key_t **ks = NULL;
@@ -844,7 +844,7 @@ int sdb_list_paths(sdb_t *db, const sdb_id_t *id, sdb_entry_cb cb, void *arg)
             if (cb(arg, ks[i]->bytes, &info))
                 break;
     }
-    pthread_rwlock_unlock(&db->state_lock);
+    state_read_unlock(db);
     free(ks);
     return rc;
 }
@@ -853,7 +853,7 @@ int sdb_list_versions(sdb_t *db, const sdb_id_t *id, sdb_entry_cb cb, void *arg)
 {
     if (!db || !id || !cb)
         return SDB_EINVAL;
-    pthread_rwlock_rdlock(&db->state_lock);
+    state_read_lock(db);
     doc_t *d = doc_find(db, id);
     for (docver_t *v = d ? d->cur : NULL; v; v = v->older) {
         sdb_docinfo_t info;
@@ -861,7 +861,7 @@ int sdb_list_versions(sdb_t *db, const sdb_id_t *id, sdb_entry_cb cb, void *arg)
         if (cb(arg, NULL, &info))
             break;
     }
-    pthread_rwlock_unlock(&db->state_lock);
+    state_read_unlock(db);
     return d ? SDB_OK : SDB_ENOTFOUND;
 }
 
@@ -874,7 +874,7 @@ int sdb_info(sdb_t *db, const sdb_id_t *id, char **text)
     FILE *f = open_memstream(&s, &sl);
     if (!f)
         return SDB_ENOMEM;
-    pthread_rwlock_rdlock(&db->state_lock);
+    state_read_lock(db);
     doc_t *d = doc_find(db, id);
     if (d) {
         char ids[37];
@@ -896,7 +896,7 @@ int sdb_info(sdb_t *db, const sdb_id_t *id, char **text)
             fprintf(f, "  %" PRIu64 " size %" PRIu64 " crc32 %08x modified_ms %" PRId64 "\n",
                     v->version, v->size, v->crc, v->modified_ms);
     }
-    pthread_rwlock_unlock(&db->state_lock);
+    state_read_unlock(db);
     int bad = fclose(f);
     if (!d || bad) {
         free(s);
@@ -911,10 +911,10 @@ int sdb_stats(sdb_t *db, sdb_stats_t *out)
     if (!db || !out)
         return SDB_EINVAL;
     memset(out, 0, sizeof(*out));
-    pthread_rwlock_rdlock(&db->state_lock);
+    state_read_lock(db);
     out->documents = db->ndocs;
     out->paths = pathidx_count(db->paths);
-    pthread_rwlock_unlock(&db->state_lock);
+    state_read_unlock(db);
     pthread_mutex_lock(&db->fs_lock);
     out->total_pages = db->fs.npages;
     out->free_pages = db->fs.nfree;

@@ -89,7 +89,10 @@ struct sdb {
     _Atomic int data_dirty;        /* data pages written since the last sync */
 
     /* state (invariant 4) */
-    pthread_rwlock_t state_lock;
+    pthread_rwlock_t state_lock;   /* through state_read_lock() / state_write_lock() */
+    _Atomic int writer_waiting;    /* the leader wants state_lock: new readers wait */
+    pthread_mutex_t gate_lock;     /* with gate_cv: where those readers wait */
+    pthread_cond_t gate_cv;
     pathidx_t *paths;
     slab_t doc_slab, ver_slab;     /* doc_t and docver_t records */
     doc_t **docs;
@@ -158,6 +161,20 @@ static inline uint32_t crc_add(const sdb_t *db, uint32_t crc, uint32_t dcrc, uin
     return len == db->cap ? (uint32_t)crc32_combine_op(crc, dcrc, db->crc_op_full)
                           : (uint32_t)crc32_combine(crc, dcrc, len);
 }
+
+/* The state lock.  glibc's rwlock prefers readers: with readers overlapping
+ * all the time the leader's write lock was never granted and every commit
+ * stalled.  So the leader raises writer_waiting first, and a reader that
+ * does not hold the lock already waits for it to drop before taking its read
+ * lock; a read from inside a listing callback (this thread holds a read lock
+ * already) goes straight in, so that it cannot deadlock behind the leader. */
+void state_read_lock(sdb_t *db);
+void state_read_unlock(sdb_t *db);
+void state_write_lock(sdb_t *db);
+void state_write_unlock(sdb_t *db);
+/* Sets up / releases state_lock and the reader gate. */
+void state_lock_init(sdb_t *db);
+void state_lock_destroy(sdb_t *db);
 
 /* Looks a document up by id (caller holds the state lock or is the leader). */
 doc_t *doc_find(const sdb_t *db, const sdb_id_t *id);

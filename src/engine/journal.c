@@ -271,13 +271,13 @@ int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len)
         db->jnext = next;
         db->jseq++;
         db->unsynced_groups++;
-    } else if (!complete && rc != SDB_EIO && db->cfg.durable) {
+    } else if (!complete && rc != SDB_EIO) {
         /* No room (ENOSPC, ETOOLARGE) or memory before the group's LAST page
            was written: the group is incomplete, so replay can never accept it
            (and a later group at jnext carries another nonce).  Nothing refers
            to its pages: give them back (jnext stays reserved) and fail only
-           this batch; its records were not applied.  In lazy mode the records
-           are applied already: there the handle must stop. */
+           the batch being committed (commit.c persist(); in lazy mode the
+           records of earlier batches stay buffered and are written later). */
         for (size_t i = 1; i < c.npages; i++)
             free_pages(db, c.pages[i], 1);
         if (next)
@@ -757,6 +757,30 @@ static int create_file(sdb_t *db)
     return db->paths ? SDB_OK : SDB_ENOMEM;
 }
 
+/* 1 when the file holds nothing but zeros and pieces of header slots: what a
+ * crash while create_file() ran leaves behind (its two zero pages and two
+ * slots, not all of them written).  Nothing was acknowledged in such a file,
+ * and any page that ever held data or metadata lies past the two header
+ * pages and is not zero, so such a file is created anew rather than refused
+ * as CORRUPT forever. */
+static int file_blank(sdb_t *db, uint64_t size)
+{
+    if (size > 2 * 65536)          /* past the header pages of any page size */
+        return 0;
+    uint8_t *b = malloc(size ? size : 1);
+    int blank = b && db->be->read(db->be, 0, b, size) == SDB_OK;
+    for (uint64_t i = 0; i < size && blank; i++) {
+        if (!b[i])
+            continue;
+        int in_slot = i < SLOT_BYTES;
+        for (uint64_t ps = 512; ps <= 65536 && !in_slot; ps *= 2)
+            in_slot = i >= ps && i < ps + SLOT_BYTES;
+        blank = in_slot;
+    }
+    free(b);
+    return blank;
+}
+
 int journal_open(sdb_t *db)
 {
     uint64_t size = db->be->size(db->be);
@@ -780,8 +804,8 @@ int journal_open(sdb_t *db)
     if (ok[0] && ok[1] && (slots[0].page_size != slots[1].page_size ||
                            memcmp(slots[0].file_id, slots[1].file_id, 16)))
         ok[1] = 0;
-    if (!ok[0] && !ok[1])
-        return SDB_ECORRUPT;
+    if (!ok[0] && !ok[1])          /* sdb_check (tolerate_cut) never writes */
+        return !db->tolerate_cut && file_blank(db, size) ? create_file(db) : SDB_ECORRUPT;
     /* The newest valid slot is the state.  The older slot is a fallback only
        for a torn slot write (which fails the slot's own CRC): a valid slot is
        written after its checkpoint was durable, so a checkpoint that fails

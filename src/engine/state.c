@@ -27,6 +27,57 @@ int buf_put(buf_t *b, const void *p, size_t n)
     return SDB_OK;
 }
 
+/* ---- the state lock (db_int.h) ---- */
+
+static _Thread_local unsigned read_depth;   /* state read locks this thread holds */
+
+void state_read_lock(sdb_t *db)
+{
+    if (read_depth++ == 0 && atomic_load(&db->writer_waiting)) {
+        pthread_mutex_lock(&db->gate_lock);
+        while (atomic_load(&db->writer_waiting))
+            pthread_cond_wait(&db->gate_cv, &db->gate_lock);
+        pthread_mutex_unlock(&db->gate_lock);
+    }
+    pthread_rwlock_rdlock(&db->state_lock);
+}
+
+void state_read_unlock(sdb_t *db)
+{
+    pthread_rwlock_unlock(&db->state_lock);
+    read_depth--;
+}
+
+void state_write_lock(sdb_t *db)
+{
+    atomic_store(&db->writer_waiting, 1);
+    pthread_rwlock_wrlock(&db->state_lock);
+}
+
+void state_write_unlock(sdb_t *db)
+{
+    pthread_rwlock_unlock(&db->state_lock);
+    pthread_mutex_lock(&db->gate_lock);
+    atomic_store(&db->writer_waiting, 0);
+    pthread_cond_broadcast(&db->gate_cv);
+    pthread_mutex_unlock(&db->gate_lock);
+}
+
+void state_lock_init(sdb_t *db)
+{
+    pthread_rwlock_init(&db->state_lock, NULL);
+    atomic_init(&db->writer_waiting, 0);
+    pthread_mutex_init(&db->gate_lock, NULL);
+    pthread_cond_init(&db->gate_cv, NULL);
+}
+
+void state_lock_destroy(sdb_t *db)
+{
+    pthread_rwlock_destroy(&db->state_lock);
+    pthread_mutex_destroy(&db->gate_lock);
+    pthread_cond_destroy(&db->gate_cv);
+}
+
 static size_t id_hash(const sdb_id_t *id, size_t cap)
 {
     return (size_t)(get_u64(id->b) ^ get_u64(id->b + 8)) & (cap - 1);
