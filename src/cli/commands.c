@@ -318,19 +318,26 @@ static int cmd_get(cli_t *cli)
     return EXIT_OK;
 }
 
-static int cmd_cat(cli_t *cli)
+/* The arguments of commands that take PATHs or --id ID (cat, rm): parses the
+ * id into *id and opens the backend.  Returns 0 or an exit code. */
+static int paths_or_id(cli_t *cli, sdb_id_t *id)
 {
-    sdb_id_t id;
     if (cli->id_opt) {
         if (cli->nargs > 0)
             return cli_usage_error(cli, "give either PATHs or --id ID, not both");
-        int rc = parse_id_opt(cli, cli->id_opt, &id);
+        int rc = parse_id_opt(cli, cli->id_opt, id);
         if (rc)
             return rc;
     } else if (cli->nargs == 0) {
         return cli_usage_error(cli, "missing PATH (or --id ID)");
     }
-    int rc = be_open(cli);
+    return be_open(cli);
+}
+
+static int cmd_cat(cli_t *cli)
+{
+    sdb_id_t id;
+    int rc = paths_or_id(cli, &id);
     if (rc)
         return rc;
     sink_t s = { .cli = cli, .fd = STDOUT_FILENO, .name = "standard output" };
@@ -358,16 +365,7 @@ static int cmd_cat(cli_t *cli)
 static int cmd_rm(cli_t *cli)
 {
     sdb_id_t id;
-    if (cli->id_opt) {
-        if (cli->nargs > 0)
-            return cli_usage_error(cli, "give either PATHs or --id ID, not both");
-        int rc = parse_id_opt(cli, cli->id_opt, &id);
-        if (rc)
-            return rc;
-    } else if (cli->nargs == 0) {
-        return cli_usage_error(cli, "missing PATH (or --id ID)");
-    }
-    int rc = be_open(cli);
+    int rc = paths_or_id(cli, &id);
     if (rc)
         return rc;
     if (cli->id_opt) {
