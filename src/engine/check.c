@@ -107,23 +107,12 @@ int sdb_check(const char *file, int repair, char **report)
     sdb_config_t cfg;
     sdb_config_default(&cfg);
     cfg.use_mmap = 0;
-    sdb_t *db = calloc(1, sizeof(*db));
+    sdb_t *db = db_new(be, &cfg);
     if (!db) {
         be->close(be);
         rc = SDB_ENOMEM;
         goto out;
     }
-    db->cfg = cfg;
-    db->be = be;
-    db->page_size = cfg.page_size;
-    db->cap = db->page_size - PAGE_HDR;
-    db->crc_op_full = crc32_combine_gen(db->cap);
-    state_lock_init(db);
-    state_init(db);
-    pthread_mutex_init(&db->fs_lock, NULL);
-    pthread_mutex_init(&db->q_lock, NULL);
-    db->q_tail = &db->q_head;
-    db->pending_tail = &db->pending;
 
     int damage = 0;
     uint64_t size = be->size(be);
@@ -132,13 +121,12 @@ int sdb_check(const char *file, int repair, char **report)
         damage = 1;
     }
     /* the header slots, each on its own */
-    uint8_t raw[SLOT_BYTES];
-    slot_t s0, s1;
-    int ok0 = !be->read(be, 0, raw, SLOT_BYTES) && !slot_decode(raw, &s0);
-    int ok1 = 0;
-    for (uint32_t ps = 512; ps <= 65536 && !ok1; ps *= 2)
-        ok1 = !be->read(be, ps, raw, SLOT_BYTES) && !slot_decode(raw, &s1) && s1.page_size == ps &&
-              (!ok0 || ps == s0.page_size);
+    slot_t slots[2] = { { 0 }, { 0 } };
+    int ok[2] = { 0, 0 };
+    if (journal_read_slots(be, slots, ok))
+        ok[0] = ok[1] = 0;
+    const slot_t s0 = slots[0], s1 = slots[1];
+    const int ok0 = ok[0], ok1 = ok[1];
     fprintf(rep, "header slot 0: %s\nheader slot 1: %s\n", ok0 ? "valid" : "invalid", ok1 ? "valid" : "invalid");
     /* one invalid slot next to a valid one is what a crash during a checkpoint
        leaves (a torn slot write): recovery uses the other and opening rewrites it */
@@ -259,23 +247,7 @@ int sdb_check(const char *file, int repair, char **report)
     rc = damage ? SDB_ECORRUPT : SDB_OK;
 done:
     fprintf(rep, "result: %s\n", rc ? sdb_strerror(rc) : "clean");
-    state_destroy(db);
-    freespace_destroy(&db->fs);
-    free(db->jpages);
-    free(db->cppages);
-    free(db->jbuf.p);
-    while (db->pending) {
-        pfree_t *pf = db->pending;
-        db->pending = pf->next;
-        if (pf->ext != &pf->ext1)
-            free(pf->ext);
-        free(pf);
-    }
-    be->close(be);
-    state_lock_destroy(db);
-    pthread_mutex_destroy(&db->fs_lock);
-    pthread_mutex_destroy(&db->q_lock);
-    free(db);
+    db_free(db);                    /* closes be */
 out:
     fclose(rep);
     if (report)

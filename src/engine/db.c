@@ -22,24 +22,11 @@ static int config_ok(const sdb_config_t *c)
            c->max_document_size > 0 && c->max_db_size >= 3ull * c->page_size;
 }
 
-int sdb_open_backend(sdb_backend_t *be, const sdb_config_t *cfg, sdb_t **out)
+sdb_t *db_new(sdb_backend_t *be, const sdb_config_t *cfg)
 {
-    sdb_config_t def;
-    if (!cfg) {
-        sdb_config_default(&def);
-        cfg = &def;
-    }
-    if (!be)
-        return SDB_EINVAL;
-    if (!out || !config_ok(cfg)) {
-        be->close(be);
-        return SDB_EINVAL;
-    }
     sdb_t *db = calloc(1, sizeof(*db));
-    if (!db) {
-        be->close(be);
-        return SDB_ENOMEM;
-    }
+    if (!db)
+        return NULL;
     db->cfg = *cfg;
     db->be = be;
     db->page_size = cfg->page_size;
@@ -54,9 +41,52 @@ int sdb_open_backend(sdb_backend_t *be, const sdb_config_t *cfg, sdb_t **out)
     db->q_tail = &db->q_head;
     db->pending_tail = &db->pending;
     db->last_sync_ns = util_mono_ns();
+    return db;
+}
+
+void db_free(sdb_t *db)
+{
+    state_destroy(db);
+    freespace_destroy(&db->fs);
+    while (db->pending) {
+        pfree_t *pf = db->pending;
+        db->pending = pf->next;
+        if (pf->ext != &pf->ext1)
+            free(pf->ext);
+        free(pf);
+    }
+    free(db->jpages);
+    free(db->cppages);
+    free(db->jbuf.p);
+    pcache_free(db->cache);
+    if (db->be)
+        db->be->close(db->be);
+    state_lock_destroy(db);
+    pthread_mutex_destroy(&db->fs_lock);
+    pthread_mutex_destroy(&db->q_lock);
+    pthread_cond_destroy(&db->gather_cv);
+    free(db);
+}
+
+int sdb_open_backend(sdb_backend_t *be, const sdb_config_t *cfg, sdb_t **out)
+{
+    sdb_config_t def;
+    if (!cfg) {
+        sdb_config_default(&def);
+        cfg = &def;
+    }
+    if (!be)
+        return SDB_EINVAL;
+    if (!out || !config_ok(cfg)) {
+        be->close(be);
+        return SDB_EINVAL;
+    }
+    sdb_t *db = db_new(be, cfg);
+    if (!db) {
+        be->close(be);
+        return SDB_ENOMEM;
+    }
     int rc = journal_open(db);
-    if (!rc && db->ncppages == 0 && db->njpages == 0 && db->ndocs == 0 && !db->fs.bits)
-        rc = journal_derive_free(db, (be->size(be) + db->page_size - 1) / db->page_size);
     if (!rc && !be->map) {
         db->cache = pcache_new(cfg->page_cache_pages, db->page_size);
         if (!db->cache && cfg->page_cache_pages)
@@ -117,26 +147,7 @@ int sdb_close(sdb_t *db)
         commit_req_t r = { .op = db->njpages > 0 || db->jbuf.len ? OP_CHECKPOINT : OP_FLUSH };
         rc = commit_submit(db, &r);
     }
-    state_destroy(db);
-    freespace_destroy(&db->fs);
-    while (db->pending) {
-        pfree_t *pf = db->pending;
-        db->pending = pf->next;
-        if (pf->ext != &pf->ext1)
-            free(pf->ext);
-        free(pf);
-    }
-    free(db->jpages);
-    free(db->cppages);
-    free(db->jbuf.p);
-    pcache_free(db->cache);
-    if (db->be)
-        db->be->close(db->be);
-    state_lock_destroy(db);
-    pthread_mutex_destroy(&db->fs_lock);
-    pthread_mutex_destroy(&db->q_lock);
-    pthread_cond_destroy(&db->gather_cv);
-    free(db);
+    db_free(db);
     return rc;
 }
 

@@ -127,7 +127,6 @@ struct sdb {
     int gc_needed;                 /* some document keeps more than versions_to_keep old versions */
     int slot_damaged;              /* the other header slot failed its check at open */
     int unsynced_groups;           /* journal groups written since the last sync */
-    int journal_cut;               /* open: the journal was cut short by damage */
     int tolerate_cut;              /* sdb_check: load what precedes a cut */
 
     _Atomic uint64_t cache_hits, cache_misses;
@@ -178,6 +177,14 @@ void state_lock_destroy(sdb_t *db);
 
 /* Looks a document up by id (caller holds the state lock or is the leader). */
 doc_t *doc_find(const sdb_t *db, const sdb_id_t *id);
+
+/* Returns a new handle on be with cfg: locks, allocators and queues set up,
+ * nothing loaded (journal_open does that).  NULL when out of memory (be is
+ * not closed then). */
+sdb_t *db_new(sdb_backend_t *be, const sdb_config_t *cfg);
+
+/* Frees everything db holds and closes its backend; no flush, no sync. */
+void db_free(sdb_t *db);
 
 /* Sets up the state's allocators (open).  Cannot fail. */
 void state_init(sdb_t *db);

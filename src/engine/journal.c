@@ -673,14 +673,9 @@ static int try_slot(sdb_t *db, const slot_t *s)
     db->jnext = p;
     db->jseq = seq;
     db->durable_seq = seq - 1;
-    if (!rc && journal_end_suspect(db, p, seq)) {
-        uint64_t lost = journal_count_cut(db, seq);
-        if (lost) {
-            db->journal_cut = 1;
-            if (!db->tolerate_cut)
-                rc = SDB_ECORRUPT;   /* acknowledged commits lie beyond a damaged group */
-        }
-    }
+    /* sdb_check (tolerate_cut) runs the scan itself, whatever the tail looks like */
+    if (!rc && !db->tolerate_cut && journal_end_suspect(db, p, seq) && journal_count_cut(db, seq))
+        rc = SDB_ECORRUPT;           /* acknowledged commits lie beyond a damaged group */
 out:
     free(b.p);
     return rc;
@@ -701,7 +696,11 @@ int journal_repair_slot(sdb_t *db)
     return rc;
 }
 
-int journal_derive_free(sdb_t *db, uint64_t file_pages)
+/* Marks every page referenced by the state, the checkpoint and the journal
+ * (the page reserved for the next group included) as used in a fresh
+ * free-space map; every other page is free.  0, SDB_ECORRUPT (a page
+ * referenced twice) or SDB_ENOMEM. */
+static int journal_derive_free(sdb_t *db, uint64_t file_pages)
 {
     uint64_t maxp = db->cfg.max_db_size / db->page_size;
     if (freespace_init(&db->fs, file_pages, maxp < FIRST_PAGE + 1 ? FIRST_PAGE + 1 : maxp))
@@ -754,7 +753,9 @@ static int create_file(sdb_t *db)
     db->jseq = 1;
     db->durable_seq = 0;
     db->paths = pathidx_new();
-    return db->paths ? SDB_OK : SDB_ENOMEM;
+    if (!db->paths)
+        return SDB_ENOMEM;
+    return journal_derive_free(db, (db->be->size(db->be) + db->page_size - 1) / db->page_size);
 }
 
 /* 1 when the file holds nothing but zeros and pieces of header slots: what a
@@ -781,29 +782,38 @@ static int file_blank(sdb_t *db, uint64_t size)
     return blank;
 }
 
-int journal_open(sdb_t *db)
+int journal_read_slots(sdb_backend_t *be, slot_t slots[2], int ok[2])
 {
-    uint64_t size = db->be->size(db->be);
-    if (size == 0)
-        return create_file(db);
     uint8_t raw[SLOT_BYTES];
-    slot_t slots[2];
-    int ok[2] = { 0, 0 };
-    int rc = db->be->read(db->be, 0, raw, SLOT_BYTES);
+    int rc = be->read(be, 0, raw, SLOT_BYTES);
     if (rc)
         return rc;
     ok[0] = slot_decode(raw, &slots[0]) == SDB_OK;
+    ok[1] = 0;
     /* the second slot sits one page in; find the page size from slot 0 or by trying */
     for (uint32_t ps = 512; ps <= 65536 && !ok[1]; ps *= 2) {
         if (ok[0] && ps != slots[0].page_size)
             continue;
-        if ((rc = db->be->read(db->be, ps, raw, SLOT_BYTES)))
+        if ((rc = be->read(be, ps, raw, SLOT_BYTES)))
             return rc;
         ok[1] = slot_decode(raw, &slots[1]) == SDB_OK && slots[1].page_size == ps;
     }
     if (ok[0] && ok[1] && (slots[0].page_size != slots[1].page_size ||
                            memcmp(slots[0].file_id, slots[1].file_id, 16)))
         ok[1] = 0;
+    return SDB_OK;
+}
+
+int journal_open(sdb_t *db)
+{
+    uint64_t size = db->be->size(db->be);
+    if (size == 0)
+        return create_file(db);
+    slot_t slots[2];
+    int ok[2];
+    int rc = journal_read_slots(db->be, slots, ok);
+    if (rc)
+        return rc;
     if (!ok[0] && !ok[1])          /* sdb_check (tolerate_cut) never writes */
         return !db->tolerate_cut && file_blank(db, size) ? create_file(db) : SDB_ECORRUPT;
     /* The newest valid slot is the state.  The older slot is a fallback only

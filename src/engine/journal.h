@@ -25,6 +25,12 @@ int journal_checkpoint(sdb_t *db);
  * (checkpoint + journal replay) and derives the free space.  Open only. */
 int journal_open(sdb_t *db);
 
+/* Reads and checks the two header slots of be: ok[i] says whether slot i
+ * is valid (magic, version, CRC; slot 1 at the page size slot 0 names, or
+ * found by trying each; both naming the same page size and file).
+ * Returns 0 or the read error. */
+int journal_read_slots(sdb_backend_t *be, slot_t slots[2], int ok[2]);
+
 /* Counts valid journal pages of this file written in order (PF_ORDERED)
  * with a sequence above seq: pages that replay could not reach because a
  * group before them is damaged. */
@@ -34,9 +40,6 @@ uint64_t journal_count_cut(sdb_t *db, uint64_t seq);
  * one (one generation older), then syncs.  0 or SDB_EIO. */
 int journal_repair_slot(sdb_t *db);
 
-/* Marks every page referenced by the state, the checkpoint and the journal
- * as used in a fresh free-space map.  0 or SDB_ECORRUPT/SDB_ENOMEM. */
-int journal_derive_free(sdb_t *db, uint64_t file_pages);
 
 /* Releases pending frees whose journal sequence is now durable (fs locked
  * inside). */

@@ -117,16 +117,6 @@ static void die(const char *fmt, ...)
 
 #define API(call, what) do { int rc_ = (call); if (rc_ != SDB_OK) die_api((what), rc_); } while (0)
 
-static void progress(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "  .. ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-}
-
 static void *xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);

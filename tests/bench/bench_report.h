@@ -8,6 +8,7 @@
 #define BENCH_REPORT_H
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -128,6 +129,17 @@ static void print_table(void)
            " higher is better);\n       for size rows (B/path, MiB): value/baseline (an overhead factor)."
            "  Targets: %d passed, %d missed.\n", pass, fail);
     fflush(stdout);
+}
+
+/* Prints one progress line (a repetition's figures) on stderr. */
+static void progress(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "  .. ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
 }
 
 #endif

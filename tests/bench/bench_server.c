@@ -211,16 +211,6 @@ static void die(const char *fmt, ...)
     exit(1);
 }
 
-static void progress(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "  .. ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-}
-
 static void *xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
