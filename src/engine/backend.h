@@ -77,6 +77,8 @@ typedef struct {
                                   a disk that reorders writes between two syncs */
     int tear_last;             /* the crashing write lands half (first half of its bytes) */
     uint32_t seed;             /* for keep_unsynced 2 (set it with a designated initializer) */
+    uint32_t sync_delay_ms;    /* each sync first sleeps this long (a slow disk: lets
+                                  concurrent commits queue up behind it) */
 } fault_plan_t;
 
 /* Wraps a new empty disk (or a copy of `initial` when not NULL). */

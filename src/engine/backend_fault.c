@@ -89,6 +89,11 @@ static int fa_sync(sdb_backend_t *be)
 {
     fault_backend_t *f = (fault_backend_t *)be;
     int rc = SDB_OK;
+    if (f->plan.sync_delay_ms) {
+        struct timespec ts = { f->plan.sync_delay_ms / 1000,
+                               (long)(f->plan.sync_delay_ms % 1000) * 1000000 };
+        nanosleep(&ts, NULL);
+    }
     pthread_mutex_lock(&f->lock);
     if (f->crashed || f->error) {
         rc = f->crashed ? SDB_EIO : f->error;

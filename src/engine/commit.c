@@ -13,11 +13,13 @@
 
 #include "engine/commit.h"
 #include "engine/journal.h"
+#include "engine/pcache.h"
 #include "engine/util.h"
 
 #define MAX_BATCH 512
 #define LAZY_SYNC_NS 1000000000ull
 #define GATHER_NS 150000ull
+#define MERGE_PAGES 256         /* most pages one merged data write carries */
 
 typedef struct {
     const char *p;
@@ -82,6 +84,61 @@ static int plan_gc(sdb_t *db, doc_t *d, int extra, buf_t *b)
     return SDB_OK;
 }
 
+static int run_cmp(const void *a, const void *b)
+{
+    pgno_t x = (*(commit_req_t *const *)a)->run_start, y = (*(commit_req_t *const *)b)->run_start;
+    return x < y ? -1 : x > y;
+}
+
+/* Writes the data runs that requests hand to the leader (see commit_req_t),
+ * in page order, merging runs that follow each other on disk into one
+ * write: a batch of small puts usually allocated its pages in one stretch,
+ * and one large write is much cheaper than many small ones, both now and at
+ * the sync.  Looks at most at MAX_BATCH requests from r.  A request whose
+ * write fails gets the error in rc (plan() then refuses it); EIO is sticky,
+ * as for any write. */
+static void write_runs(sdb_t *db, commit_req_t *r)
+{
+    commit_req_t *runs[MAX_BATCH];
+    size_t nruns = 0, ps = db->page_size;
+    for (size_t seen = 0; r && seen < MAX_BATCH; r = r->next, seen++)
+        if (r->run_n && !r->rc)
+            runs[nruns++] = r;
+    qsort(runs, nruns, sizeof(runs[0]), run_cmp);
+    for (size_t i = 0; i < nruns;) {
+        uint64_t n = runs[i]->run_n;
+        size_t cnt = 1;
+        while (i + cnt < nruns && runs[i + cnt]->run_start == runs[i]->run_start + n &&
+               n + runs[i + cnt]->run_n <= MERGE_PAGES)
+            n += runs[i + cnt++]->run_n;
+        uint8_t *merged = cnt > 1 ? malloc(n * ps) : NULL;
+        int rc = SDB_OK;
+        if (merged) {
+            size_t off = 0;
+            for (size_t k = i; k < i + cnt; k++) {
+                memcpy(merged + off, runs[k]->run, (size_t)runs[k]->run_n * ps);
+                off += (size_t)runs[k]->run_n * ps;
+            }
+            rc = db->be->write(db->be, runs[i]->run_start * ps, merged, n * ps);
+            free(merged);
+        }
+        for (size_t k = i; k < i + cnt; k++) {
+            commit_req_t *m = runs[k];
+            int mrc = merged ? rc
+                             : db->be->write(db->be, m->run_start * ps, m->run, (size_t)m->run_n * ps);
+            if (db->cache)
+                pcache_invalidate(db->cache, m->run_start, m->run_n);
+            m->run_n = 0;
+            m->rc = mrc;
+            if (mrc == SDB_EIO)    /* a failing disk: stop acknowledging (ENOSPC is not sticky) */
+                atomic_store(&db->fatal, SDB_EIO);
+        }
+        i += cnt;
+    }
+    if (nruns)
+        atomic_store(&db->data_dirty, 1);
+}
+
 /* Plans one request into records appended to b.  Returns 1 when the request
  * conflicts with the batch so far (nothing appended), else 0 with req->rc
  * set (records appended only when req->rc is 0). */
@@ -90,6 +147,8 @@ static int plan(sdb_t *db, commit_req_t *r, touchset_t *ts, buf_t *b)
     doc_t *d = NULL, *e = NULL;
     size_t mark = b->len;
     int rc = SDB_OK;
+    if (r->rc)
+        return 0;                  /* its data could not be written (write_runs) */
     switch (r->op) {
     case OP_PUT: {
         d = path_doc(db, r->path, r->plen);
@@ -292,6 +351,8 @@ static void lead(sdb_t *db)
     db->q_head = NULL;
     db->q_tail = &db->q_head;
     pthread_mutex_unlock(&db->q_lock);
+    if (!atomic_load(&db->fatal))
+        write_runs(db, r);
     while (r && n < MAX_BATCH) {
         if (plan(db, r, &ts, &b))
             break;

@@ -20,6 +20,9 @@ struct commit_req {
     uint64_t if_version;           /* OP_PUT: UINT64_MAX = unconditional */
     docver_t *ver;                 /* OP_PUT: the new version (extents, size, crc, blob);
                                       ownership passes to the state on success */
+    const uint8_t *run;            /* OP_PUT: the last data pages, still to be written by the */
+    pgno_t run_start;              /* leader (so a batch's pages go out in few large writes); */
+    uint32_t run_n;                /* run_n is 0 once written.  The caller owns the buffer. */
     int rc;
     sdb_docinfo_t info;            /* OP_PUT result */
     int done;

@@ -404,16 +404,17 @@ int sdb_writer_commit(sdb_writer_t *w, sdb_docinfo_t *out)
     int rc = w->err;
     if (!rc && w->have_page)
         writer_seal(w, 1);
-    if (!rc)
-        rc = writer_flush(w);
     if (!rc) {
         pthread_mutex_lock(&db->fs_lock);
         if (w->pool_left)
             freespace_free(&db->fs, w->pool, w->pool_left);
         pthread_mutex_unlock(&db->fs_lock);
         w->pool_left = 0;
+        /* the last run is written by the commit leader, with its batch's */
         commit_req_t r = { .op = OP_PUT, .path = w->path, .plen = w->plen,
-                           .if_version = w->if_version, .ver = w->ver };
+                           .if_version = w->if_version, .ver = w->ver,
+                           .run = w->run, .run_start = w->run_start, .run_n = w->run_n };
+        w->run_n = 0;
         rc = commit_submit(db, &r);
         if (!rc && out)
             *out = r.info;

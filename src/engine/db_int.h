@@ -6,10 +6,12 @@
  *     references.  Document data goes to free pages; the durable state is the
  *     checkpoint named by the newest valid header slot plus the journal groups
  *     chained after it.
- *  2. A commit group's journal pages are written only after the data pages of
- *     its documents are synced (durable mode), and the group is acknowledged
- *     only after its journal pages are synced.  Replay applies only complete
- *     groups (every page's CRC, sequence, index and nonce check out).
+ *  2. A commit group is acknowledged only after one sync that covers its
+ *     journal pages and the data pages of its documents (the leader writes the
+ *     batch's last data runs itself, merged, before the group).  Replay
+ *     applies only complete groups (every page's CRC, sequence, index and
+ *     nonce check out), and the last one only if its data verifies.  In lazy
+ *     mode data pages are synced before a group is written.
  *  3. The in-memory state changes only by apply_records(), both live (after a
  *     group is durable, or buffered in lazy mode) and at replay, so that the
  *     recovered state equals the acknowledged one.

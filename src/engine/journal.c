@@ -201,6 +201,13 @@ static int chain_init(chain_t *c, sdb_t *db, uint8_t type, uint64_t seqno, pgno_
     if (type == PT_JOURNAL) {
         util_fast_random(c->prefix, 8);
         c->prefix_len = 8;
+        /* exactly the pages after `first` plus the one reserved for the
+           next group: a spare page would come back as a one-page hole just
+           where the next batch's data pages would run on contiguously */
+        uint32_t per = db->cap - c->prefix_len;
+        c->hint = bytes_hint ? (bytes_hint + per - 1) / per : 1;
+        if (!first)
+            c->hint++;
     }
     if (!first) {
         int rc = chain_page(c, &first);
