@@ -214,7 +214,7 @@ int sdb_check(const char *file, int repair, char **report)
             db->slot.generation = (ok0 ? s0.generation : 0) > (ok1 ? s1.generation : 0)
                                       ? s0.generation + 1 : (ok1 ? s1.generation + 1 : 1);
             db->ncppages = db->njpages = 0;
-            db->jnext = 0;
+            db->jnext = db->jnext2 = 0;
             rc = db->paths ? salvage(db, rep) : SDB_ENOMEM;
             if (!rc) {
                 /* every page not used by a salvaged document is free */
