@@ -177,7 +177,7 @@ int sdb_check(const char *file, int repair, char **report)
            a crash that is the torn last group, whose sequence is the next one
            expected; a valid journal page of this file with a later sequence
            means the chain was cut by damage and later commits are lost. */
-        uint64_t lost = journal_count_cut(db, db->jseq);
+        uint64_t lost = journal_count_cut(db, db->jseq, 0);
         if (lost) {
             fprintf(rep, "journal: cut short by a damaged group; %" PRIu64 " later journal pages "
                          "cannot be replayed\n", lost);
@@ -214,7 +214,7 @@ int sdb_check(const char *file, int repair, char **report)
             db->slot.generation = (ok0 ? s0.generation : 0) > (ok1 ? s1.generation : 0)
                                       ? s0.generation + 1 : (ok1 ? s1.generation + 1 : 1);
             db->ncppages = db->njpages = 0;
-            db->jnext = db->jnext2 = 0;
+            db->jnext = 0;
             rc = db->paths ? salvage(db, rep) : SDB_ENOMEM;
             if (!rc) {
                 /* every page not used by a salvaged document is free */

@@ -119,7 +119,6 @@ struct sdb {
     slot_t slot;
     uint64_t jseq;                 /* sequence of the group being built */
     pgno_t jnext;                  /* page reserved for that group */
-    pgno_t jnext2;                 /* page reserved for the group after it (0 = none yet) */
     buf_t jbuf;                    /* records not yet written (lazy mode) */
     pgno_t *jpages;                /* journal pages since the checkpoint */
     size_t njpages, jpages_cap;
@@ -131,14 +130,14 @@ struct sdb {
     int slot_damaged;              /* the other header slot failed its check at open */
     int unsynced_groups;           /* journal groups written since the last sync */
     int tolerate_cut;              /* sdb_check: load what precedes a cut */
+    int journal_suspect;           /* open: the journal ends on a damaged or torn group */
 
     _Atomic uint64_t cache_hits, cache_misses;
     struct pcache *cache;          /* LRU page cache (use_mmap 0) */
 };
 
 /* Record types of the journal and checkpoint streams. */
-enum { REC_VERSION = 1, REC_BIND = 2, REC_UNBIND = 3, REC_DELETE_DOC = 4, REC_DROP_VERSION = 5,
-       REC_LOOKAHEAD = 6 };          /* journal only: where the group after the next one starts */
+enum { REC_VERSION = 1, REC_BIND = 2, REC_UNBIND = 3, REC_DELETE_DOC = 4, REC_DROP_VERSION = 5 };
 
 /* Applies a stream of records to the state (caller holds the state write
  * lock or is opening).  tag is the journal sequence for freed pages.

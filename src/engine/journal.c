@@ -4,8 +4,7 @@
  * The durable state is a checkpoint (a chain of PT_CHECKPOINT pages holding
  * a record stream that recreates every document, version and binding) plus
  * the journal: groups of PT_JOURNAL pages, one group per commit batch, each
- * naming in its last page the page reserved for the next group (and in its
- * first record the one reserved for the group after that).  Opening
+ * naming in its last page the page reserved for the next group.  Opening
  * replays complete groups until the first page that fails its checks.  When
  * the journal grows past the checkpoint's size, a new checkpoint is written
  * and the older header slot is switched to it; see docs/FORMAT.md.
@@ -259,55 +258,37 @@ static void chain_done(chain_t *c)
     free(c->pages);
 }
 
-/* Each group starts with a LOOKAHEAD record naming the page reserved for the
- * group after the next one: group N links (in its last page) to the page of
- * group N+1, reserved when group N-1 was written, and reserves the page of
- * group N+2.  When a reopen finds group N+1 unreadable, that page tells it
- * where to look for evidence that the journal went on (journal_cut_ahead)
- * without reading the whole file. */
 int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len)
 {
     chain_t c;
-    pgno_t link = db->jnext2, after = 0;
-    int own_link = !link, complete = 0;
-    uint8_t la[9];
-    int rc = chain_init(&c, db, PT_JOURNAL, db->jseq, db->jnext, len + sizeof la);
+    pgno_t next = 0;
+    int complete = 0;
+    int rc = chain_init(&c, db, PT_JOURNAL, db->jseq, db->jnext, len);
     c.flags = db->unsynced_groups == 0 ? PF_ORDERED : 0;
-    c.hint += own_link;
-    if (!rc && own_link)
-        rc = chain_page(&c, &link);
-    if (!rc)
-        rc = chain_page(&c, &after);
-    la[0] = REC_LOOKAHEAD;
-    put_u64(la + 1, after);
-    if (!rc)
-        rc = chain_append(&c, la, sizeof la);
     if (!rc)
         rc = chain_append(&c, recs, len);
     if (!rc)
-        rc = chain_finish(&c, link);
+        rc = chain_page(&c, &next);
+    if (!rc)
+        rc = chain_finish(&c, next);
     complete = !rc;
     for (size_t i = 0; !rc && i < c.npages; i++)
         rc = pages_push(&db->jpages, &db->njpages, &db->jpages_cap, c.pages[i]);
     if (!rc) {
-        db->jnext = link;
-        db->jnext2 = after;
+        db->jnext = next;
         db->jseq++;
         db->unsynced_groups++;
     } else if (!complete && rc != SDB_EIO) {
         /* No room (ENOSPC, ETOOLARGE) or memory before the group's LAST page
            was written: the group is incomplete, so replay can never accept it
            (and a later group at jnext carries another nonce).  Nothing refers
-           to its pages: give them back (jnext and jnext2 stay reserved) and
-           fail only the batch being committed (commit.c persist(); in lazy
-           mode the records of earlier batches stay buffered and are written
-           later). */
+           to its pages: give them back (jnext stays reserved) and fail only
+           the batch being committed (commit.c persist(); in lazy mode the
+           records of earlier batches stay buffered and are written later). */
         for (size_t i = 1; i < c.npages; i++)
             free_pages(db, c.pages[i], 1);
-        if (after)
-            free_pages(db, after, 1);
-        if (own_link && link)
-            free_pages(db, link, 1);
+        if (next)
+            free_pages(db, next, 1);
     } else {
         atomic_store(&db->fatal, SDB_EIO);   /* the journal's tail is unknown now */
     }
@@ -388,7 +369,7 @@ int journal_checkpoint(sdb_t *db)
     }
     slot_t s = db->slot;
     s.generation++;
-    pgno_t jhead = 0, jhead2 = 0;
+    pgno_t jhead = 0;
     rc = chain_init(&c, db, PT_CHECKPOINT, s.generation, 0, b.len);
     if (!rc)
         rc = chain_append(&c, b.p, b.len);
@@ -396,16 +377,12 @@ int journal_checkpoint(sdb_t *db)
         rc = chain_finish(&c, 0);
     if (!rc)
         rc = chain_page(&c, &jhead);
-    if (!rc)
-        rc = chain_page(&c, &jhead2);
     free(b.p);
     if (rc) {
         for (size_t i = 0; i < c.npages; i++)
             free_pages(db, c.pages[i], 1);
         if (jhead)
             free_pages(db, jhead, 1);
-        if (jhead2)
-            free_pages(db, jhead2, 1);
         chain_done(&c);
         if (rc == SDB_EIO)
             atomic_store(&db->fatal, SDB_EIO);
@@ -417,7 +394,6 @@ int journal_checkpoint(sdb_t *db)
     s.cp_bytes = c.bytes;
     s.cp_crc = c.crc;
     s.journal_head = jhead;
-    s.journal_head2 = jhead2;
     s.cp_seq = cp_seq;
     /* invariant: checkpoint (and the data it names) durable before the slot */
     rc = db_sync(db);
@@ -436,8 +412,6 @@ int journal_checkpoint(sdb_t *db)
     for (size_t i = 0; i < db->njpages; i++)
         free_pages(db, db->jpages[i], 1);
     free_pages(db, db->jnext, 1);
-    if (db->jnext2)
-        free_pages(db, db->jnext2, 1);
     free(db->cppages);
     db->cppages = c.pages;
     db->ncppages = c.npages;
@@ -445,7 +419,6 @@ int journal_checkpoint(sdb_t *db)
     c.pages = NULL;
     db->njpages = 0;
     db->jnext = jhead;
-    db->jnext2 = jhead2;
     db->jseq = cp_seq + 1;
     db->jbuf.len = 0;
     db->slot = s;
@@ -621,12 +594,14 @@ static int journal_end_suspect(sdb_t *db, pgno_t p, uint64_t seq)
     return suspect;
 }
 
-uint64_t journal_count_cut(sdb_t *db, uint64_t seq)
+uint64_t journal_count_cut(sdb_t *db, uint64_t seq, int only_free)
 {
     uint64_t npages = db->be->size(db->be) / db->page_size, lost = 0;
     uint8_t *pg = malloc(db->page_size);
     for (uint64_t p = FIRST_PAGE; pg && p < npages; p++) {
         page_hdr_t h;
+        if (only_free && !freespace_is_free(&db->fs, p))
+            continue;
         if (read_page(db, p, pg) == 0 && page_open(pg, pg + PAGE_HDR, db->cap, 1, &h, NULL) == 0 &&
             h.type == PT_JOURNAL && (h.flags & PF_ORDERED) && h.seqno > seq &&
             memcmp(h.owner, db->file_id, 16) == 0)
@@ -634,63 +609,6 @@ uint64_t journal_count_cut(sdb_t *db, uint64_t seq)
     }
     free(pg);
     return lost;
-}
-
-/* The page a loaded group reserved for the group after the next one (its
- * LOOKAHEAD record), or 0 when it has none (written before that record). */
-static pgno_t group_lookahead(const buf_t *g)
-{
-    return g->len >= 9 && g->p[0] == REC_LOOKAHEAD ? get_u64(g->p + 1) : 0;
-}
-
-/* Group seq - 1 could not be read, and pg is the page reserved for group
- * seq.  Returns 1 when the journal went on after the damaged group: a group
- * that follows it carries the ORDERED flag (every earlier group, the damaged
- * one included, had been synced before it was written: acknowledged commits
- * were lost); 0 when nothing past the damaged group was ever synced (a torn
- * tail: what a crash during the last commit leaves); -1 when a page on the
- * way fails its CRC, so only a scan of the file can tell. */
-static int journal_cut_ahead(sdb_t *db, pgno_t pg, uint64_t seq)
-{
-    uint8_t *page = malloc(db->page_size);
-    buf_t b = { 0 };
-    pgno_t *gp = NULL;
-    size_t ngp = 0, gcap = 0;
-    int ret = 0;
-    if (!page)
-        return -1;
-    for (;;) {
-        page_hdr_t h;
-        if (pg < FIRST_PAGE || pg >= db->be->size(db->be) / db->page_size)
-            break;                     /* never written: the journal ended before it */
-        if (read_page(db, pg, page)) {
-            ret = -1;
-            break;
-        }
-        if (page_open(page, page + PAGE_HDR, db->cap, 1, &h, NULL)) {
-            int zero = 1;
-            for (uint32_t i = 0; i < db->page_size && zero; i++)
-                zero = page[i] == 0;
-            ret = zero ? 0 : -1;       /* damage, or a torn write: cannot tell */
-            break;
-        }
-        if (h.type != PT_JOURNAL || h.seqno != seq || h.index != 0 ||
-            memcmp(h.owner, db->file_id, 16))
-            break;                     /* an older page: group seq was never written */
-        if (h.flags & PF_ORDERED) {
-            ret = 1;
-            break;
-        }
-        pgno_t next = 0;               /* an unsynced group (lazy mode): look past it */
-        if (load_group(db, pg, seq, &b, &next, &gp, &ngp, &gcap) != 1)
-            break;
-        pg = next;
-        seq++;
-    }
-    free(page);
-    free(b.p);
-    free(gp);
-    return ret;
 }
 
 /* Applies a loaded journal group and records its pages as journal pages. */
@@ -720,7 +638,7 @@ static int try_slot(sdb_t *db, const slot_t *s)
         if (rc)
             goto out;
     }
-    pgno_t p = s->journal_head, after = s->journal_head2, held_after = 0;
+    pgno_t p = s->journal_head;
     uint64_t seq = s->cp_seq + 1;
     /* Each group is applied once the next one has loaded.  The last group is
        held back: it may have been written without its sync completing (a
@@ -739,8 +657,6 @@ static int try_slot(sdb_t *db, const slot_t *s)
         }
         if (have_held && (rc = apply_held(db, &held, hgp, nhgp)))
             break;
-        held_after = after;
-        after = group_lookahead(&b);
         buf_t tb = held; held = b; b = tb;
         pgno_t *tp = hgp; hgp = gp; gp = tp;
         size_t tn = nhgp; nhgp = ngp; ngp = tn;
@@ -756,7 +672,6 @@ static int try_slot(sdb_t *db, const slot_t *s)
             rc = apply_held(db, &held, hgp, nhgp);
         } else if (rc == SDB_ECORRUPT) {
             p = held_p;                 /* the journal ends before the torn commit */
-            after = held_after;
             seq--;
             rc = SDB_OK;
         }
@@ -765,17 +680,11 @@ static int try_slot(sdb_t *db, const slot_t *s)
     free(hgp);
     free(held.p);
     db->jnext = p;
-    db->jnext2 = after;
     db->jseq = seq;
     db->durable_seq = seq - 1;
     /* sdb_check (tolerate_cut) runs the scan itself, whatever the tail looks like */
-    if (!rc && !db->tolerate_cut && journal_end_suspect(db, p, seq)) {
-        int cut = after ? journal_cut_ahead(db, after, seq + 1) : -1;
-        if (cut < 0)                 /* nowhere to look: search the whole file */
-            cut = journal_count_cut(db, seq) > 0;
-        if (cut)
-            rc = SDB_ECORRUPT;       /* acknowledged commits lie beyond a damaged group */
-    }
+    if (!rc && !db->tolerate_cut)
+        db->journal_suspect = journal_end_suspect(db, p, seq);
 out:
     free(b.p);
     return rc;
@@ -797,7 +706,7 @@ int journal_repair_slot(sdb_t *db)
 }
 
 /* Marks every page referenced by the state, the checkpoint and the journal
- * (the pages reserved for the next two groups included) as used in a fresh
+ * (the page reserved for the next group included) as used in a fresh
  * free-space map; every other page is free.  0, SDB_ECORRUPT (a page
  * referenced twice) or SDB_ENOMEM. */
 static int journal_derive_free(sdb_t *db, uint64_t file_pages)
@@ -812,8 +721,6 @@ static int journal_derive_free(sdb_t *db, uint64_t file_pages)
         rc = freespace_mark_used(&db->fs, db->jpages[i], 1);
     if (!rc)
         rc = freespace_mark_used(&db->fs, db->jnext, 1);
-    if (!rc && db->jnext2)
-        rc = freespace_mark_used(&db->fs, db->jnext2, 1);
     for (size_t i = 0; i < db->docs_cap && !rc; i++)
         for (doc_t *d = db->docs[i]; d && !rc; d = d->hnext) {
             uint64_t old = 0;
@@ -852,7 +759,6 @@ static int create_file(sdb_t *db)
     memcpy(db->file_id, s.file_id, 16);
     db->slot = s;
     db->jnext = FIRST_PAGE;
-    db->jnext2 = 0;
     db->jseq = 1;
     db->durable_seq = 0;
     db->paths = pathidx_new();
@@ -931,6 +837,16 @@ int journal_open(sdb_t *db)
     rc = try_slot(db, s);
     if (!rc)
         rc = journal_derive_free(db, (size + db->page_size - 1) / db->page_size);
+    /* The journal ends on a damaged or torn group S.  A torn one (a crash
+       while the last commit was written) loses nothing acknowledged; a group
+       damaged after its sync does, and then a later group was written with
+       the ORDERED flag.  The first such group M was written before any page
+       freed by groups S.. M-1 was released (that happens after a sync, and M
+       is the first group after one), and its first page was taken before
+       that too, so it lies in a page free in the state before S: looking
+       there is enough (sdb_check looks at every page). */
+    if (!rc && db->journal_suspect && journal_count_cut(db, db->jseq, 1))
+        rc = SDB_ECORRUPT;           /* acknowledged commits lie beyond a damaged group */
     if (!rc) {
         db->slot_damaged = !(ok[0] && ok[1]);
         return SDB_OK;

@@ -33,8 +33,10 @@ int journal_read_slots(sdb_backend_t *be, slot_t slots[2], int ok[2]);
 
 /* Counts valid journal pages of this file written in order (PF_ORDERED)
  * with a sequence above seq: pages that replay could not reach because a
- * group before them is damaged. */
-uint64_t journal_count_cut(sdb_t *db, uint64_t seq);
+ * group before them is damaged.  With only_free, looks only at the pages
+ * that db->fs holds free (enough to find the first such group, see
+ * journal_open); else at every page. */
+uint64_t journal_count_cut(sdb_t *db, uint64_t seq, int only_free);
 
 /* Rewrites a header slot found damaged at open with a copy of the valid
  * one (one generation older), then syncs.  0 or SDB_EIO. */

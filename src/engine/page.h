@@ -53,7 +53,6 @@ typedef struct {
     uint64_t cp_bytes;             /* length of the checkpoint record stream */
     uint32_t cp_crc;               /* crc32 of that stream */
     pgno_t journal_head;           /* page of the first journal group after the checkpoint */
-    pgno_t journal_head2;          /* page reserved for the second group (0 = not known) */
     uint64_t cp_seq;               /* last commit sequence folded into the checkpoint */
 } slot_t;
 

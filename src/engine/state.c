@@ -435,10 +435,6 @@ static int apply_stream(sdb_t *db, const uint8_t *p, size_t n, uint64_t tag, int
         case REC_UNBIND: rc = apply_unbind(db, &r); break;
         case REC_DELETE_DOC: rc = apply_delete_doc(db, &r, tag); break;
         case REC_DROP_VERSION: rc = apply_drop_version(db, &r, tag); break;
-        case REC_LOOKAHEAD:        /* journal metadata: read by replay (journal.c) */
-            take(&r, 8);
-            rc = r.bad ? SDB_ECORRUPT : SDB_OK;
-            break;
         default: rc = SDB_ECORRUPT; break;
         }
         if (rc)
@@ -544,9 +540,6 @@ static int collect_kills(const uint8_t *p, size_t n, kill_t **out, size_t *nout)
         case REC_UNBIND:
             take(&r, take16(&r));
             continue;
-        case REC_LOOKAHEAD:
-            take(&r, 8);
-            continue;
         case REC_DELETE_DOC:
             take_id(&r, &x.id);
             break;
@@ -650,9 +643,6 @@ int records_check_data(sdb_t *db, const uint8_t *p, size_t n)
             break;
         case REC_DROP_VERSION:
             take(&r, 24);
-            break;
-        case REC_LOOKAHEAD:
-            take(&r, 8);
             break;
         default:
             free(kills);

@@ -2031,10 +2031,9 @@ static int open_counting(const uint8_t *img, size_t len, sdb_t **db, uint64_t *r
 /* A crash while the last commit writes its journal group leaves a torn
  * page at the journal's end.  Reopening must tell that from damage that cut
  * the journal (acknowledged groups after it) without reading the whole
- * file: the last good group names where the group after the torn one would
- * have started (its LOOKAHEAD record, docs/FORMAT.md), and nothing is
- * there.  A damaged group followed by a synced one is still refused, also
- * without a scan. */
+ * file: a later synced group can only start in a page that the replayed
+ * state leaves free (docs/FORMAT.md), and this file has few.  A damaged group
+ * followed by a synced one is still refused, also without reading it all. */
 START_TEST(test_torn_tail_reopen_reads_little)
 {
     fault_plan_t none = { 0 };
