@@ -19,7 +19,7 @@
 #define MAX_BATCH 512
 #define LAZY_SYNC_NS 1000000000ull
 #define GATHER_NS 150000ull
-#define MERGE_PAGES 256         /* most pages one merged data write carries */
+#define MERGE_BYTES (1u << 20)  /* most bytes one merged data write carries (copied) */
 
 typedef struct {
     const char *p;
@@ -109,7 +109,7 @@ static void write_runs(sdb_t *db, commit_req_t *r)
         uint64_t n = runs[i]->run_n;
         size_t cnt = 1;
         while (i + cnt < nruns && runs[i + cnt]->run_start == runs[i]->run_start + n &&
-               n + runs[i + cnt]->run_n <= MERGE_PAGES)
+               (n + runs[i + cnt]->run_n) * ps <= MERGE_BYTES)
             n += runs[i + cnt++]->run_n;
         uint8_t *merged = cnt > 1 ? malloc(n * ps) : NULL;
         int rc = SDB_OK;
