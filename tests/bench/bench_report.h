@@ -131,6 +131,21 @@ static void print_table(void)
     fflush(stdout);
 }
 
+static double min_d(double a, double b) { return a < b ? a : b; }
+static double max_d(double a, double b) { return a > b ? a : b; }
+
+/* 1 when section `name` is in the comma-separated list `only` (NULL = all). */
+static int bench_section_on(const char *only, const char *name)
+{
+    if (!only)
+        return 1;
+    size_t n = strlen(name);
+    for (const char *p = only; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == only || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+            return 1;
+    return 0;
+}
+
 /* Prints one progress line (a repetition's figures) on stderr. */
 static void progress(const char *fmt, ...)
 {

@@ -282,19 +282,7 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static double min_d(double a, double b) { return a < b ? a : b; }
-static double max_d(double a, double b) { return a > b ? a : b; }
-
-static int section_on(const char *name)
-{
-    if (!opt.only)
-        return 1;
-    size_t n = strlen(name);
-    for (const char *p = opt.only; (p = strstr(p, name)) != NULL; p += n)
-        if ((p == opt.only || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
-            return 1;
-    return 0;
-}
+static int section_on(const char *name) { return bench_section_on(opt.only, name); }
 
 static double load_avg(void)
 {
