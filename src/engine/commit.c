@@ -13,7 +13,6 @@
 
 #include "engine/commit.h"
 #include "engine/journal.h"
-#include "engine/pcache.h"
 #include "engine/util.h"
 
 #define MAX_BATCH 512
@@ -126,17 +125,12 @@ static void write_runs(sdb_t *db, commit_req_t *r)
             commit_req_t *m = runs[k];
             int mrc = merged ? rc
                              : db->be->write(db->be, m->run_start * ps, m->run, (size_t)m->run_n * ps);
-            if (db->cache)
-                pcache_invalidate(db->cache, m->run_start, m->run_n);
+            db_data_written(db, m->run_start, m->run_n, mrc);
             m->run_n = 0;
             m->rc = mrc;
-            if (mrc == SDB_EIO)    /* a failing disk: stop acknowledging (ENOSPC is not sticky) */
-                atomic_store(&db->fatal, SDB_EIO);
         }
         i += cnt;
     }
-    if (nruns)
-        atomic_store(&db->data_dirty, 1);
 }
 
 /* Plans one request into records appended to b.  Returns 1 when the request

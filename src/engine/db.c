@@ -177,12 +177,13 @@ int pager_read(sdb_t *db, pgno_t pg, uint8_t *out)
     return rc;
 }
 
-/* Called after pages were (re)written so that the cache never serves an
- * earlier life of a reused page. */
-static void pager_written(sdb_t *db, pgno_t start, uint64_t n)
+void db_data_written(sdb_t *db, pgno_t start, uint64_t n, int rc)
 {
-    if (db->cache)
+    if (db->cache)                 /* never serve an earlier life of a reused page */
         pcache_invalidate(db->cache, start, n);
+    atomic_store(&db->data_dirty, 1);
+    if (rc == SDB_EIO)             /* a failing disk: stop acknowledging (ENOSPC is not sticky) */
+        atomic_store(&db->fatal, SDB_EIO);
 }
 
 /* ---- writers ---- */
@@ -266,11 +267,8 @@ static int writer_flush(sdb_writer_t *w)
                            (size_t)w->run_n * db->page_size);
     if (!rc && db->cfg.durable && db->be->writeback && w->run_n == w->run_cap && w->run_cap >= 64)
         db->be->writeback(db->be, w->run_start * db->page_size, (uint64_t)w->run_n * db->page_size);
-    pager_written(db, w->run_start, w->run_n);
-    atomic_store(&db->data_dirty, 1);
+    db_data_written(db, w->run_start, w->run_n, rc);
     w->run_n = 0;
-    if (rc == SDB_EIO)                 /* a failing disk: stop acknowledging (ENOSPC is not sticky) */
-        atomic_store(&db->fatal, SDB_EIO);
     return rc;
 }
 

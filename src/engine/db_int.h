@@ -192,6 +192,11 @@ void db_free(sdb_t *db);
 /* Sets up the state's allocators (open).  Cannot fail. */
 void state_init(sdb_t *db);
 
+/* Bookkeeping after data pages [start, start+n) were written with result
+ * rc: drops them from the page cache, marks data unsynced, and makes EIO
+ * sticky.  (db.c; writers and the commit leader.) */
+void db_data_written(sdb_t *db, pgno_t start, uint64_t n, int rc);
+
 /* Drops one reference to v; the last one frees it and its pages. */
 void docver_unref(sdb_t *db, docver_t *v);
 
