@@ -1403,6 +1403,31 @@ static void verify_crash_image(const run_t *r, const fault_plan_t *plan, const c
     free(report);
 }
 
+/* A database open on a fault backend (behind a keep_be_t, so that its
+ * image can be taken after sdb_close). */
+typedef struct {
+    sdb_backend_t *fb;
+    keep_be_t kb;
+    sdb_t *db;
+    model_t m;
+} live_t;
+
+/* Opens L on a fault backend with plan, holding a copy of img (NULL: empty). */
+static void live_open_plan(live_t *L, const fault_plan_t *plan, const uint8_t *img, size_t len)
+{
+    sdb_config_t cfg = fault_cfg();
+    L->fb = backend_fault_new(plan, img, len);
+    ck_assert_ptr_nonnull(L->fb);
+    kb_init(&L->kb, L->fb);
+    CK_OK(sdb_open_backend(&L->kb.base, &cfg, &L->db));
+}
+
+static void live_open(live_t *L, const uint8_t *img, size_t len)
+{
+    fault_plan_t none = {0};
+    live_open_plan(L, &none, img, len);
+}
+
 /* ---- Group commit: the leader writes its batch's data ---- */
 
 #define GT 8
@@ -1441,13 +1466,10 @@ static void *gput_thread(void *p)
 static void run_group(const fault_plan_t *plan, gput_t *a, uint64_t *w_open, uint64_t *writes,
                       uint64_t *syncs, uint8_t **img, size_t *len)
 {
-    sdb_config_t cfg = fault_cfg();
-    sdb_backend_t *fb = backend_fault_new(plan, NULL, 0);
-    ck_assert_ptr_nonnull(fb);
-    keep_be_t kb;
-    kb_init(&kb, fb);
-    sdb_t *db = NULL;
-    CK_OK(sdb_open_backend(&kb.base, &cfg, &db));
+    live_t L;
+    live_open_plan(&L, plan, NULL, 0);
+    sdb_t *db = L.db;
+    sdb_backend_t *fb = L.fb;
     uint64_t w0, s0, w1, s1;
     int crashed;
     backend_fault_counts(fb, &w0, &s0, &crashed);
@@ -1771,23 +1793,6 @@ END_TEST
 
 /* ---- I/O errors on demand ---- */
 
-typedef struct {
-    sdb_backend_t *fb;
-    keep_be_t kb;
-    sdb_t *db;
-    model_t m;
-} live_t;
-
-static void live_open(live_t *L, const uint8_t *img, size_t len)
-{
-    fault_plan_t none = {0};
-    sdb_config_t cfg = fault_cfg();
-    L->fb = backend_fault_new(&none, img, len);
-    ck_assert_ptr_nonnull(L->fb);
-    kb_init(&L->kb, L->fb);
-    CK_OK(sdb_open_backend(&L->kb.base, &cfg, &L->db));
-}
-
 /* Closes L and reopens its durable image in memory. */
 static sdb_t *live_reopen(live_t *L)
 {
@@ -1986,15 +1991,12 @@ END_TEST
 static void tail_workload(const fault_plan_t *plan, uint64_t cut_at, size_t cut_len, uint8_t **img,
                           size_t *len, uint64_t *w_docs, int *last_rc)
 {
-    sdb_config_t cfg = fault_cfg();
-    sdb_backend_t *fb = backend_fault_new(plan, NULL, 0);
-    ck_assert_ptr_nonnull(fb);
-    keep_be_t kb;
-    kb_init(&kb, fb);
-    kb.cut_at = cut_at;
-    kb.cut_len = cut_len;
-    sdb_t *db = NULL;
-    CK_OK(sdb_open_backend(&kb.base, &cfg, &db));
+    live_t L;
+    live_open_plan(&L, plan, NULL, 0);
+    L.kb.cut_at = cut_at;
+    L.kb.cut_len = cut_len;
+    sdb_t *db = L.db;
+    sdb_backend_t *fb = L.fb;
     const uint8_t *d = content_for(52, 4000);
     char path[32];
     for (int i = 0; i < TT_DOCS; i++) {
