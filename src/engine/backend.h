@@ -95,6 +95,28 @@ void backend_fault_counts(sdb_backend_t *be, uint64_t *writes, uint64_t *syncs, 
  * Returns a malloc()ed copy (caller frees).  0 or SDB_ENOMEM. */
 int backend_fault_image(sdb_backend_t *be, uint8_t **data, size_t *len);
 
+/* Test hook: with on, databases opened afterwards in this process write
+ * their checkpoints in the foreground, inside the commit that triggers one
+ * (as before background checkpoints existed), so that the order of writes
+ * depends only on the calls made: tests that crash at the Nth write rely on
+ * it.  Off (the default): in a background thread (journal_bg_start). */
+void sdb_test_foreground_checkpoints(int on);
+
+/* Test hook: databases opened afterwards end each slice of a background
+ * checkpoint's encoding after this many entries and yield the CPU (0, the
+ * default: after about 0.2 ms), so that small test states are encoded in
+ * many slices with commits in between. */
+void sdb_test_checkpoint_slice(unsigned entries);
+
+/* Test and benchmark hooks on one database: how many checkpoints became the
+ * durable state, written in the foreground and in the background (either
+ * pointer may be NULL); whether a background one runs; and a request that
+ * the next commit start a background checkpoint whatever the journal's size
+ * (ignored while one runs). */
+void sdb_test_checkpoint_counts(sdb_t *db, uint64_t *foreground, uint64_t *background);
+int sdb_test_checkpoint_running(sdb_t *db);
+void sdb_test_checkpoint_soon(sdb_t *db);
+
 /* Opens a database on an already-open backend, taking ownership of be (it
  * is closed on failure too).  As sdb_open otherwise. */
 int sdb_open_backend(sdb_backend_t *be, const sdb_config_t *cfg, sdb_t **out);

@@ -241,6 +241,7 @@ static int plan(sdb_t *db, commit_req_t *r, touchset_t *ts, buf_t *b)
         break;
     case OP_FLUSH:
     case OP_CHECKPOINT:
+    case OP_CP_SWITCH:
         if (ts->n)
             return 1;              /* a barrier: alone in its batch */
         if (touch_add(ts, NULL, 0, NULL)) {
@@ -316,7 +317,7 @@ static void lead(sdb_t *db)
     size_t n = 0;
     touchset_t ts = { 0 };
     buf_t b = { 0 };
-    int force_sync = 0, checkpoint = 0;
+    int force_sync = 0, checkpoint = 0, cp_switch = 0;
 
     /* take the whole queue, plan it without the lock (submitters keep
        queueing meanwhile), then put back what this batch does not take */
@@ -350,9 +351,10 @@ static void lead(sdb_t *db)
     while (r && n < MAX_BATCH) {
         if (plan(db, r, &ts, &b))
             break;
-        if (r->op == OP_FLUSH || r->op == OP_CHECKPOINT) {
+        if (r->op == OP_FLUSH || r->op == OP_CHECKPOINT || r->op == OP_CP_SWITCH) {
             force_sync = 1;
             checkpoint = r->op == OP_CHECKPOINT;
+            cp_switch = r->op == OP_CP_SWITCH && r->rc == SDB_OK;
         }
         batch[n++] = r;
         r = r->next;
@@ -386,13 +388,17 @@ static void lead(sdb_t *db)
     }
     if (!rc && force_sync && batch[n - 1]->rc == SDB_OK)
         db->gc_needed = 0;         /* the barrier's drops (if any) are applied */
-    if (!rc) {
+    if (!rc && cp_switch) {
+        rc = journal_bg_switch(db);
+    } else if (!rc) {
+        /* the journal has grown past twice the checkpoint: write a new one in
+           the background (commits go on meanwhile); close asks for one here */
         uint64_t jp = db->njpages, cp = db->ncppages;
-        if (checkpoint || jp > 64 + 2 * cp) {
-            int crc = journal_checkpoint(db);
-            if (checkpoint)
-                rc = crc;
-        }
+        if (checkpoint)
+            rc = journal_checkpoint(db);
+        else if ((jp > 64 + 2 * cp || atomic_exchange(&db->cp_soon, 0)) &&
+                 !journal_bg_running(db) && (db->fg_checkpoints || journal_bg_start(db)))
+            (void)journal_checkpoint(db);
     }
 finish:
     pthread_mutex_lock(&db->q_lock);

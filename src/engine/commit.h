@@ -10,7 +10,8 @@
 
 #include "engine/db_int.h"
 
-enum { OP_PUT, OP_DELETE, OP_DELETE_ID, OP_BIND, OP_UNBIND, OP_FLUSH, OP_CHECKPOINT };
+enum { OP_PUT, OP_DELETE, OP_DELETE_ID, OP_BIND, OP_UNBIND, OP_FLUSH, OP_CHECKPOINT,
+       OP_CP_SWITCH };                 /* OP_CP_SWITCH: journal_bg_switch() (journal.h) */
 
 struct commit_req {
     int op;

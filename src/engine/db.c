@@ -22,6 +22,38 @@ static int config_ok(const sdb_config_t *c)
            c->max_document_size > 0 && c->max_db_size >= 3ull * c->page_size;
 }
 
+static _Atomic int g_fg_checkpoints;
+
+static _Atomic unsigned g_cp_slice_entries;
+
+void sdb_test_foreground_checkpoints(int on)
+{
+    atomic_store(&g_fg_checkpoints, on ? 1 : 0);
+}
+
+void sdb_test_checkpoint_slice(unsigned entries)
+{
+    atomic_store(&g_cp_slice_entries, entries);
+}
+
+void sdb_test_checkpoint_counts(sdb_t *db, uint64_t *foreground, uint64_t *background)
+{
+    if (foreground)
+        *foreground = atomic_load(&db->n_fg_checkpoints);
+    if (background)
+        *background = atomic_load(&db->n_bg_checkpoints);
+}
+
+int sdb_test_checkpoint_running(sdb_t *db)
+{
+    return journal_bg_running(db);
+}
+
+void sdb_test_checkpoint_soon(sdb_t *db)
+{
+    atomic_store(&db->cp_soon, 1);
+}
+
 sdb_t *db_new(sdb_backend_t *be, const sdb_config_t *cfg)
 {
     sdb_t *db = calloc(1, sizeof(*db));
@@ -29,6 +61,8 @@ sdb_t *db_new(sdb_backend_t *be, const sdb_config_t *cfg)
         return NULL;
     db->cfg = *cfg;
     db->be = be;
+    db->fg_checkpoints = atomic_load(&g_fg_checkpoints);
+    db->cp_slice_entries = atomic_load(&g_cp_slice_entries);
     db->page_size = cfg->page_size;
     db->cap = cfg->page_size - PAGE_HDR;
     db->crc_op_full = crc32_combine_gen(db->cap);
@@ -46,6 +80,7 @@ sdb_t *db_new(sdb_backend_t *be, const sdb_config_t *cfg)
 
 void db_free(sdb_t *db)
 {
+    journal_bg_stop(db);
     state_destroy(db);
     freespace_destroy(&db->fs);
     while (db->pending) {
@@ -140,6 +175,7 @@ int sdb_close(sdb_t *db)
 {
     if (!db)
         return SDB_OK;
+    journal_bg_stop(db);           /* a checkpoint follows anyway */
     int rc = atomic_load(&db->fatal);
     if (!rc) {
         /* a clean close leaves a checkpoint and an empty journal: reopening is

@@ -20,6 +20,12 @@
  *     to apply.  Readers take the read lock.  Lock order: state -> fs.
  *  5. Pages a commit frees (dropped versions) return to the free set only when
  *     that commit is durable and no open reader still holds the version.
+ *  6. A background checkpoint (journal_bg_start) reads the state only under
+ *     the read lock, in slices, and writes nothing but its own pages and
+ *     doc_t.cp_mark (no other code reads that field while it runs).  Its
+ *     stream may catch the groups applied meanwhile in part; the slot it
+ *     switches to says which groups replay must apply tolerantly
+ *     (apply_replay), and the switch itself runs as a commit of its own.
  */
 #ifndef SDB_DB_INT_H
 #define SDB_DB_INT_H
@@ -130,6 +136,24 @@ struct sdb {
     int slot_damaged;              /* the other header slot failed its check at open */
     int unsynced_groups;           /* journal groups written since the last sync */
     int tolerate_cut;              /* sdb_check: load what precedes a cut */
+
+    /* the background checkpoint (journal.c, journal_bg_start) */
+    int fg_checkpoints;            /* sdb_test_foreground_checkpoints() at open */
+    unsigned cp_slice_entries;     /* sdb_test_checkpoint_slice() at open */
+    _Atomic int cp_soon;           /* sdb_test_checkpoint_soon() */
+    _Atomic uint64_t n_fg_checkpoints, n_bg_checkpoints;
+    struct {
+        pthread_t thread;
+        int have_thread;           /* a thread to join (leader, close) */
+        _Atomic int running;       /* from its start until its thread is done */
+        _Atomic int stop;          /* close: give up */
+        uint64_t gen;              /* generation of the slot it will write */
+        uint64_t s0;               /* the last journal group in the state at its start */
+        pgno_t j0;                 /* page of group s0 + 1: the new slot's journal head */
+        size_t n0;                 /* db->jpages entries of groups up to s0 */
+        uint64_t hint;             /* bytes of the previous checkpoint */
+        void *chain;               /* the written checkpoint, handed to the switch */
+    } bg;
     int journal_suspect;           /* open: the journal ends on a damaged or torn group */
 
     _Atomic uint64_t cache_hits, cache_misses;
@@ -143,6 +167,13 @@ enum { REC_VERSION = 1, REC_BIND = 2, REC_UNBIND = 3, REC_DELETE_DOC = 4, REC_DR
  * lock or is opening).  tag is the journal sequence for freed pages.
  * Returns 0, SDB_ECORRUPT (malformed or inconsistent record) or SDB_ENOMEM. */
 int apply_records(sdb_t *db, const uint8_t *p, size_t n, uint64_t tag);
+
+/* Applies one journal group at open (tag 0).  With tolerant, a record that
+ * the state already reflects, or one about a document, path or version that
+ * is gone, is skipped instead of being SDB_ECORRUPT: the groups a background
+ * checkpoint overlapped (slot_t.cp_tolerant_until) may be caught in it in
+ * part.  0, SDB_ECORRUPT or SDB_ENOMEM. */
+int apply_replay(sdb_t *db, const uint8_t *p, size_t n, int tolerant);
 
 /* Applies a checkpoint's record stream to an empty state: as apply_records,
  * trusting the checkpoint's shape (each document's versions together, each

@@ -9,10 +9,12 @@
  * the journal grows past the checkpoint's size, a new checkpoint is written
  * and the older header slot is switched to it; see docs/FORMAT.md.
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
+#include "engine/commit.h"
 #include "engine/journal.h"
 #include "engine/pcache.h"
 #include "engine/util.h"
@@ -324,28 +326,94 @@ static int encode_doc(sdb_t *db, doc_t *d, uint64_t mark, buf_t *b, docver_t ***
 /* The checkpoint stream: paths in byte order, each preceded by its
  * document's versions the first time the document appears, then the
  * documents without paths.  Reopening then appends to the index's last leaf
- * and finds each binding's document as the one just read (apply_checkpoint). */
+ * and finds each binding's document as the one just read (apply_checkpoint).
+ *
+ * An encoding can stop after any entry and go on later (cpenc_step), with the
+ * state changed in between: a background checkpoint encodes in slices while
+ * commits go on.  The stream stays loadable: paths come in byte order, each
+ * once (a slice starts after the last path written); a document is written
+ * once (its cp_mark), before its first binding; the document walk starts over
+ * if the table was rehashed, and the marks skip what is written already. */
+typedef struct {
+    uint64_t mark;
+    int phase;                     /* 0 paths, 1 documents without paths, 2 done */
+    char *last;                    /* phase 0: the last path written, when started */
+    size_t last_len;
+    int started;
+    size_t bucket, docs_cap;       /* phase 1: next bucket; the table size it is for */
+    docver_t **vs;                 /* encode_doc's scratch */
+    size_t vcap;
+} cpenc_t;
+
+static int cpenc_init(sdb_t *db, cpenc_t *e)
+{
+    memset(e, 0, sizeof(*e));
+    e->mark = ++db->cp_mark_gen;
+    e->last = malloc(SDB_MAX_PATH + 1);
+    return e->last ? SDB_OK : SDB_ENOMEM;
+}
+
+static void cpenc_done(cpenc_t *e)
+{
+    free(e->last);
+    free(e->vs);
+}
+
+/* Appends the next entries of the stream to b; stops after budget_ns (0 = at
+ * the end).  e->phase is 2 once everything is written.  0 or SDB_ENOMEM. */
+static int cpenc_step(sdb_t *db, cpenc_t *e, buf_t *b, uint64_t budget_ns)
+{
+    uint64_t t0 = budget_ns ? util_mono_ns() : 0;
+    unsigned n = 0, max = budget_ns ? db->cp_slice_entries : 0;
+    int rc;
+    if (e->phase == 0) {
+        pathidx_iter_t it;
+        pathidx_key_t *k;
+        pathidx_seek(db->paths, &it, e->started ? e->last : NULL, e->started ? e->last_len : 0,
+                     !e->started);
+        while ((k = pathidx_next(&it)) != NULL) {
+            doc_t *d = k->val;
+            if (d->cp_mark != e->mark && (rc = encode_doc(db, d, e->mark, b, &e->vs, &e->vcap)))
+                return rc;
+            if ((rc = rec_bind(b, &d->id, k->bytes, k->len)))
+                return rc;
+            n++;
+            if (max ? n >= max : budget_ns && n % 64 == 0 && util_mono_ns() - t0 >= budget_ns) {
+                memcpy(e->last, k->bytes, k->len);
+                e->last_len = k->len;
+                e->started = 1;
+                return SDB_OK;
+            }
+        }
+        e->phase = 1;
+        e->docs_cap = db->docs_cap;
+    }
+    if (e->phase == 1) {
+        if (e->docs_cap != db->docs_cap) {
+            e->bucket = 0;
+            e->docs_cap = db->docs_cap;
+        }
+        while (e->bucket < db->docs_cap) {
+            for (doc_t *d = db->docs[e->bucket]; d; d = d->hnext)
+                if (d->cp_mark != e->mark && (rc = encode_doc(db, d, e->mark, b, &e->vs, &e->vcap)))
+                    return rc;
+            e->bucket++;
+            n++;
+            if (max ? n >= max : budget_ns && n % 256 == 0 && util_mono_ns() - t0 >= budget_ns)
+                return SDB_OK;
+        }
+        e->phase = 2;
+    }
+    return SDB_OK;
+}
+
 static int encode_state(sdb_t *db, buf_t *b)
 {
-    uint64_t mark = ++db->cp_mark_gen;
-    docver_t **vs = NULL;
-    size_t vcap = 0;
-    int rc = SDB_OK;
-    pathidx_iter_t it;
-    pathidx_key_t *k;
-    pathidx_seek(db->paths, &it, NULL, 0, 1);
-    while (!rc && (k = pathidx_next(&it)) != NULL) {
-        doc_t *d = k->val;
-        if (d->cp_mark != mark)
-            rc = encode_doc(db, d, mark, b, &vs, &vcap);
-        if (!rc)
-            rc = rec_bind(b, &d->id, k->bytes, k->len);
-    }
-    for (size_t i = 0; i < db->docs_cap && !rc; i++)
-        for (doc_t *d = db->docs[i]; d && !rc; d = d->hnext)
-            if (d->cp_mark != mark)
-                rc = encode_doc(db, d, mark, b, &vs, &vcap);
-    free(vs);
+    cpenc_t e;
+    int rc = cpenc_init(db, &e);
+    if (!rc)
+        rc = cpenc_step(db, &e, b, 0);
+    cpenc_done(&e);
     return rc;
 }
 
@@ -395,6 +463,7 @@ int journal_checkpoint(sdb_t *db)
     s.cp_crc = c.crc;
     s.journal_head = jhead;
     s.cp_seq = cp_seq;
+    s.cp_tolerant_until = 0;
     /* invariant: checkpoint (and the data it names) durable before the slot */
     rc = db_sync(db);
     if (!rc)
@@ -424,7 +493,137 @@ int journal_checkpoint(sdb_t *db)
     db->slot = s;
     chain_done(&c);
     journal_release_pending(db, cp_seq);
+    atomic_fetch_add(&db->n_fg_checkpoints, 1);
     return SDB_OK;
+}
+
+/* ---- background checkpoints ---- */
+
+#define BG_SLICE_NS 200000ull      /* longest a slice holds the state read lock (about) */
+
+static void *bg_main(void *arg)
+{
+    sdb_t *db = arg;
+    chain_t c;
+    cpenc_t e;
+    buf_t b = { 0 };
+    int rc = chain_init(&c, db, PT_CHECKPOINT, db->bg.gen, 0, db->bg.hint);
+    int erc = cpenc_init(db, &e);
+    if (!rc)
+        rc = erc;
+    while (!rc && e.phase != 2) {
+        if (atomic_load(&db->bg.stop) || atomic_load(&db->fatal)) {
+            rc = SDB_EIO;
+            break;
+        }
+        state_read_lock(db);
+        rc = cpenc_step(db, &e, &b, BG_SLICE_NS);
+        state_read_unlock(db);
+        if (!rc && b.len)
+            rc = chain_append(&c, b.p, b.len);
+        b.len = 0;
+        if (db->cp_slice_entries)
+            sched_yield();                /* test slices: let commits in between */
+    }
+    if (!rc)
+        rc = chain_finish(&c, 0);
+    /* the switch's batch syncs too; syncing here keeps that batch short */
+    if (!rc && db->be->sync(db->be)) {
+        atomic_store(&db->fatal, SDB_EIO);  /* a failed sync is fatal, whoever sees it */
+        rc = SDB_EIO;
+    }
+    if (!rc && !atomic_load(&db->bg.stop)) {
+        commit_req_t r = { .op = OP_CP_SWITCH };
+        db->bg.chain = &c;
+        rc = commit_submit(db, &r);       /* on success the switch took c.pages */
+        db->bg.chain = NULL;
+    }
+    for (size_t i = 0; i < c.npages; i++)   /* not the durable state: give them back */
+        free_pages(db, c.pages[i], 1);
+    chain_done(&c);
+    cpenc_done(&e);
+    free(b.p);
+    atomic_store(&db->bg.running, 0);
+    return NULL;
+}
+
+int journal_bg_start(sdb_t *db)
+{
+    if (db->bg.have_thread) {                 /* finished (running is 0): reap it */
+        pthread_join(db->bg.thread, NULL);
+        db->bg.have_thread = 0;
+    }
+    db->bg.gen = db->slot.generation + 1;
+    db->bg.s0 = db->jseq - 1;                 /* lazy mode: jbuf's records go into group jseq */
+    db->bg.j0 = db->jnext;
+    db->bg.n0 = db->njpages;
+    db->bg.hint = db->slot.cp_bytes;
+    db->bg.chain = NULL;
+    atomic_store(&db->bg.stop, 0);
+    atomic_store(&db->bg.running, 1);
+    if (pthread_create(&db->bg.thread, NULL, bg_main, db) != 0) {
+        atomic_store(&db->bg.running, 0);
+        return SDB_ENOMEM;
+    }
+    db->bg.have_thread = 1;
+    return SDB_OK;
+}
+
+int journal_bg_running(sdb_t *db)
+{
+    return atomic_load(&db->bg.running);
+}
+
+int journal_bg_switch(sdb_t *db)
+{
+    chain_t *c = db->bg.chain;
+    if (atomic_load(&db->fatal))
+        return SDB_EIO;
+    if (!c || c->npages == 0 || db->bg.gen != db->slot.generation + 1)
+        return SDB_EIO;                       /* cannot happen: one checkpoint at a time */
+    slot_t s = db->slot;
+    s.generation = db->bg.gen;
+    s.cp_head = c->pages[0];
+    s.cp_pages = c->npages;
+    s.cp_bytes = c->bytes;
+    s.cp_crc = c->crc;
+    s.journal_head = db->bg.j0;
+    s.cp_seq = db->bg.s0;
+    /* every group applied before the encoding ended is written now (the batch
+       synced, lazy mode's buffer included), so none is later than jseq - 1 */
+    s.cp_tolerant_until = db->jseq - 1;
+    int rc = write_slot(db, &s);
+    if (!rc)
+        rc = db_sync(db);
+    if (rc) {
+        atomic_store(&db->fatal, SDB_EIO);
+        return SDB_EIO;
+    }
+    /* the old checkpoint and the groups up to s0 are unreferenced now */
+    for (size_t i = 0; i < db->ncppages; i++)
+        free_pages(db, db->cppages[i], 1);
+    for (size_t i = 0; i < db->bg.n0; i++)
+        free_pages(db, db->jpages[i], 1);
+    memmove(db->jpages, db->jpages + db->bg.n0, (db->njpages - db->bg.n0) * sizeof(pgno_t));
+    db->njpages -= db->bg.n0;
+    free(db->cppages);
+    db->cppages = c->pages;
+    db->ncppages = c->npages;
+    db->cppages_cap = c->pages_cap;
+    c->pages = NULL;
+    c->npages = 0;
+    db->slot = s;
+    atomic_fetch_add(&db->n_bg_checkpoints, 1);
+    return SDB_OK;
+}
+
+void journal_bg_stop(sdb_t *db)
+{
+    if (!db->bg.have_thread)
+        return;
+    atomic_store(&db->bg.stop, 1);
+    pthread_join(db->bg.thread, NULL);
+    db->bg.have_thread = 0;
 }
 
 void journal_release_pending(sdb_t *db, uint64_t durable_seq)
@@ -612,9 +811,9 @@ uint64_t journal_count_cut(sdb_t *db, uint64_t seq, int only_free)
 }
 
 /* Applies a loaded journal group and records its pages as journal pages. */
-static int apply_held(sdb_t *db, const buf_t *g, const pgno_t *pages, size_t n)
+static int apply_held(sdb_t *db, const buf_t *g, const pgno_t *pages, size_t n, int tolerant)
 {
-    int rc = apply_records(db, g->p, g->len, 0);
+    int rc = apply_replay(db, g->p, g->len, tolerant);
     for (size_t i = 0; !rc && i < n; i++)
         rc = pages_push(&db->jpages, &db->njpages, &db->jpages_cap, pages[i]);
     return rc;
@@ -646,6 +845,7 @@ static int try_slot(sdb_t *db, const slot_t *s)
        only if the data pages it names check out; else it is a torn commit. */
     buf_t held = { 0 };
     pgno_t *gp = NULL, *hgp = NULL, held_p = 0;
+    uint64_t held_seq = 0;
     size_t ngp = 0, gcap = 0, nhgp = 0, hcap = 0;
     int have_held = 0;
     for (;;) {
@@ -655,7 +855,8 @@ static int try_slot(sdb_t *db, const slot_t *s)
             rc = got;
             break;
         }
-        if (have_held && (rc = apply_held(db, &held, hgp, nhgp)))
+        if (have_held &&
+            (rc = apply_held(db, &held, hgp, nhgp, held_seq <= s->cp_tolerant_until)))
             break;
         buf_t tb = held; held = b; b = tb;
         pgno_t *tp = hgp; hgp = gp; gp = tp;
@@ -663,13 +864,14 @@ static int try_slot(sdb_t *db, const slot_t *s)
         tn = hcap; hcap = gcap; gcap = tn;
         have_held = 1;
         held_p = p;
+        held_seq = seq;
         p = next;
         seq++;
     }
     if (!rc && have_held) {
         rc = records_check_data(db, held.p, held.len);
         if (rc == SDB_OK) {
-            rc = apply_held(db, &held, hgp, nhgp);
+            rc = apply_held(db, &held, hgp, nhgp, held_seq <= s->cp_tolerant_until);
         } else if (rc == SDB_ECORRUPT) {
             p = held_p;                 /* the journal ends before the torn commit */
             seq--;

@@ -21,6 +21,28 @@ int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len);
  * (leader only, or at close).  Syncs as needed.  0 or an error. */
 int journal_checkpoint(sdb_t *db);
 
+/* Starts a checkpoint in a background thread (leader only, none running):
+ * it encodes the state in slices under the state read lock while commits go
+ * on, writes and syncs the checkpoint pages, then submits an OP_CP_SWITCH
+ * request whose batch calls journal_bg_switch().  The new slot's journal
+ * starts with the first group after the start, and the groups up to the
+ * switch are replayed tolerantly (apply_replay): the checkpoint may hold
+ * them in part.  0, or SDB_ENOMEM when no thread could start (the caller
+ * then checkpoints in the foreground). */
+int journal_bg_start(sdb_t *db);
+
+/* 1 while a background checkpoint runs. */
+int journal_bg_running(sdb_t *db);
+
+/* Makes the background checkpoint the durable state: writes the slot and
+ * syncs, then frees the old checkpoint and the journal pages it covers.
+ * Leader only, in a batch of its own that has synced.  0 or SDB_EIO. */
+int journal_bg_switch(sdb_t *db);
+
+/* Stops a background checkpoint and waits for its thread (close, outside
+ * the leader; nothing may commit meanwhile but the checkpoint itself). */
+void journal_bg_stop(sdb_t *db);
+
 /* Creates a new file's header slots, or loads the state of an existing file
  * (checkpoint + journal replay) and derives the free space.  Open only. */
 int journal_open(sdb_t *db);

@@ -65,7 +65,7 @@ void slot_encode(uint8_t *buf, const slot_t *s)
     put_u32(buf + 68, 0);
     put_u64(buf + 72, s->journal_head);
     put_u64(buf + 80, s->cp_seq);
-    put_u64(buf + 88, 0);
+    put_u64(buf + 88, s->cp_tolerant_until);
     put_u32(buf + 96, (uint32_t)crc32(0L, buf, 96));
 }
 
@@ -83,6 +83,7 @@ int slot_decode(const uint8_t *buf, slot_t *s)
     s->cp_crc = get_u32(buf + 64);
     s->journal_head = get_u64(buf + 72);
     s->cp_seq = get_u64(buf + 80);
+    s->cp_tolerant_until = get_u64(buf + 88);
     if (s->page_size < 512 || s->page_size > 65536 || (s->page_size & (s->page_size - 1)))
         return SDB_ECORRUPT;
     return SDB_OK;

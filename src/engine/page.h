@@ -54,6 +54,9 @@ typedef struct {
     uint32_t cp_crc;               /* crc32 of that stream */
     pgno_t journal_head;           /* page of the first journal group after the checkpoint */
     uint64_t cp_seq;               /* last commit sequence folded into the checkpoint */
+    uint64_t cp_tolerant_until;    /* groups up to this sequence overlapped the checkpoint's
+                                      encoding (background checkpoint): replay them
+                                      tolerantly; 0 = none */
 } slot_t;
 
 #define SLOT_BYTES 100

@@ -250,6 +250,7 @@ typedef struct {
     const uint8_t *p, *end;
     int bad;
     int bulk;                      /* loading a checkpoint into an empty state */
+    int tolerant;                  /* replaying over a fuzzy checkpoint (db_int.h) */
     doc_t *last;                   /* bulk: the document of the last VERSION record */
 } rd_t;
 
@@ -310,10 +311,17 @@ static int apply_version(sdb_t *db, rd_t *r)
     uint64_t need = db->cap ? (size + db->cap - 1) / db->cap : 0;
     /* a checkpoint lists each document's versions together, once: no lookup */
     doc_t *d = !r->bulk ? doc_find(db, &id) : r->last && id_eq(&r->last->id, &id) ? r->last : NULL;
-    if (pages != need || version == 0 || (d && d->cur && d->cur->version >= version)) {
+    int have = d && d->cur && d->cur->version >= version;
+    if (pages != need || version == 0 || (have && !r->tolerant)) {
         free_ext(v);
         slab_free(&db->ver_slab, v);
         return SDB_ECORRUPT;
+    }
+    if (have) {                    /* the checkpoint caught the document after this */
+        free_ext(v);
+        slab_free(&db->ver_slab, v);
+        r->last = d;
+        return SDB_OK;
     }
     if (!d) {
         d = slab_alloc(&db->doc_slab);
@@ -344,7 +352,7 @@ static int apply_bind(sdb_t *db, rd_t *r)
         return SDB_ECORRUPT;
     doc_t *d = r->last && id_eq(&r->last->id, &id) ? r->last : doc_find(db, &id);
     if (!d)
-        return SDB_ECORRUPT;
+        return r->tolerant ? SDB_OK : SDB_ECORRUPT;   /* tolerant: deleted later */
     /* a checkpoint binds each path once: no need to look for an old binding */
     pathidx_key_t *k = r->bulk ? NULL : pathidx_get(db->paths, (const char *)path, len);
     if (k) {
@@ -379,7 +387,7 @@ static int apply_unbind(sdb_t *db, rd_t *r)
         return SDB_ECORRUPT;
     pathidx_key_t *k = pathidx_get(db->paths, (const char *)path, len);
     if (!k)
-        return SDB_ECORRUPT;
+        return r->tolerant ? SDB_OK : SDB_ECORRUPT;
     doc_remove_path(k->val, k);
     pathidx_del(db->paths, (const char *)path, len, NULL);
     return SDB_OK;
@@ -393,7 +401,7 @@ static int apply_delete_doc(sdb_t *db, rd_t *r, uint64_t tag)
         return SDB_ECORRUPT;
     doc_t *d = doc_find(db, &id);
     if (!d)
-        return SDB_ECORRUPT;
+        return r->tolerant ? SDB_OK : SDB_ECORRUPT;
     for (uint32_t i = 0; i < d->npaths; i++) {
         pathidx_key_t *k = d->paths[i];
         pathidx_del(db->paths, k->bytes, k->len, NULL);
@@ -413,7 +421,7 @@ static int apply_drop_version(sdb_t *db, rd_t *r, uint64_t tag)
         return SDB_ECORRUPT;
     doc_t *d = doc_find(db, &id);
     if (!d || !d->cur)
-        return SDB_ECORRUPT;
+        return r->tolerant ? SDB_OK : SDB_ECORRUPT;
     for (docver_t **pp = &d->cur->older; *pp; pp = &(*pp)->older)
         if ((*pp)->version == version) {
             docver_t *v = *pp;
@@ -421,12 +429,13 @@ static int apply_drop_version(sdb_t *db, rd_t *r, uint64_t tag)
             retire(db, v, tag);
             return SDB_OK;
         }
-    return SDB_ECORRUPT;
+    return r->tolerant ? SDB_OK : SDB_ECORRUPT;
 }
 
-static int apply_stream(sdb_t *db, const uint8_t *p, size_t n, uint64_t tag, int bulk)
+static int apply_stream(sdb_t *db, const uint8_t *p, size_t n, uint64_t tag, int bulk,
+                        int tolerant)
 {
-    rd_t r = { p, p + n, 0, bulk, NULL };
+    rd_t r = { .p = p, .end = p + n, .bulk = bulk, .tolerant = tolerant };
     while (r.p < r.end) {
         int rc;
         switch (*r.p++) {
@@ -445,12 +454,17 @@ static int apply_stream(sdb_t *db, const uint8_t *p, size_t n, uint64_t tag, int
 
 int apply_records(sdb_t *db, const uint8_t *p, size_t n, uint64_t tag)
 {
-    return apply_stream(db, p, n, tag, 0);
+    return apply_stream(db, p, n, tag, 0, 0);
+}
+
+int apply_replay(sdb_t *db, const uint8_t *p, size_t n, int tolerant)
+{
+    return apply_stream(db, p, n, 0, 0, tolerant);
 }
 
 int apply_checkpoint(sdb_t *db, const uint8_t *p, size_t n)
 {
-    return apply_stream(db, p, n, 0, 1);
+    return apply_stream(db, p, n, 0, 1, 0);
 }
 
 void state_init(sdb_t *db)
@@ -515,7 +529,7 @@ static int killed_later(const kill_t *k, size_t nk, const sdb_id_t *id, uint64_t
  * id.  0, SDB_ECORRUPT or SDB_ENOMEM. */
 static int collect_kills(const uint8_t *p, size_t n, kill_t **out, size_t *nout)
 {
-    rd_t r = { p, p + n, 0, 0, NULL };
+    rd_t r = { .p = p, .end = p + n };
     kill_t *k = NULL;
     size_t nk = 0, cap = 0;
     while (r.p < r.end && !r.bad) {
@@ -591,7 +605,7 @@ int records_check_data(sdb_t *db, const uint8_t *p, size_t n)
     int krc = collect_kills(p, n, &kills, &nkills);
     if (krc)
         return krc;
-    rd_t r = { p, p + n, 0, 0, NULL };
+    rd_t r = { .p = p, .end = p + n };
     while (r.p < r.end && !r.bad) {
         size_t pos = (size_t)(r.p - p);
         uint8_t type = *r.p++;

@@ -12,6 +12,7 @@
 
 #include "check_util.h"
 #include "engine/backend.h"
+#include "engine/journal.h"
 
 static sdb_t *open_file(const char *path, const sdb_config_t *cfg)
 {
@@ -2157,7 +2158,308 @@ START_TEST(test_damaged_journal)
 }
 END_TEST
 
+/* ---- Background checkpoints ---- */
+
+/* Each thread works on its own paths (BG_KEYS keys and BG_KEYS aliases) and
+ * keeps a model of them: which model document each path is bound to, and
+ * each document's id and current content seed.  A checkpoint encoded in
+ * slices of one entry (sdb_test_checkpoint_slice) interleaves with these
+ * commits, so the groups replayed over it are partly in it already. */
+#define BG_T 3
+#define BG_KEYS 6
+#define BG_PATHS (2 * BG_KEYS)
+#define BG_DOCS 512
+
+typedef struct {
+    int doc[BG_PATHS];             /* path -> model document, -1 = unbound */
+    int ndocs;
+    sdb_id_t id[BG_DOCS];          /* all zero: not known (a put that did not return) */
+    uint32_t seed[BG_DOCS];        /* content of the current version */
+} bgm_t;
+
+typedef struct {
+    sdb_t *db;
+    int t, ops;
+    unsigned rs;
+    bgm_t acked, next;             /* next: acked plus the call in flight, if it lands */
+    int stopped_rc;                /* the error that ended the thread (0: none) */
+    int bad_rc;                    /* an error other than EIO */
+} bgw_t;
+
+static size_t bg_len(uint32_t seed) { return 1 + seed % 1500; }
+
+static void bg_path(char *out, size_t cap, int t, int p)
+{
+    if (p < BG_KEYS)
+        snprintf(out, cap, "/bg/%d/key%d", t, p);
+    else
+        snprintf(out, cap, "/bg/%d/alias%d", t, p - BG_KEYS);
+}
+
+static int bg_bound_elsewhere(const bgm_t *m, int d, int except)
+{
+    for (int p = 0; p < BG_PATHS; p++)
+        if (p != except && m->doc[p] == d)
+            return 1;
+    return 0;
+}
+
+static void *bg_worker(void *arg)
+{
+    bgw_t *w = arg;
+    uint8_t buf[1500];
+    char path[48];
+    for (int i = 0; i < w->ops; i++) {
+        int kind = (int)(rand_r(&w->rs) % 10), p = (int)(rand_r(&w->rs) % BG_KEYS);
+        w->next = w->acked;
+        bgm_t *n = &w->next;
+        int rc;
+        if (kind < 6) {                            /* put: a new version or a new document */
+            uint32_t seed = (uint32_t)(w->t * 100000 + i);
+            size_t len = bg_len(seed);
+            tu_fill(buf, len, seed);
+            int d = n->doc[p];
+            if (d < 0) {
+                if (n->ndocs == BG_DOCS)
+                    continue;
+                d = n->ndocs++;
+                memset(&n->id[d], 0, sizeof(n->id[d]));
+                n->doc[p] = d;
+            }
+            n->seed[d] = seed;
+            bg_path(path, sizeof path, w->t, p);
+            sdb_docinfo_t info;
+            rc = sdb_put(w->db, path, buf, len, &info);
+            if (rc == SDB_OK)
+                n->id[d] = info.id;
+        } else if (kind < 8) {                     /* delete a key */
+            if (n->doc[p] < 0)
+                continue;
+            n->doc[p] = -1;
+            bg_path(path, sizeof path, w->t, p);
+            rc = sdb_delete(w->db, path);
+        } else {                                   /* bind an alias to a key's document */
+            int d = n->doc[p], a = BG_KEYS + (int)(rand_r(&w->rs) % BG_KEYS);
+            if (d < 0)
+                continue;
+            n->doc[a] = d;
+            bg_path(path, sizeof path, w->t, a);
+            rc = sdb_bind(w->db, &n->id[d], path);
+        }
+        if (rc != SDB_OK) {
+            w->stopped_rc = rc;
+            if (rc != SDB_EIO)
+                w->bad_rc = rc;
+            return NULL;
+        }
+        w->acked = w->next;
+    }
+    w->next = w->acked;
+    return NULL;
+}
+
+/* 1 when db holds exactly thread t's model m (an unknown id matches any). */
+static int bg_matches(sdb_t *db, int t, const bgm_t *m, char *why, size_t cap)
+{
+    uint8_t buf[1500];
+    char path[48];
+    for (int p = 0; p < BG_PATHS; p++) {
+        bg_path(path, sizeof path, t, p);
+        void *data = NULL;
+        size_t len = 0;
+        sdb_docinfo_t info;
+        int rc = sdb_get(db, path, &data, &len, &info);
+        int d = m->doc[p];
+        /* a document deleted through its last path is gone with every alias */
+        if (d >= 0 && !bg_bound_elsewhere(m, d, -1))
+            d = -1;
+        if (d < 0) {
+            free(data);
+            if (rc != SDB_ENOTFOUND) {
+                snprintf(why, cap, "%s: expected absent, got %d", path, rc);
+                return 0;
+            }
+            continue;
+        }
+        sdb_id_t zero = { { 0 } };
+        size_t want = bg_len(m->seed[d]);
+        tu_fill(buf, want, m->seed[d]);
+        int ok = rc == SDB_OK && len == want && memcmp(data, buf, want) == 0 &&
+                 (memcmp(&m->id[d], &zero, sizeof zero) == 0 ||
+                  memcmp(&m->id[d], &info.id, sizeof zero) == 0);
+        free(data);
+        if (!ok) {
+            snprintf(why, cap, "%s: rc %d, %zu bytes, expected seed %u (%zu bytes)", path, rc, len,
+                     m->seed[d], want);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Runs the BG_T workers on db; returns how many stopped on an error. */
+static int bg_run(sdb_t *db, bgw_t *w, int ops, unsigned seed)
+{
+    pthread_t tid[BG_T];
+    for (int t = 0; t < BG_T; t++) {
+        memset(&w[t], 0, sizeof(w[t]));
+        w[t].db = db;
+        w[t].t = t;
+        w[t].ops = ops;
+        w[t].rs = seed * 31 + (unsigned)t;
+        for (int p = 0; p < BG_PATHS; p++)
+            w[t].acked.doc[p] = -1;
+        w[t].next = w[t].acked;
+        ck_assert_int_eq(pthread_create(&tid[t], NULL, bg_worker, &w[t]), 0);
+    }
+    int stopped = 0;
+    for (int t = 0; t < BG_T; t++) {
+        pthread_join(tid[t], NULL);
+        stopped += w[t].stopped_rc != 0;
+    }
+    return stopped;
+}
+
+/* Reopens a crash image: sdb_check accepts it, and each thread's paths hold
+ * what it had acknowledged, or that plus the call it had in flight. */
+static void bg_verify_image(uint8_t *img, size_t len, const bgw_t *w, const char *where)
+{
+    char file[512], why[256];
+    tu_file(file, sizeof file, "bg-img");
+    tu_write_file(file, img, len);
+    char *report = NULL;
+    int rc = sdb_check(file, 0, &report);
+    ck_assert_msg(rc == SDB_OK, "%s: sdb_check of the image: %d (%s)\n%s", where, rc,
+                  sdb_strerror(rc), report ? report : "");
+    free(report);
+    sdb_config_t cfg = fault_cfg();
+    sdb_t *db = NULL;
+    rc = sdb_open_backend(backend_mem_from(img, len), &cfg, &db);
+    ck_assert_msg(rc == SDB_OK, "%s: reopening the image: %d (%s)", where, rc, sdb_strerror(rc));
+    for (int t = 0; t < BG_T; t++) {
+        ck_assert_msg(w[t].bad_rc == 0, "%s: thread %d: a call returned %d (%s)", where, t,
+                      w[t].bad_rc, sdb_strerror(w[t].bad_rc));
+        ck_assert_msg(bg_matches(db, t, &w[t].acked, why, sizeof why) ||
+                          bg_matches(db, t, &w[t].next, why, sizeof why),
+                      "%s: thread %d: %s", where, t, why);
+    }
+    CK_OK(sdb_close(db));
+}
+
+/* Commits go on while checkpoints are written in the background, in slices
+ * of one entry: the live state is right, and so is the file as a power cut
+ * would leave it (its newest slot names a background checkpoint and a
+ * stretch of journal that it overlapped, replayed tolerantly). */
+START_TEST(test_bg_checkpoint_replay)
+{
+    sdb_test_checkpoint_slice(1);
+    fault_plan_t none = { 0 };
+    sdb_config_t cfg = fault_cfg();
+    sdb_backend_t *fb = backend_fault_new(&none, NULL, 0);
+    sdb_t *db = NULL;
+    CK_OK(sdb_open_backend(fb, &cfg, &db));
+    bgw_t w[BG_T];
+    char why[256];
+    uint64_t fg = 0, bg = 0;
+    int overlapped = 0;
+    /* rounds of commits (each thread starts from an empty model: its paths
+       are deleted first) until the newest slot names a checkpoint that
+       commits overlapped; every round's image must hold its acknowledged
+       calls */
+    for (int round = 0; round < 8 && !overlapped; round++) {
+        for (int t = 0; t < BG_T; t++)
+            for (int p = 0; p < BG_PATHS; p++) {
+                char path[48];
+                bg_path(path, sizeof path, t, p);
+                int rc = sdb_delete(db, path);
+                ck_assert(rc == SDB_OK || rc == SDB_ENOTFOUND);
+            }
+        ck_assert_int_eq(bg_run(db, w, 400, 7 + (unsigned)round), 0);
+        while (sdb_test_checkpoint_running(db))
+            usleep(1000);
+        for (int t = 0; t < BG_T; t++)
+            ck_assert_msg(bg_matches(db, t, &w[t].acked, why, sizeof why), "live, thread %d: %s",
+                          t, why);
+        uint8_t *img;
+        size_t len;
+        CK_OK(backend_fault_image(fb, &img, &len)); /* the power fails now */
+        slot_t s[2];
+        int ok[2];
+        sdb_backend_t *mb = backend_mem_from(img, len);
+        CK_OK(journal_read_slots(mb, s, ok));
+        mb->close(mb);
+        int newest = ok[0] && (!ok[1] || s[0].generation > s[1].generation) ? 0 : 1;
+        overlapped = s[newest].cp_tolerant_until > s[newest].cp_seq;
+        bg_verify_image(img, len, w, "no crash");
+        free(img);
+    }
+    sdb_test_checkpoint_counts(db, &fg, &bg);
+    ck_assert_msg(bg >= 1 && fg == 0, "checkpoints: %llu in the background, %llu in the foreground",
+                  (unsigned long long)bg, (unsigned long long)fg);
+    ck_assert_msg(overlapped, "no background checkpoint overlapped commits in 8 rounds");
+    CK_OK(sdb_close(db));
+}
+END_TEST
+
+/* A power cut at a pseudo-random write while threads commit and background
+ * checkpoints run (their pages, their slot switch): every acknowledged call
+ * survives, at most the call in flight lands, and sdb_check accepts the
+ * image.  Background threads make the write order vary from run to run, so
+ * the crash points are drawn rather than enumerated. */
+START_TEST(test_bg_checkpoint_crash)
+{
+    sdb_test_checkpoint_slice(1);
+    fault_plan_t none = { 0 };
+    sdb_config_t cfg = fault_cfg();
+    sdb_backend_t *fb = backend_fault_new(&none, NULL, 0);
+    sdb_t *db = NULL;
+    CK_OK(sdb_open_backend(fb, &cfg, &db));
+    uint64_t writes = 0, syncs = 0, bg = 0, w0 = 0;
+    int crashed = 0;
+    backend_fault_counts(fb, &w0, &syncs, &crashed);   /* creating the file */
+    bgw_t w[BG_T];
+    ck_assert_int_eq(bg_run(db, w, 300, 1), 0);
+    while (sdb_test_checkpoint_running(db))
+        usleep(1000);
+    backend_fault_counts(fb, &writes, &syncs, &crashed);
+    sdb_test_checkpoint_counts(db, NULL, &bg);
+    ck_assert_msg(bg >= 1, "no background checkpoint in the workload");
+    CK_OK(sdb_close(db));
+    unsigned rs = 12345;
+    for (int run = 0; run < 40; run++) {
+        fault_plan_t plan = { .crash_at_write = w0 + 1 + rand_r(&rs) % (writes - w0),
+                              .keep_unsynced = run % 3,
+                              .tear_last = run % 2,
+                              .seed = (uint32_t)run };
+        fb = backend_fault_new(&plan, NULL, 0);
+        CK_OK(sdb_open_backend(fb, &cfg, &db));
+        bg_run(db, w, 300, (unsigned)run + 2);
+        uint8_t *img;
+        size_t len;
+        CK_OK(backend_fault_image(fb, &img, &len)); /* the power fails now */
+        (void)sdb_close(db);
+        char where[96];
+        snprintf(where, sizeof where, "run %d, crash at write %llu of %llu", run,
+                 (unsigned long long)plan.crash_at_write, (unsigned long long)writes);
+        bg_verify_image(img, len, w, where);
+        free(img);
+    }
+}
+END_TEST
+
 /* ---- Suite ---- */
+
+/* Tests that crash at the Nth write need the same writes in every run: no
+ * background checkpoint thread (backend.h). */
+static void fg_checkpoints_on(void)
+{
+    sdb_test_foreground_checkpoints(1);
+}
+
+static void fg_checkpoints_off(void)
+{
+    sdb_test_foreground_checkpoints(0);
+}
 
 static TCase *tcase(Suite *s, const char *name, int timeout)
 {
@@ -2172,6 +2474,7 @@ Suite *suite_durability(void)
 {
     Suite *s = suite_create("durability");
     TCase *tc = tcase(s, "damage", 120);
+    tcase_add_checked_fixture(tc, fg_checkpoints_on, fg_checkpoints_off);
     /* 0 mmap, 1 page cache, 2 page cache with 512-byte pages */
     tcase_add_loop_test(tc, test_zero_every_1000th, 0, 3);
     tcase_add_test(tc, test_damaged_journal);
@@ -2193,7 +2496,12 @@ Suite *suite_durability(void)
     tcase_add_test(tc, test_churn_lazy);
     tcase_add_test(tc, test_churn_durable);
 
+    tc = tcase(s, "background", 300);
+    tcase_add_test(tc, test_bg_checkpoint_replay);
+    tcase_add_test(tc, test_bg_checkpoint_crash);
+
     tc = tcase(s, "crash", 300);
+    tcase_add_checked_fixture(tc, fg_checkpoints_on, fg_checkpoints_off);
     tcase_add_loop_test(tc, test_crash_every_write, 0, 4);
     tcase_add_loop_test(tc, test_crash_every_sync, 0, 4);
     tcase_add_test(tc, test_cut_write);
