@@ -41,6 +41,7 @@
 #include <zlib.h>
 
 #include "streamdb.h"
+#include "engine/backend.h"    /* checkpoint hooks: sdb_test_checkpoint_soon() and friends */
 
 #define MB 1e6                      /* throughput is in MB/s = 10^6 bytes per second */
 #define KIB 1024u
@@ -1118,6 +1119,57 @@ static void paths_reopen(sdb_t **db, const char *file, const sdb_config_t *cfg)
     add_paths_row("first sdb_close after fill", "ms", first_close, 0, RATIO_NONE, NULL);
 }
 
+/* Overwrites random paths with small documents (durable=0, so that a put
+ * costs microseconds and any stall shows) while a checkpoint of the whole
+ * state is written: in the background, as the engine does, and then in the
+ * foreground, as it did before (the put that triggers it waits for all of
+ * it; reopened with sdb_test_foreground_checkpoints).  *db is reopened. */
+static void paths_checkpoint(sdb_t **db, const char *file, const sdb_config_t *cfg)
+{
+    static const char doc[64] = "a small document";
+    size_t cap = 1 << 22, n = 0;
+    uint64_t *lat = xmalloc(cap * sizeof *lat), longest = 0;
+
+    sdb_test_checkpoint_soon(*db);
+    uint64_t t0 = now_ns(), limit = t0 + 60ull * 1000000000ull;
+    do {
+        uint64_t a = now_ns();
+        API(sdb_put(*db, paths[rng_below(opt.npaths)], doc, sizeof doc, NULL), "sdb_put (checkpoint)");
+        uint64_t d = now_ns() - a;
+        longest = d > longest ? d : longest;
+        if (n < cap)
+            lat[n++] = d;
+    } while (sdb_test_checkpoint_running(*db) && now_ns() < limit);
+    double bg_ms = (double)(now_ns() - t0) / 1e6;
+    uint64_t fg_n = 0, bg_n = 0;
+    sdb_test_checkpoint_counts(*db, &fg_n, &bg_n);
+    if (bg_n != 1)
+        die("expected one background checkpoint, counted %llu", (unsigned long long)bg_n);
+    double p50, p99;
+    percentiles(lat, n, &p50, &p99);
+    free(lat);
+
+    API(sdb_close(*db), "sdb_close (checkpoint)");
+    sdb_test_foreground_checkpoints(1);
+    API(sdb_open(file, cfg, db), "sdb_open (checkpoint)");
+    sdb_test_foreground_checkpoints(0);
+    sdb_test_checkpoint_soon(*db);
+    uint64_t a = now_ns();
+    API(sdb_put(*db, paths[1], doc, sizeof doc, NULL), "sdb_put (checkpoint)");
+    double fg_ms = (double)(now_ns() - a) / 1e6;
+    sdb_test_checkpoint_counts(*db, &fg_n, NULL);
+    if (fg_n != 1)
+        die("expected one foreground checkpoint, counted %llu", (unsigned long long)fg_n);
+
+    progress("checkpoint: in the background %.0f ms, %zu puts meanwhile, longest %.2f ms "
+             "(p50 %.1f us, p99 %.1f us); in the foreground the put waited %.0f ms",
+             bg_ms, n, (double)longest / 1e6, p50, p99, fg_ms);
+    add_paths_row("checkpoint in the background: its duration", "ms", bg_ms, 0, RATIO_NONE, NULL);
+    add_paths_row("checkpoint in the background: longest put", "ms", (double)longest / 1e6, fg_ms,
+                  RATIO_TIME, "put in fg checkpoint");
+    add_paths_row("checkpoint in the background: put p99", "us", p99, 0, RATIO_NONE, NULL);
+}
+
 static void bench_paths(void)
 {
     sdb_config_t cfg;
@@ -1147,6 +1199,7 @@ static void bench_paths(void)
     paths_searches(db);
     paths_listing(db, hosts);
     paths_reopen(&db, file, &cfg);
+    paths_checkpoint(&db, file, &cfg);
     API(sdb_close(db), "sdb_close (paths)");
     uint64_t fbytes = file_size(file);
     remove_db(file);
