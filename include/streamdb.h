@@ -101,6 +101,9 @@ typedef struct {
  * defaults) and stores a new handle in *out, which sdb_close() releases.
  * Recovers automatically from any crash: the newest valid header slot is
  * used and the commit journal is replayed up to its last complete commit.
+ * While open, the handle may run one background thread of its own, which
+ * writes checkpoints (when the journal has grown past twice the last one)
+ * while commits go on; sdb_close() stops it.
  * Errors: SDB_EINVAL (NULL, bad cfg), SDB_ELOCKED (another process has the
  * file open), SDB_ECORRUPT (not a StreamDb file, or both header slots or the
  * checkpoint damaged), SDB_EIO, SDB_ENOSPC, SDB_ENOMEM. */
@@ -110,8 +113,9 @@ int sdb_open(const char *file, const sdb_config_t *cfg, sdb_t **out);
  * Errors: SDB_EINVAL, SDB_ENOMEM. */
 int sdb_open_memory(const sdb_config_t *cfg, sdb_t **out);
 
-/* Makes everything durable, releases the file lock and frees db.  All
- * readers and writers must be closed first.  db is invalid afterwards even
+/* Makes everything durable (writing a checkpoint, so that the next open
+ * reads no journal), stops the handle's background thread, releases the
+ * file lock and frees db.  All readers and writers must be closed first.  db is invalid afterwards even
  * when an error is returned.  NULL is accepted (returns SDB_OK).
  * Errors: SDB_EIO (a final sync failed: the latest writes may be lost). */
 int sdb_close(sdb_t *db);

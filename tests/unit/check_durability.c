@@ -1493,13 +1493,13 @@ static void run_group(const fault_plan_t *plan, gput_t *a, uint64_t *w_open, uin
     fb->close(fb);
 }
 
-/* Every acknowledged put of a is in img with its exact bytes; any other is
- * absent or exact; sdb_check accepts the image. */
-static void verify_group_image(uint8_t *img, size_t len, const gput_t *a, const char *where)
+/* Checks a crash image with sdb_check (as a file named name) and opens a
+ * copy of it in memory (fault_cfg()); where names the case in messages. */
+static sdb_t *check_open_image(const uint8_t *img, size_t len, const char *name, const char *where)
 {
     sdb_config_t cfg = fault_cfg();
     char file[512];
-    tu_file(file, sizeof file, "group-img");
+    tu_file(file, sizeof file, name);
     tu_write_file(file, img, len);
     char *report = NULL;
     int rc = sdb_check(file, 0, &report);
@@ -1511,6 +1511,15 @@ static void verify_group_image(uint8_t *img, size_t len, const gput_t *a, const 
     sdb_t *db = NULL;
     rc = sdb_open_backend(mb, &cfg, &db);
     ck_assert_msg(rc == SDB_OK, "%s: reopening the image: %d (%s)", where, rc, sdb_strerror(rc));
+    return db;
+}
+
+/* Every acknowledged put of a is in img with its exact bytes; any other is
+ * absent or exact; sdb_check accepts the image. */
+static void verify_group_image(uint8_t *img, size_t len, const gput_t *a, const char *where)
+{
+    sdb_t *db = check_open_image(img, len, "group-img", where);
+    int rc;
     uint8_t buf[1500];
     char path[32];
     for (int t = 0; t < GT; t++) {
@@ -2324,18 +2333,8 @@ static int bg_run(sdb_t *db, bgw_t *w, int ops, unsigned seed)
  * what it had acknowledged, or that plus the call it had in flight. */
 static void bg_verify_image(uint8_t *img, size_t len, const bgw_t *w, const char *where)
 {
-    char file[512], why[256];
-    tu_file(file, sizeof file, "bg-img");
-    tu_write_file(file, img, len);
-    char *report = NULL;
-    int rc = sdb_check(file, 0, &report);
-    ck_assert_msg(rc == SDB_OK, "%s: sdb_check of the image: %d (%s)\n%s", where, rc,
-                  sdb_strerror(rc), report ? report : "");
-    free(report);
-    sdb_config_t cfg = fault_cfg();
-    sdb_t *db = NULL;
-    rc = sdb_open_backend(backend_mem_from(img, len), &cfg, &db);
-    ck_assert_msg(rc == SDB_OK, "%s: reopening the image: %d (%s)", where, rc, sdb_strerror(rc));
+    char why[256];
+    sdb_t *db = check_open_image(img, len, "bg-img", where);
     for (int t = 0; t < BG_T; t++) {
         ck_assert_msg(w[t].bad_rc == 0, "%s: thread %d: a call returned %d (%s)", where, t,
                       w[t].bad_rc, sdb_strerror(w[t].bad_rc));
@@ -2346,18 +2345,29 @@ static void bg_verify_image(uint8_t *img, size_t len, const bgw_t *w, const char
     CK_OK(sdb_close(db));
 }
 
+/* Opens a new database on a fault backend with plan (NULL: no fault), with
+ * background checkpoints encoded one entry per slice; *fb is the backend
+ * (sdb_close closes it). */
+static sdb_t *bg_open(const fault_plan_t *plan, sdb_backend_t **fb)
+{
+    static const fault_plan_t none = { 0 };
+    sdb_config_t cfg = fault_cfg();
+    sdb_t *db = NULL;
+    sdb_test_checkpoint_slice(1);
+    *fb = backend_fault_new(plan ? plan : &none, NULL, 0);
+    ck_assert_ptr_nonnull(*fb);
+    CK_OK(sdb_open_backend(*fb, &cfg, &db));
+    return db;
+}
+
 /* Commits go on while checkpoints are written in the background, in slices
  * of one entry: the live state is right, and so is the file as a power cut
  * would leave it (its newest slot names a background checkpoint and a
  * stretch of journal that it overlapped, replayed tolerantly). */
 START_TEST(test_bg_checkpoint_replay)
 {
-    sdb_test_checkpoint_slice(1);
-    fault_plan_t none = { 0 };
-    sdb_config_t cfg = fault_cfg();
-    sdb_backend_t *fb = backend_fault_new(&none, NULL, 0);
-    sdb_t *db = NULL;
-    CK_OK(sdb_open_backend(fb, &cfg, &db));
+    sdb_backend_t *fb;
+    sdb_t *db = bg_open(NULL, &fb);
     bgw_t w[BG_T];
     char why[256];
     uint64_t fg = 0, bg = 0;
@@ -2408,12 +2418,8 @@ END_TEST
  * the crash points are drawn rather than enumerated. */
 START_TEST(test_bg_checkpoint_crash)
 {
-    sdb_test_checkpoint_slice(1);
-    fault_plan_t none = { 0 };
-    sdb_config_t cfg = fault_cfg();
-    sdb_backend_t *fb = backend_fault_new(&none, NULL, 0);
-    sdb_t *db = NULL;
-    CK_OK(sdb_open_backend(fb, &cfg, &db));
+    sdb_backend_t *fb;
+    sdb_t *db = bg_open(NULL, &fb);
     uint64_t writes = 0, syncs = 0, bg = 0, w0 = 0;
     int crashed = 0;
     backend_fault_counts(fb, &w0, &syncs, &crashed);   /* creating the file */
@@ -2431,8 +2437,7 @@ START_TEST(test_bg_checkpoint_crash)
                               .keep_unsynced = run % 3,
                               .tear_last = run % 2,
                               .seed = (uint32_t)run };
-        fb = backend_fault_new(&plan, NULL, 0);
-        CK_OK(sdb_open_backend(fb, &cfg, &db));
+        db = bg_open(&plan, &fb);
         bg_run(db, w, 300, (unsigned)run + 2);
         uint8_t *img;
         size_t len;
