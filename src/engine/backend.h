@@ -115,6 +115,11 @@ void sdb_test_checkpoint_slice(unsigned entries);
  * (ignored while one runs). */
 void sdb_test_checkpoint_counts(sdb_t *db, uint64_t *foreground, uint64_t *background);
 int sdb_test_checkpoint_running(sdb_t *db);
+/* With on, a background checkpoint of db waits after each slice until it is
+ * called with 0 (or the handle closes); sdb_test_checkpoint_pausing() is 1
+ * while it waits.  Tests then commit at a known point of its encoding. */
+void sdb_test_checkpoint_pause(sdb_t *db, int on);
+int sdb_test_checkpoint_pausing(sdb_t *db);
 void sdb_test_checkpoint_soon(sdb_t *db);
 
 /* Opens a database on an already-open backend, taking ownership of be (it

@@ -394,9 +394,11 @@ static void lead(sdb_t *db)
         /* the journal has grown past twice the checkpoint: write a new one in
            the background (commits go on meanwhile); close asks for one here */
         uint64_t jp = db->njpages, cp = db->ncppages;
+        if (!journal_bg_running(db) && atomic_exchange(&db->bg.failed, 0))
+            db->bg.retry_jp = jp + 64 + cp;   /* (no space, say): not at every commit */
         if (checkpoint)
             rc = journal_checkpoint(db);
-        else if ((jp > 64 + 2 * cp || atomic_exchange(&db->cp_soon, 0)) &&
+        else if (((jp > 64 + 2 * cp && jp >= db->bg.retry_jp) || atomic_exchange(&db->cp_soon, 0)) &&
                  !journal_bg_running(db) && (db->fg_checkpoints || journal_bg_start(db)))
             (void)journal_checkpoint(db);
     }

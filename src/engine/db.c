@@ -49,6 +49,16 @@ int sdb_test_checkpoint_running(sdb_t *db)
     return journal_bg_running(db);
 }
 
+void sdb_test_checkpoint_pause(sdb_t *db, int on)
+{
+    atomic_store(&db->cp_pause, on ? 1 : 0);
+}
+
+int sdb_test_checkpoint_pausing(sdb_t *db)
+{
+    return atomic_load(&db->cp_pausing);
+}
+
 void sdb_test_checkpoint_soon(sdb_t *db)
 {
     atomic_store(&db->cp_soon, 1);

@@ -141,12 +141,16 @@ struct sdb {
     int fg_checkpoints;            /* sdb_test_foreground_checkpoints() at open */
     unsigned cp_slice_entries;     /* sdb_test_checkpoint_slice() at open */
     _Atomic int cp_soon;           /* sdb_test_checkpoint_soon() */
+    _Atomic int cp_pause;          /* sdb_test_checkpoint_pause() */
+    _Atomic int cp_pausing;        /* the background checkpoint waits in that pause */
     _Atomic uint64_t n_fg_checkpoints, n_bg_checkpoints;
     struct {
         pthread_t thread;
         int have_thread;           /* a thread to join (leader, close) */
         _Atomic int running;       /* from its start until its thread is done */
         _Atomic int stop;          /* close: give up */
+        _Atomic int failed;        /* it ended without switching (not stopped) */
+        uint64_t retry_jp;         /* leader: after a failure, wait for this many journal pages */
         uint64_t gen;              /* generation of the slot it will write */
         uint64_t s0;               /* the last journal group in the state at its start */
         pgno_t j0;                 /* page of group s0 + 1: the new slot's journal head */

@@ -10,6 +10,7 @@
  * and the older header slot is switched to it; see docs/FORMAT.md.
  */
 #include <sched.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -507,13 +508,14 @@ static void *bg_main(void *arg)
     chain_t c;
     cpenc_t e;
     buf_t b = { 0 };
+    int stopped = 0;
     int rc = chain_init(&c, db, PT_CHECKPOINT, db->bg.gen, 0, db->bg.hint);
     int erc = cpenc_init(db, &e);
     if (!rc)
         rc = erc;
     while (!rc && e.phase != 2) {
         if (atomic_load(&db->bg.stop) || atomic_load(&db->fatal)) {
-            rc = SDB_EIO;
+            stopped = 1;
             break;
         }
         state_read_lock(db);
@@ -524,20 +526,27 @@ static void *bg_main(void *arg)
         b.len = 0;
         if (db->cp_slice_entries)
             sched_yield();                /* test slices: let commits in between */
+        while (atomic_load(&db->cp_pause) && !atomic_load(&db->bg.stop)) {
+            atomic_store(&db->cp_pausing, 1);   /* sdb_test_checkpoint_pause() */
+            usleep(100);
+        }
+        atomic_store(&db->cp_pausing, 0);
     }
-    if (!rc)
+    if (!rc && !stopped)
         rc = chain_finish(&c, 0);
     /* the switch's batch syncs too; syncing here keeps that batch short */
-    if (!rc && db->be->sync(db->be)) {
-        atomic_store(&db->fatal, SDB_EIO);  /* a failed sync is fatal, whoever sees it */
+    if (!rc && !stopped && db->be->sync(db->be))
         rc = SDB_EIO;
-    }
-    if (!rc && !atomic_load(&db->bg.stop)) {
+    if (rc == SDB_EIO)
+        atomic_store(&db->fatal, SDB_EIO);  /* as in the foreground: a failing disk */
+    if (!rc && !stopped && !atomic_load(&db->bg.stop)) {
         commit_req_t r = { .op = OP_CP_SWITCH };
         db->bg.chain = &c;
-        rc = commit_submit(db, &r);       /* on success the switch took c.pages */
+        rc = commit_submit(db, &r);       /* the switch takes c.pages, unless it never ran */
         db->bg.chain = NULL;
     }
+    if (rc && !stopped)
+        atomic_store(&db->bg.failed, 1);  /* the leader waits before trying again */
     for (size_t i = 0; i < c.npages; i++)   /* not the durable state: give them back */
         free_pages(db, c.pages[i], 1);
     chain_done(&c);
@@ -560,6 +569,7 @@ int journal_bg_start(sdb_t *db)
     db->bg.hint = db->slot.cp_bytes;
     db->bg.chain = NULL;
     atomic_store(&db->bg.stop, 0);
+    atomic_store(&db->bg.failed, 0);
     atomic_store(&db->bg.running, 1);
     if (pthread_create(&db->bg.thread, NULL, bg_main, db) != 0) {
         atomic_store(&db->bg.running, 0);
@@ -596,7 +606,12 @@ int journal_bg_switch(sdb_t *db)
     if (!rc)
         rc = db_sync(db);
     if (rc) {
+        /* the slot may be on disk all the same: keep the pages it names (in
+           use until reopen), as journal_checkpoint does */
         atomic_store(&db->fatal, SDB_EIO);
+        free(c->pages);
+        c->pages = NULL;
+        c->npages = 0;
         return SDB_EIO;
     }
     /* the old checkpoint and the groups up to s0 are unreferenced now */
@@ -613,6 +628,7 @@ int journal_bg_switch(sdb_t *db)
     c->pages = NULL;
     c->npages = 0;
     db->slot = s;
+    db->bg.retry_jp = 0;
     atomic_fetch_add(&db->n_bg_checkpoints, 1);
     return SDB_OK;
 }

@@ -71,7 +71,8 @@ void slot_encode(uint8_t *buf, const slot_t *s)
 
 int slot_decode(const uint8_t *buf, slot_t *s)
 {
-    if (memcmp(buf, FILE_MAGIC, 8) != 0 || get_u32(buf + 8) != FORMAT_VERSION ||
+    uint32_t version = get_u32(buf + 8);
+    if (memcmp(buf, FILE_MAGIC, 8) != 0 || version < 1 || version > FORMAT_VERSION ||
         get_u32(buf + 96) != (uint32_t)crc32(0L, buf, 96))
         return SDB_ECORRUPT;
     s->page_size = get_u32(buf + 12);
@@ -83,7 +84,7 @@ int slot_decode(const uint8_t *buf, slot_t *s)
     s->cp_crc = get_u32(buf + 64);
     s->journal_head = get_u64(buf + 72);
     s->cp_seq = get_u64(buf + 80);
-    s->cp_tolerant_until = get_u64(buf + 88);
+    s->cp_tolerant_until = version >= 2 ? get_u64(buf + 88) : 0;
     if (s->page_size < 512 || s->page_size > 65536 || (s->page_size & (s->page_size - 1)))
         return SDB_ECORRUPT;
     return SDB_OK;

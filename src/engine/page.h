@@ -13,7 +13,7 @@ typedef uint64_t pgno_t;           /* page number; 0 means "no page" in links */
 
 #define PAGE_HDR 48
 #define FILE_MAGIC "\x55\xAA\xFE\xED\xFA\xCE\xDA\x7A"
-#define FORMAT_VERSION 1
+#define FORMAT_VERSION 2           /* written; 1 is read too (slot bytes 88..95 were 0) */
 #define FIRST_PAGE 2               /* pages 0 and 1 are the header slots */
 
 enum { PT_DATA = 1, PT_JOURNAL = 2, PT_CHECKPOINT = 3 };

@@ -351,8 +351,22 @@ static int apply_bind(sdb_t *db, rd_t *r)
     if (r->bad || len == 0)
         return SDB_ECORRUPT;
     doc_t *d = r->last && id_eq(&r->last->id, &id) ? r->last : doc_find(db, &id);
+    if (!d && r->tolerant) {
+        /* The document was deleted after this record, before the checkpoint
+           got to it (a document the checkpoint has, or that replay created, is
+           here).  The path was moved to it, so it leaves its old document
+           now and goes with the deletion, unless a later record binds it
+           again: skipping the record would leave it where the checkpoint
+           found it. */
+        pathidx_key_t *k = pathidx_get(db->paths, (const char *)path, len);
+        if (k) {
+            doc_remove_path(k->val, k);
+            pathidx_del(db->paths, (const char *)path, len, NULL);
+        }
+        return SDB_OK;
+    }
     if (!d)
-        return r->tolerant ? SDB_OK : SDB_ECORRUPT;   /* tolerant: deleted later */
+        return SDB_ECORRUPT;
     /* a checkpoint binds each path once: no need to look for an old binding */
     pathidx_key_t *k = r->bulk ? NULL : pathidx_get(db->paths, (const char *)path, len);
     if (k) {
