@@ -104,7 +104,7 @@ void sdb_test_foreground_checkpoints(int on);
 
 /* Test hook: databases opened afterwards end each slice of a background
  * checkpoint's encoding after this many entries and yield the CPU (0, the
- * default: after about 0.2 ms), so that small test states are encoded in
+ * default: after about 0.1 ms), so that small test states are encoded in
  * many slices with commits in between. */
 void sdb_test_checkpoint_slice(unsigned entries);
 

@@ -128,6 +128,9 @@ typedef struct {
     size_t npages, pages_cap;
     uint32_t crc;                  /* of the stream (without prefixes) */
     uint64_t bytes;
+    int writeback;                 /* start the write-back of each run as it is written, so
+                                      that a background checkpoint does not pile up dirty
+                                      pages that commits' writes would then be throttled on */
 } chain_t;
 
 static int chain_page(chain_t *c, pgno_t *pg)
@@ -151,6 +154,9 @@ static int chain_flush(chain_t *c)
         return SDB_OK;
     int rc = c->db->be->write(c->db->be, c->run_start * c->db->page_size, c->run,
                               (size_t)c->run_n * c->db->page_size);
+    if (!rc && c->writeback && c->db->be->writeback)
+        c->db->be->writeback(c->db->be, c->run_start * c->db->page_size,
+                             (uint64_t)c->run_n * c->db->page_size);
     if (c->db->cache)
         pcache_invalidate(c->db->cache, c->run_start, c->run_n);
     c->run_n = 0;
@@ -500,7 +506,7 @@ int journal_checkpoint(sdb_t *db)
 
 /* ---- background checkpoints ---- */
 
-#define BG_SLICE_NS 200000ull      /* longest a slice holds the state read lock (about) */
+#define BG_SLICE_NS 100000ull      /* longest a slice holds the state read lock (about) */
 
 static void *bg_main(void *arg)
 {
@@ -510,6 +516,7 @@ static void *bg_main(void *arg)
     buf_t b = { 0 };
     int stopped = 0;
     int rc = chain_init(&c, db, PT_CHECKPOINT, db->bg.gen, 0, db->bg.hint);
+    c.writeback = 1;
     int erc = cpenc_init(db, &e);
     if (!rc)
         rc = erc;
