@@ -155,7 +155,7 @@ struct sdb {
         uint64_t s0;               /* the last journal group in the state at its start */
         pgno_t j0;                 /* page of group s0 + 1: the new slot's journal head */
         size_t n0;                 /* db->jpages entries of groups up to s0 */
-        uint64_t hint;             /* bytes of the previous checkpoint */
+        uint64_t hint;             /* expected bytes of its stream (the last one's + 1/8) */
         void *chain;               /* the written checkpoint, handed to the switch */
     } bg;
     int journal_suspect;           /* open: the journal ends on a damaged or torn group */

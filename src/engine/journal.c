@@ -136,7 +136,10 @@ typedef struct {
 static int chain_page(chain_t *c, pgno_t *pg)
 {
     if (c->pool_left == 0) {
-        uint64_t want = c->hint > RUN_PAGES ? RUN_PAGES : (c->hint ? c->hint : 1);
+        /* past its hint a journal group needs one page (the next group's),
+           a checkpoint that outgrew its estimate some more */
+        uint64_t more = c->type == PT_CHECKPOINT ? 16 : 1;
+        uint64_t want = c->hint > RUN_PAGES ? RUN_PAGES : (c->hint ? c->hint : more);
         int rc = alloc_pages(c->db, want, &c->pool, &c->pool_left);
         if (rc)
             return rc;
@@ -414,15 +417,17 @@ static int cpenc_step(sdb_t *db, cpenc_t *e, buf_t *b, uint64_t budget_ns)
     return SDB_OK;
 }
 
-static int encode_state(sdb_t *db, buf_t *b)
-{
-    cpenc_t e;
-    int rc = cpenc_init(db, &e);
-    if (!rc)
-        rc = cpenc_step(db, &e, b, 0);
-    cpenc_done(&e);
-    return rc;
-}
+/* The length of a checkpoint stream is known only at its end: the chain's
+ * page pool is sized from the last one's (pages it holds meanwhile are in
+ * use, so a large guess would grow the file for nothing). */
+#define CP_STREAM_HINT(db) ((db)->slot.cp_bytes + (db)->slot.cp_bytes / 8)
+
+/* Encodes the whole state into c, a slice at a time (so that no buffer holds
+ * the whole stream).  With background, each slice takes the state read lock,
+ * stops after BG_SLICE_NS and lets commits in before the next; it gives up
+ * (*stopped = 1) when the handle closes.  The foreground caller is the leader,
+ * which needs no lock.  0 or an error. */
+static int encode_into(sdb_t *db, chain_t *c, int *stopped);
 
 static int write_slot(sdb_t *db, const slot_t *s)
 {
@@ -435,24 +440,17 @@ int journal_checkpoint(sdb_t *db)
 {
     if (atomic_load(&db->fatal))
         return SDB_EIO;
-    buf_t b = { 0 };
-    chain_t c;
-    int rc = encode_state(db, &b);
-    if (rc) {
-        free(b.p);
-        return rc;
-    }
     slot_t s = db->slot;
     s.generation++;
     pgno_t jhead = 0;
-    rc = chain_init(&c, db, PT_CHECKPOINT, s.generation, 0, b.len);
+    chain_t c;
+    int rc = chain_init(&c, db, PT_CHECKPOINT, s.generation, 0, CP_STREAM_HINT(db));
     if (!rc)
-        rc = chain_append(&c, b.p, b.len);
+        rc = encode_into(db, &c, 0);
     if (!rc)
         rc = chain_finish(&c, 0);
     if (!rc)
         rc = chain_page(&c, &jhead);
-    free(b.p);
     if (rc) {
         for (size_t i = 0; i < c.npages; i++)
             free_pages(db, c.pages[i], 1);
@@ -508,37 +506,49 @@ int journal_checkpoint(sdb_t *db)
 
 #define BG_SLICE_NS 100000ull      /* longest a slice holds the state read lock (about) */
 
+static int encode_into(sdb_t *db, chain_t *c, int *stopped)
+{
+    cpenc_t e;
+    buf_t b = { 0 };
+    int rc = cpenc_init(db, &e);
+    while (!rc && e.phase != 2) {
+        if (stopped) {
+            if (atomic_load(&db->bg.stop) || atomic_load(&db->fatal)) {
+                *stopped = 1;
+                break;
+            }
+            state_read_lock(db);
+            rc = cpenc_step(db, &e, &b, BG_SLICE_NS);
+            state_read_unlock(db);
+        } else {
+            rc = cpenc_step(db, &e, &b, 4 * BG_SLICE_NS);
+        }
+        if (!rc && b.len)
+            rc = chain_append(c, b.p, b.len);
+        b.len = 0;
+        if (stopped && db->cp_slice_entries)
+            sched_yield();                /* test slices: let commits in between */
+        while (stopped && atomic_load(&db->cp_pause) && !atomic_load(&db->bg.stop)) {
+            atomic_store(&db->cp_pausing, 1);   /* sdb_test_checkpoint_pause() */
+            usleep(100);
+        }
+        if (stopped)
+            atomic_store(&db->cp_pausing, 0);
+    }
+    cpenc_done(&e);
+    free(b.p);
+    return rc;
+}
+
 static void *bg_main(void *arg)
 {
     sdb_t *db = arg;
     chain_t c;
-    cpenc_t e;
-    buf_t b = { 0 };
     int stopped = 0;
     int rc = chain_init(&c, db, PT_CHECKPOINT, db->bg.gen, 0, db->bg.hint);
     c.writeback = 1;
-    int erc = cpenc_init(db, &e);
     if (!rc)
-        rc = erc;
-    while (!rc && e.phase != 2) {
-        if (atomic_load(&db->bg.stop) || atomic_load(&db->fatal)) {
-            stopped = 1;
-            break;
-        }
-        state_read_lock(db);
-        rc = cpenc_step(db, &e, &b, BG_SLICE_NS);
-        state_read_unlock(db);
-        if (!rc && b.len)
-            rc = chain_append(&c, b.p, b.len);
-        b.len = 0;
-        if (db->cp_slice_entries)
-            sched_yield();                /* test slices: let commits in between */
-        while (atomic_load(&db->cp_pause) && !atomic_load(&db->bg.stop)) {
-            atomic_store(&db->cp_pausing, 1);   /* sdb_test_checkpoint_pause() */
-            usleep(100);
-        }
-        atomic_store(&db->cp_pausing, 0);
-    }
+        rc = encode_into(db, &c, &stopped);
     if (!rc && !stopped)
         rc = chain_finish(&c, 0);
     /* the switch's batch syncs too; syncing here keeps that batch short */
@@ -557,8 +567,6 @@ static void *bg_main(void *arg)
     for (size_t i = 0; i < c.npages; i++)   /* not the durable state: give them back */
         free_pages(db, c.pages[i], 1);
     chain_done(&c);
-    cpenc_done(&e);
-    free(b.p);
     atomic_store(&db->bg.running, 0);
     return NULL;
 }
@@ -573,7 +581,7 @@ int journal_bg_start(sdb_t *db)
     db->bg.s0 = db->jseq - 1;                 /* lazy mode: jbuf's records go into group jseq */
     db->bg.j0 = db->jnext;
     db->bg.n0 = db->njpages;
-    db->bg.hint = db->slot.cp_bytes;
+    db->bg.hint = CP_STREAM_HINT(db);
     db->bg.chain = NULL;
     atomic_store(&db->bg.stop, 0);
     atomic_store(&db->bg.failed, 0);
