@@ -2587,6 +2587,73 @@ START_TEST(test_bg_checkpoint_random_ops)
 }
 END_TEST
 
+/* A background checkpoint whose writes fail for lack of space gives its pages
+ * back and ends without switching; the handle goes on committing (ENOSPC is
+ * not fatal), a later background checkpoint succeeds, and the file as a
+ * power cut leaves it holds every acknowledged put. */
+START_TEST(test_bg_checkpoint_no_space)
+{
+    sdb_backend_t *fb;
+    sdb_t *db = bg_open(NULL, &fb);
+    char path[32];
+    int n = 0;
+    for (; n < 150; n++) {
+        snprintf(path, sizeof path, "/ns/%04d", n);
+        CK_OK(sdb_put(db, path, path, strlen(path), NULL));
+    }
+    while (sdb_test_checkpoint_running(db))
+        usleep(1000);
+    uint64_t bg0 = 0, bg = 0;
+    sdb_test_checkpoint_counts(db, NULL, &bg0);
+    sdb_stats_t st0, st1;
+    CK_OK(sdb_stats(db, &st0));
+
+    sdb_test_checkpoint_pause(db, 1);
+    sdb_test_checkpoint_soon(db);
+    snprintf(path, sizeof path, "/ns/%04d", n++);
+    CK_OK(sdb_put(db, path, path, strlen(path), NULL));   /* starts it */
+    for (int i = 0; i < 10000 && !sdb_test_checkpoint_pausing(db); i++)
+        usleep(1000);
+    ck_assert(sdb_test_checkpoint_pausing(db));
+    backend_fault_set_error(fb, SDB_ENOSPC);              /* the disk is full */
+    sdb_test_checkpoint_pause(db, 0);
+    while (sdb_test_checkpoint_running(db))
+        usleep(1000);
+    backend_fault_set_error(fb, 0);                       /* room again */
+    sdb_test_checkpoint_counts(db, NULL, &bg);
+    ck_assert_msg(bg == bg0, "a checkpoint that could not be written switched");
+    CK_OK(sdb_stats(db, &st1));
+    /* the put that started it took a data page and the next group's page */
+    ck_assert_msg(st1.total_pages - st1.free_pages <= st0.total_pages - st0.free_pages + 2,
+                  "the failed checkpoint kept pages: %llu in use, %llu before",
+                  (unsigned long long)(st1.total_pages - st1.free_pages),
+                  (unsigned long long)(st0.total_pages - st0.free_pages));
+
+    for (int i = 0; i < 400 && bg == bg0; i++, n++) {   /* commits go on, and so do checkpoints */
+        snprintf(path, sizeof path, "/ns/%04d", n);
+        CK_OK(sdb_put(db, path, path, strlen(path), NULL));
+        if (i % 50 == 49)
+            while (sdb_test_checkpoint_running(db))
+                usleep(1000);
+        sdb_test_checkpoint_counts(db, NULL, &bg);
+    }
+    ck_assert_msg(bg > bg0, "no background checkpoint after the failed one");
+    while (sdb_test_checkpoint_running(db))
+        usleep(1000);
+    uint8_t *img;
+    size_t len;
+    CK_OK(backend_fault_image(fb, &img, &len)); /* the power fails now */
+    sdb_t *db2 = check_open_image(img, len, "bg-nospace", "after a failed checkpoint");
+    free(img);
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "/ns/%04d", i);
+        tu_expect_get(db2, path, path, strlen(path));
+    }
+    CK_OK(sdb_close(db2));
+    CK_OK(sdb_close(db));
+}
+END_TEST
+
 /* A power cut at a pseudo-random write while threads commit and background
  * checkpoints run (their pages, their slot switch): every acknowledged call
  * survives, at most the call in flight lands, and sdb_check accepts the
@@ -2681,6 +2748,7 @@ Suite *suite_durability(void)
     tcase_add_test(tc, test_bg_checkpoint_replay);
     tcase_add_test(tc, test_bg_checkpoint_bind_then_delete);
     tcase_add_test(tc, test_bg_checkpoint_random_ops);
+    tcase_add_test(tc, test_bg_checkpoint_no_space);
     tcase_add_test(tc, test_bg_checkpoint_crash);
 
     tc = tcase(s, "crash", 300);
