@@ -262,11 +262,14 @@ int sdb_info(sdb_t *db, const sdb_id_t *id, char **text);
 typedef struct {
     uint64_t total_pages, free_pages, documents, paths, file_bytes,
              cache_hits, cache_misses;
+    uint64_t checkpoints;          /* written since open (in the background or at close) */
+    uint64_t journal_pages;        /* journal since the last checkpoint: what a reopen replays */
+    uint64_t checkpoint_running;   /* 1 while a background checkpoint is being written */
 } sdb_stats_t;
 
 /* Fills *out with current figures (free_pages counts pages reusable now).
  * cache_hits/misses count the LRU page cache, used when use_mmap is 0.
- * Errors: SDB_EINVAL. */
+ * journal_pages is as of the last commit.  Errors: SDB_EINVAL. */
 int sdb_stats(sdb_t *db, sdb_stats_t *out);
 
 /* Makes everything written so far durable and drops old versions beyond

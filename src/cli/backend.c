@@ -324,6 +324,9 @@ int be_stats(cli_t *cli, cJSON **out)
     cJSON_AddNumberToObject(e, "file_bytes", (double)st.file_bytes);
     cJSON_AddNumberToObject(e, "cache_hits", (double)st.cache_hits);
     cJSON_AddNumberToObject(e, "cache_misses", (double)st.cache_misses);
+    cJSON_AddNumberToObject(e, "checkpoints", (double)st.checkpoints);
+    cJSON_AddNumberToObject(e, "journal_pages", (double)st.journal_pages);
+    cJSON_AddNumberToObject(e, "checkpoint_running", (double)st.checkpoint_running);
     *out = root;
     return 0;
 }

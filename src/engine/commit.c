@@ -403,6 +403,7 @@ static void lead(sdb_t *db)
             (void)journal_checkpoint(db);
     }
 finish:
+    atomic_store(&db->stat_jpages, db->njpages);
     pthread_mutex_lock(&db->q_lock);
     db->last_batch = n;
     for (size_t i = 0; i < n; i++) {

@@ -132,6 +132,7 @@ int sdb_open_backend(sdb_backend_t *be, const sdb_config_t *cfg, sdb_t **out)
         return SDB_ENOMEM;
     }
     int rc = journal_open(db);
+    atomic_store(&db->stat_jpages, db->njpages);
     if (!rc && !be->map) {
         db->cache = pcache_new(cfg->page_cache_pages, db->page_size);
         if (!db->cache && cfg->page_cache_pages)
@@ -978,5 +979,8 @@ int sdb_stats(sdb_t *db, sdb_stats_t *out)
     out->file_bytes = db->be->size(db->be);
     out->cache_hits = atomic_load(&db->cache_hits);
     out->cache_misses = atomic_load(&db->cache_misses);
+    out->checkpoints = atomic_load(&db->n_fg_checkpoints) + atomic_load(&db->n_bg_checkpoints);
+    out->journal_pages = atomic_load(&db->stat_jpages);
+    out->checkpoint_running = (uint64_t)journal_bg_running(db);
     return SDB_OK;
 }

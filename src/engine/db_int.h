@@ -144,6 +144,7 @@ struct sdb {
     _Atomic int cp_pause;          /* sdb_test_checkpoint_pause() */
     _Atomic int cp_pausing;        /* the background checkpoint waits in that pause */
     _Atomic uint64_t n_fg_checkpoints, n_bg_checkpoints;
+    _Atomic uint64_t stat_jpages;  /* njpages as the leader last left it (sdb_stats) */
     struct {
         pthread_t thread;
         int have_thread;           /* a thread to join (leader, close) */

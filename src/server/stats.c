@@ -81,6 +81,9 @@ char *stats_json(server_t *s)
         cJSON_AddNumberToObject(e, "file_bytes", (double)st.file_bytes);
         cJSON_AddNumberToObject(e, "cache_hits", (double)st.cache_hits);
         cJSON_AddNumberToObject(e, "cache_misses", (double)st.cache_misses);
+        cJSON_AddNumberToObject(e, "checkpoints", (double)st.checkpoints);
+        cJSON_AddNumberToObject(e, "journal_pages", (double)st.journal_pages);
+        cJSON_AddNumberToObject(e, "checkpoint_running", (double)st.checkpoint_running);
     }
     char *text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);

@@ -587,6 +587,8 @@ START_TEST(test_stats_flush)
     cJSON *j = parse_json(&r);
     ck_assert(cJSON_IsObject(cJSON_GetObjectItem(j, "engine")));
     ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "engine"), "paths")));
+    ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "engine"), "checkpoints")));
+    ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "engine"), "journal_pages")));
     cJSON_Delete(j);
     ct_run_free(&r);
     CLI(&r, "flush");

@@ -536,6 +536,11 @@ START_TEST(test_stats_counters)
     double total = it_num(j, "engine.total_pages"), free_p = it_num(j, "engine.free_pages");
     ck_assert_msg(total > 0 && free_p >= 0 && free_p < total, "engine pages %g free of %g", free_p, total);
     ck_assert_msg(it_num(j, "engine.file_bytes") > 0, "engine.file_bytes missing");
+    ck_assert_msg(it_num(j, "engine.checkpoints") >= 0 && it_num(j, "engine.journal_pages") >= 0 &&
+                      it_num(j, "engine.checkpoint_running") >= 0,
+                  "engine checkpoint figures missing: %g checkpoints, %g journal pages, running %g",
+                  it_num(j, "engine.checkpoints"), it_num(j, "engine.journal_pages"),
+                  it_num(j, "engine.checkpoint_running"));
     cJSON_Delete(j);
     /* a second STATS counts the first */
     j = it_stats(a);

@@ -2430,12 +2430,19 @@ START_TEST(test_bg_checkpoint_bind_then_delete)
     CK_OK(sdb_put(db, "/a", "E", 1, &ie));
     CK_OK(sdb_put(db, "/m", "M", 1, NULL));
     CK_OK(sdb_put(db, "/z", "D", 1, &id));
+    sdb_stats_t st_a, st_b, st_c;
+    CK_OK(sdb_stats(db, &st_a));
+    ck_assert_int_eq(st_a.checkpoint_running, 0);
     sdb_test_checkpoint_pause(db, 1);
     sdb_test_checkpoint_soon(db);
     CK_OK(sdb_flush(db));                    /* starts it: one slice (/a, with E) */
     for (int i = 0; i < 10000 && !sdb_test_checkpoint_pausing(db); i++)
         usleep(1000);
     ck_assert_msg(sdb_test_checkpoint_pausing(db), "the background checkpoint did not start");
+    CK_OK(sdb_stats(db, &st_b));
+    ck_assert_int_eq(st_b.checkpoint_running, 1);
+    ck_assert_msg(st_b.journal_pages >= 3, "%llu journal pages after 3 puts",
+                  (unsigned long long)st_b.journal_pages);
     CK_OK(sdb_bind(db, &id.id, "/a"));       /* /a moves from E to D */
     CK_OK(sdb_delete_id(db, &id.id));        /* D goes, with /a and /z */
     ck_assert_int_eq(sdb_lookup(db, "/a", NULL), SDB_ENOTFOUND);
@@ -2445,6 +2452,14 @@ START_TEST(test_bg_checkpoint_bind_then_delete)
     uint64_t bg = 0;
     sdb_test_checkpoint_counts(db, NULL, &bg);
     ck_assert_int_eq(bg, 1);
+    /* sdb_stats: one more checkpoint, none running, and the journal it
+       covers is gone (the two commits made meanwhile remain) */
+    CK_OK(sdb_stats(db, &st_c));
+    ck_assert_int_eq(st_c.checkpoints, st_a.checkpoints + 1);
+    ck_assert_int_eq(st_c.checkpoint_running, 0);
+    ck_assert_msg(st_c.journal_pages < st_b.journal_pages + 2,
+                  "journal pages: %llu before, %llu after the checkpoint and 2 commits",
+                  (unsigned long long)st_b.journal_pages, (unsigned long long)st_c.journal_pages);
     uint8_t *img;
     size_t len;
     CK_OK(backend_fault_image(fb, &img, &len)); /* the power fails now */
