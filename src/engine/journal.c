@@ -423,11 +423,12 @@ static int cpenc_step(sdb_t *db, cpenc_t *e, buf_t *b, uint64_t budget_ns)
 #define CP_STREAM_HINT(db) ((db)->slot.cp_bytes + (db)->slot.cp_bytes / 8)
 
 /* Encodes the whole state into c, a slice at a time (so that no buffer holds
- * the whole stream).  With background, each slice takes the state read lock,
- * stops after BG_SLICE_NS and lets commits in before the next; it gives up
- * (*stopped = 1) when the handle closes.  The foreground caller is the leader,
- * which needs no lock.  0 or an error. */
-static int encode_into(sdb_t *db, chain_t *c, int *stopped);
+ * the whole stream).  The foreground caller, the leader, needs no lock and
+ * passes gave_up NULL.  In the background (gave_up not NULL) each slice takes
+ * the state read lock for about BG_SLICE_NS and commits get in between; the
+ * encoding gives up (*gave_up = 1) when the handle closes or fails.  0 or an
+ * error. */
+static int encode_into(sdb_t *db, chain_t *c, int *gave_up);
 
 static int write_slot(sdb_t *db, const slot_t *s)
 {
@@ -506,34 +507,39 @@ int journal_checkpoint(sdb_t *db)
 
 #define BG_SLICE_NS 100000ull      /* longest a slice holds the state read lock (about) */
 
-static int encode_into(sdb_t *db, chain_t *c, int *stopped)
+/* Between two background slices: the test hooks' yield and pause. */
+static void bg_between_slices(sdb_t *db)
+{
+    if (db->cp_slice_entries)
+        sched_yield();                    /* test slices: let commits in between */
+    while (atomic_load(&db->cp_pause) && !atomic_load(&db->bg.stop)) {
+        atomic_store(&db->cp_pausing, 1);       /* sdb_test_checkpoint_pause() */
+        usleep(100);
+    }
+    atomic_store(&db->cp_pausing, 0);
+}
+
+static int encode_into(sdb_t *db, chain_t *c, int *gave_up)
 {
     cpenc_t e;
     buf_t b = { 0 };
     int rc = cpenc_init(db, &e);
     while (!rc && e.phase != 2) {
-        if (stopped) {
-            if (atomic_load(&db->bg.stop) || atomic_load(&db->fatal)) {
-                *stopped = 1;
-                break;
-            }
+        if (!gave_up) {
+            rc = cpenc_step(db, &e, &b, 4 * BG_SLICE_NS);
+        } else if (atomic_load(&db->bg.stop) || atomic_load(&db->fatal)) {
+            *gave_up = 1;
+            break;
+        } else {
             state_read_lock(db);
             rc = cpenc_step(db, &e, &b, BG_SLICE_NS);
             state_read_unlock(db);
-        } else {
-            rc = cpenc_step(db, &e, &b, 4 * BG_SLICE_NS);
         }
         if (!rc && b.len)
             rc = chain_append(c, b.p, b.len);
         b.len = 0;
-        if (stopped && db->cp_slice_entries)
-            sched_yield();                /* test slices: let commits in between */
-        while (stopped && atomic_load(&db->cp_pause) && !atomic_load(&db->bg.stop)) {
-            atomic_store(&db->cp_pausing, 1);   /* sdb_test_checkpoint_pause() */
-            usleep(100);
-        }
-        if (stopped)
-            atomic_store(&db->cp_pausing, 0);
+        if (gave_up)
+            bg_between_slices(db);
     }
     cpenc_done(&e);
     free(b.p);

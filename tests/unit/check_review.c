@@ -1363,15 +1363,10 @@ static void dr_script(uint32_t x, dr_op_t *ops)
     }
 }
 
-/* Runs ops on a db over a fault backend with plan; returns the number of
- * acknowledged ops (all ops fail after the crash). */
-static int dr_run(const dr_op_t *ops, const fault_plan_t *plan, unsigned keep, dr_state_t *acked,
-                  dr_state_t *alt, uint8_t **img, size_t *len, uint64_t *writes)
+/* Wraps fb in a pass-through whose close is a no-op, so that the fault
+ * backend (and its image) outlives sdb_close; free the wrapper after. */
+static tee_be_t *tee_keep(sdb_backend_t *fb)
 {
-    sdb_config_t cfg = small_cfg(1);
-    cfg.versions_to_keep = keep;
-    sdb_backend_t *fb = backend_fault_new(plan, NULL, 0);
-    /* keep the fault backend across sdb_close: a pass-through whose close is a no-op */
     tee_be_t *t = calloc(1, sizeof(*t));
     ck_assert_ptr_nonnull(t);
     for (int i = 0; i < TEE_N; i++)
@@ -1381,6 +1376,18 @@ static int dr_run(const dr_op_t *ops, const fault_plan_t *plan, unsigned keep, d
     t->base.sync = tee1_sync;
     t->base.size = tee_size;
     t->base.close = tee_close;
+    return t;
+}
+
+/* Runs ops on a db over a fault backend with plan; returns the number of
+ * acknowledged ops (all ops fail after the crash). */
+static int dr_run(const dr_op_t *ops, const fault_plan_t *plan, unsigned keep, dr_state_t *acked,
+                  dr_state_t *alt, uint8_t **img, size_t *len, uint64_t *writes)
+{
+    sdb_config_t cfg = small_cfg(1);
+    cfg.versions_to_keep = keep;
+    sdb_backend_t *fb = backend_fault_new(plan, NULL, 0);
+    tee_be_t *t = tee_keep(fb);   /* the fault backend outlives sdb_close */
     memset(acked, 0, sizeof *acked);
     for (int i = 0; i < DR_PATHS; i++)
         acked->path_doc[i] = -1;
@@ -1505,15 +1512,7 @@ START_TEST(test_plan_enomem)
     sdb_config_t cfg = small_cfg(1);
     fault_plan_t none = {0};
     sdb_backend_t *fb = backend_fault_new(&none, NULL, 0);
-    /* keep the disk across sdb_close */
-    tee_be_t *t = calloc(1, sizeof(*t));
-    for (int i = 0; i < TEE_N; i++)
-        t->inner[i] = fb;
-    t->base.read = tee_read;
-    t->base.write = tee1_write;
-    t->base.sync = tee1_sync;
-    t->base.size = tee_size;
-    t->base.close = tee_close;
+    tee_be_t *t = tee_keep(fb);   /* keep the disk across sdb_close */
     sdb_t *db = NULL;
     CK_OK(sdb_open_backend(&t->base, &cfg, &db));
     put_ok(db, "/same", "x", 1);
