@@ -155,7 +155,7 @@ START_TEST(test_second_daemon)
         const char *expect;   /* in the second daemon's log */
     } cases[] = {
         { "\"data_dir\": \"%s\"", "locked" },
-        { "\"unix_socket\": \"%s\"", "in use" },
+        { "\"unix_socket\": \"%s\"", "another streamdbd is listening on" },
         { "\"listen\": \"127.0.0.1:%d\"", "cannot listen" },
     };
     for (int k = 0; k < 3; k++) {
@@ -185,6 +185,146 @@ START_TEST(test_second_daemon)
     }
     tc_close(c);
     td_stop(&a);
+}
+END_TEST
+
+/* ---- the Unix socket path: only a stale socket is ever removed ---- */
+
+/* Starts a daemon on dir whose unix_socket is path and expects it to refuse:
+ * a non-zero exit, and a log that names path and says want. */
+static void expect_socket_refused(const char *dir, const char *path, const char *want)
+{
+    char extra[600];
+    td_t d;
+    td_init(&d, dir);
+    snprintf(extra, sizeof extra, "\"unix_socket\": \"%s\", " FAST_ENGINE, path);
+    td_write_config(&d, extra);
+    int rc = td_spawn(&d, NULL, td_scaled(10000));
+    char *log = td_log_text(&d);
+    ck_assert_msg(rc == -1 && exit_code(d.status) == 1, "unix_socket %s (%s): the daemon started or "
+                  "crashed (status 0x%x); log: %s", path, want, (unsigned)d.status, log);
+    ck_assert_msg(strstr(log, path) != NULL && strstr(log, want) != NULL,
+                  "unix_socket %s: the log does not name the path and say '%s': %s", path, want, log);
+    free(log);
+}
+
+static void expect_file(const char *path, const char *content)
+{
+    char buf[64] = "";
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "%s is gone: %s", path, strerror(errno));
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    ck_assert_msg(strcmp(buf, content) == 0, "%s holds '%s', expected '%s'", path, buf, content);
+}
+
+/* A socket bound at path; listening when listening, else closed at once
+ * (a stale socket file).  Returns the fd, or -1 when closed. */
+static int make_socket(const char *path, int listening)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    ck_assert(strlen(path) < sizeof sa.sun_path);
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_msg(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "bind %s: %s", path, strerror(errno));
+    if (!listening) {
+        close(fd);
+        return -1;
+    }
+    ck_assert_int_eq(listen(fd, 8), 0);
+    return fd;
+}
+
+START_TEST(test_unix_socket_path)
+{
+    char dir[256], path[300], target[300];
+    struct stat sb, sb2;
+
+    /* a regular file survives with its content */
+    it_newdir(dir, sizeof dir, "sockfile");
+    snprintf(path, sizeof path, "%s/precious", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("precious data", f);
+    fclose(f);
+    expect_socket_refused(dir, path, "regular file");
+    expect_file(path, "precious data");
+
+    /* a symbolic link survives, and so does its target */
+    it_newdir(dir, sizeof dir, "socklink");
+    snprintf(target, sizeof target, "%s/target", dir);
+    snprintf(path, sizeof path, "%s/link", dir);
+    f = fopen(target, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("target data", f);
+    fclose(f);
+    ck_assert_int_eq(symlink(target, path), 0);
+    expect_socket_refused(dir, path, "symbolic link");
+    ck_assert_msg(lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode), "the symbolic link %s is gone", path);
+    expect_file(target, "target data");
+
+    /* a link to a stale socket is not followed: the link and the socket stay */
+    it_newdir(dir, sizeof dir, "socklink2");
+    snprintf(target, sizeof target, "%s/stale.sock", dir);
+    snprintf(path, sizeof path, "%s/link", dir);
+    make_socket(target, 0);
+    ck_assert_int_eq(symlink(target, path), 0);
+    expect_socket_refused(dir, path, "symbolic link");
+    ck_assert_msg(lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode), "the symbolic link %s is gone", path);
+    ck_assert_msg(lstat(target, &sb) == 0 && S_ISSOCK(sb.st_mode), "the socket %s is gone", target);
+
+    /* a directory stays */
+    it_newdir(dir, sizeof dir, "sockdir");
+    snprintf(path, sizeof path, "%s/adir", dir);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    expect_socket_refused(dir, path, "directory");
+    ck_assert_msg(stat(path, &sb) == 0 && S_ISDIR(sb.st_mode), "the directory %s is gone", path);
+
+    /* another process's live socket is not stolen: it stays and still accepts */
+    it_newdir(dir, sizeof dir, "socklive");
+    snprintf(path, sizeof path, "%s/live.sock", dir);
+    int lfd = make_socket(path, 1);
+    ck_assert_int_eq(lstat(path, &sb), 0);
+    expect_socket_refused(dir, path, "another streamdbd is listening on");
+    ck_assert_msg(lstat(path, &sb2) == 0 && sb2.st_ino == sb.st_ino, "the live socket %s was replaced",
+                  path);
+    tc_t *c = tc_connect_unix(path);
+    ck_assert_msg(c != NULL, "the live socket no longer accepts: %s", strerror(errno));
+    int afd = accept(lfd, NULL, NULL);
+    ck_assert_msg(afd >= 0, "accept on the live socket: %s", strerror(errno));
+    close(afd);
+    tc_close(c);
+    close(lfd);
+
+    /* a stale socket is replaced by the daemon's, which it removes at exit */
+    it_newdir(dir, sizeof dir, "sockstale");
+    td_t d;
+    td_init(&d, dir);
+    make_socket(d.sock, 0);
+    td_write_config(&d, FAST_ENGINE);
+    ck_assert_msg(td_spawn(&d, NULL, td_scaled(10000)) == 0, "the daemon did not replace a stale socket");
+    char *log = td_log_text(&d);
+    ck_assert_msg(strstr(log, "removed the stale unix socket") != NULL,
+                  "the log does not say the stale socket was removed: %s", log);
+    free(log);
+    tc_t *s = it_session(&d, 0);
+    IT_OK(s, tc_ping(s, "x", 1));
+    tc_close(s);
+    td_stop(&d);
+    ck_assert_msg(lstat(d.sock, &sb) != 0 && errno == ENOENT, "the daemon left its socket %s", d.sock);
+
+    /* a file put in the socket's place while the daemon runs is left at exit */
+    it_newdir(dir, sizeof dir, "sockswap");
+    td_start(&d, dir, FAST_ENGINE);
+    ck_assert_int_eq(unlink(d.sock), 0);
+    f = fopen(d.sock, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("not yours", f);
+    fclose(f);
+    td_stop(&d);
+    expect_file(d.sock, "not yours");
 }
 END_TEST
 
@@ -635,6 +775,7 @@ Suite *suite_process(void)
     tcase_add_test(tc, test_version_help);
     tcase_add_test(tc, test_bad_config);
     tcase_add_test(tc, test_second_daemon);
+    tcase_add_test(tc, test_unix_socket_path);
     tcase_add_test(tc, test_sigterm_idle);
     tcase_add_test(tc, test_sigterm_during_upload);
     tcase_add_test(tc, test_sigkill_recovery);
