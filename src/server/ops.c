@@ -494,11 +494,14 @@ void ops_continue_get(conn_t *c)
 
 /* ---- dispatch on the loop ---- */
 
-static int const_time_eq(const char *a, size_t al, const char *b, size_t bl)
+/* 1 when the client's token (got, gl bytes) equals the configured one (want,
+ * wl bytes).  Lengths and bytes are compared without an early exit: the time
+ * taken depends on wl only. */
+static int token_eq(const char *want, size_t wl, const char *got, size_t gl)
 {
-    unsigned char d = al != bl;
-    for (size_t i = 0; i < al && i < bl; i++)
-        d |= (unsigned char)(a[i] ^ b[i]);
+    unsigned char d = wl != gl;
+    for (size_t i = 0; i < wl; i++)
+        d |= (unsigned char)(want[i] ^ (i < gl ? got[i] : 0));
     return d == 0;
 }
 
@@ -508,7 +511,7 @@ static void do_hello(conn_t *c, qframe_t *f)
     const server_config_t *cfg = s->cfg;
     uint32_t rid = f->hdr.request_id;
     if (f->hdr.opcode != SDB_OP_HELLO) {
-        conn_fatal(c, rid, cfg->auth_token[0] ? SDB_EAUTH : SDB_EPROTO,
+        conn_fatal(c, rid, cfg->auth_token_len ? SDB_EAUTH : SDB_EPROTO,
                    "the first frame must be HELLO");
         return;
     }
@@ -526,8 +529,8 @@ static void do_hello(conn_t *c, qframe_t *f)
         conn_fatal(c, rid, SDB_EVERSION, msg);
         return;
     }
-    if (cfg->auth_token[0] &&
-        !const_time_eq(m.u.hello.token.ptr, m.u.hello.token.len, cfg->auth_token, strlen(cfg->auth_token))) {
+    if (cfg->auth_token_len &&
+        !token_eq(cfg->auth_token, cfg->auth_token_len, m.u.hello.token.ptr, m.u.hello.token.len)) {
         log_warn("conn %llu (%s): authentication failed", (unsigned long long)c->id, c->peer);
         conn_fatal(c, rid, SDB_EAUTH, "authentication failed");
         return;
