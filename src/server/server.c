@@ -710,7 +710,7 @@ int server_run(server_config_t *cfg)
     setenv("UV_THREADPOOL_SIZE", wbuf, 1);    /* before the first job */
     signal(SIGPIPE, SIG_IGN);
 
-    if (mkdir(cfg->data_dir, 0750) < 0 && errno != EEXIST) {
+    if (mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST) {   /* the owner only */
         log_error("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
         return 1;
     }

@@ -328,6 +328,46 @@ START_TEST(test_unix_socket_path)
 }
 END_TEST
 
+/* ---- file modes: the data directory 0700, the database 0600, the socket
+ * exactly unix_socket_mode, whatever the umask ---- */
+
+static unsigned mode_of(const char *path)
+{
+    struct stat sb;
+    ck_assert_msg(lstat(path, &sb) == 0, "lstat %s: %s", path, strerror(errno));
+    return (unsigned)(sb.st_mode & 07777);
+}
+
+START_TEST(test_file_modes)
+{
+    char dir[256], db[300], extra[300];
+    td_t d;
+    mode_t old = umask(022);          /* the usual umask: 0644 and 0755 pass through it */
+    it_newdir(dir, sizeof dir, "modes");
+    td_start(&d, dir, FAST_ENGINE);
+    snprintf(db, sizeof db, "%s/streamdb.sdb", d.data);
+    ck_assert_msg(mode_of(d.data) == 0700, "data directory mode %04o, expected 0700", mode_of(d.data));
+    ck_assert_msg(mode_of(db) == 0600, "database mode %04o, expected 0600", mode_of(db));
+    ck_assert_msg(mode_of(d.sock) == 0660, "socket mode %04o, expected 0660", mode_of(d.sock));
+    td_stop(&d);
+
+    /* the socket's mode does not depend on the umask, either way */
+    const char *modes[] = { "0600", "0666" };
+    const mode_t masks[] = { 0, 077 };
+    for (int k = 0; k < 2; k++) {
+        umask(masks[k]);
+        it_newdir(dir, sizeof dir, "sockmode");
+        snprintf(extra, sizeof extra, "\"unix_socket_mode\": \"%s\", " FAST_ENGINE, modes[k]);
+        td_start(&d, dir, extra);
+        unsigned want = (unsigned)strtoul(modes[k], NULL, 8);
+        ck_assert_msg(mode_of(d.sock) == want, "umask %03o: socket mode %04o, expected %04o",
+                      (unsigned)masks[k], mode_of(d.sock), want);
+        td_stop(&d);
+    }
+    umask(old);
+}
+END_TEST
+
 /* ---- SIGTERM ---- */
 
 START_TEST(test_sigterm_idle)
@@ -776,6 +816,7 @@ Suite *suite_process(void)
     tcase_add_test(tc, test_bad_config);
     tcase_add_test(tc, test_second_daemon);
     tcase_add_test(tc, test_unix_socket_path);
+    tcase_add_test(tc, test_file_modes);
     tcase_add_test(tc, test_sigterm_idle);
     tcase_add_test(tc, test_sigterm_during_upload);
     tcase_add_test(tc, test_sigkill_recovery);
