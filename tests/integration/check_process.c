@@ -5,6 +5,8 @@
  * drains and exits 0, every acknowledged write survives a restart, SIGHUP
  * reopens the log) and a run under valgrind.
  */
+#include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -365,6 +367,94 @@ START_TEST(test_file_modes)
         td_stop(&d);
     }
     umask(old);
+}
+END_TEST
+
+/* ---- permission denied is said so, naming the file ---- */
+
+/* Runs argv with stderr captured into *err (malloc()ed) as uid/gid 65534
+ * when this process is root (root bypasses file modes), else as it is.
+ * Returns the exit code, 97 when the privileges could not be dropped. */
+static int run_unprivileged(const char *const *argv, char **err)
+{
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(p[0]);
+        if (geteuid() == 0 && (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0)) {
+            dprintf(p[1], "cannot drop to uid 65534: %s", strerror(errno));
+            _exit(97);
+        }
+        char *e = NULL;
+        int st = td_run(argv, NULL, &e, td_scaled(10000));
+        if (e && write(p[1], e, strlen(e)) < 0)
+            _exit(96);
+        _exit(st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : 98);
+    }
+    close(p[1]);
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    ssize_t n;
+    while ((n = read(p[0], buf + len, cap - len - 1)) > 0)
+        if ((len += (size_t)n) == cap - 1)
+            ck_assert_ptr_nonnull(buf = realloc(buf, cap *= 2));
+    buf[len] = '\0';
+    close(p[0]);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    *err = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+START_TEST(test_permission_denied)
+{
+    char dir[256], db[300], cli[PATH_MAX], extra[400];
+    td_t d;
+    it_newdir(dir, sizeof dir, "perm");
+    /* an unprivileged uid must reach the directory (not the database) */
+    char *slash = strrchr(dir, '/');
+    *slash = '\0';
+    ck_assert_int_eq(chmod(dir, 0711), 0);
+    *slash = '/';
+    ck_assert_int_eq(chmod(dir, 0755), 0);
+    td_init(&d, dir);
+    ck_assert_int_eq(mkdir(d.data, 0755), 0);
+    snprintf(db, sizeof db, "%s/streamdb.sdb", d.data);
+    int fd = open(db, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(fchmod(fd, 0), 0);        /* nobody but root may open it */
+    close(fd);
+    snprintf(extra, sizeof extra, "\"unix_socket\": \"\", " FAST_ENGINE);
+    td_write_config(&d, extra);
+    ck_assert_int_eq(chmod(d.conf, 0644), 0);
+
+    /* the daemon */
+    char *err;
+    const char *argv[] = { td_binary(), "-c", d.conf, NULL };
+    int code = run_unprivileged(argv, &err);
+    ck_assert_msg(code == 1, "streamdbd on a database it may not open: exit %d, expected 1; stderr: %s",
+                  code, err);
+    ck_assert_msg(strstr(err, db) != NULL && strstr(err, "permission denied") != NULL,
+                  "streamdbd does not say 'permission denied' naming %s: %s", db, err);
+    free(err);
+
+    /* the CLI in local mode */
+    snprintf(cli, sizeof cli, "%s", td_binary());
+    char *base = strrchr(cli, '/');
+    snprintf(base ? base + 1 : cli, sizeof cli - (size_t)(base ? base + 1 - cli : 0), "streamdb");
+    const char *cargv[] = { cli, "--db", db, "ls", NULL };
+    code = run_unprivileged(cargv, &err);
+    ck_assert_msg(code != 0 && code != 97, "streamdb --db on a database it may not open: exit %d; "
+                  "stderr: %s", code, err);
+    ck_assert_msg(strstr(err, db) != NULL && strstr(err, "permission denied") != NULL,
+                  "streamdb --db does not say 'permission denied' naming %s: %s", db, err);
+    free(err);
+    struct stat sb;
+    ck_assert_msg(stat(db, &sb) == 0 && sb.st_size == 0 && (sb.st_mode & 07777) == 0,
+                  "the database file was changed");
 }
 END_TEST
 
@@ -817,6 +907,7 @@ Suite *suite_process(void)
     tcase_add_test(tc, test_second_daemon);
     tcase_add_test(tc, test_unix_socket_path);
     tcase_add_test(tc, test_file_modes);
+    tcase_add_test(tc, test_permission_denied);
     tcase_add_test(tc, test_sigterm_idle);
     tcase_add_test(tc, test_sigterm_during_upload);
     tcase_add_test(tc, test_sigkill_recovery);
