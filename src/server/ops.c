@@ -208,7 +208,7 @@ static int lister_cb(void *arg, const char *path, const sdb_docinfo_t *info)
     if (info)
         e.info = *info;
     size_t sz = sdb_proto_entry_size(&e);
-    if (l->b.count > 0 && l->b.len + sz > l->chunk + SDB_PROTO_HEADER_SIZE + 2)
+    if (l->b.count > 0 && l->b.len + sz > l->chunk + SDB_PROTO_HEADER_SIZE)   /* payload <= chunk */
         lister_flush(l);
     if (sdb_proto_entries_add(&l->b, &e) != 0) {
         lister_flush(l);
@@ -597,6 +597,31 @@ int ops_dispatch(conn_t *c, qframe_t *f)
             free_frames(f);
             return 0;
         }
+        if (op != SDB_OP_PUT_END) {
+            /* PUT_DATA and PUT_ABORT are checked as every request is (flags,
+               layout); PUT_END is decoded by its job */
+            sdb_proto_frame_t fr = { .hdr = f->hdr, .payload = f->payload };
+            sdb_proto_msg_t m;
+            int rc = sdb_proto_decode(&fr, &m);
+            if (rc) {
+                char msg[128];
+                if (rc == SDB_EINVAL)
+                    snprintf(msg, sizeof(msg), "%s: undefined flag bits 0x%02x; the upload is %s",
+                             sdb_proto_opcode_name(op), f->hdr.flags & ~SDB_FLAG_REQUEST_MASK,
+                             op == SDB_OP_PUT_DATA ? "failed" : "aborted");
+                else
+                    snprintf(msg, sizeof(msg), "%s: a payload of %u bytes, its layout is empty; "
+                             "the upload is aborted", sdb_proto_opcode_name(op), f->hdr.length);
+                if (!u->failed) {
+                    fail_upload(c, rc, msg);
+                    stats_record(s, SDB_OP_PUT_BEGIN, rc, u->t0);
+                }
+                if (op == SDB_OP_PUT_DATA) {   /* the upload stays open, failed (6.2) */
+                    free_frames(f);
+                    return 0;
+                }
+            }
+        }
         if (op == SDB_OP_PUT_DATA) {
             if (u->failed) {
                 free_frames(f);
@@ -612,6 +637,7 @@ int ops_dispatch(conn_t *c, qframe_t *f)
             qframe_t *last = f;
             uint64_t bytes = f->hdr.length;
             while (c->qhead && c->qhead->hdr.opcode == SDB_OP_PUT_DATA && c->qhead->hdr.request_id == rid &&
+                   !(c->qhead->hdr.flags & ~SDB_FLAG_REQUEST_MASK) &&
                    c->qhead->hdr.length <= s->cfg->chunk_bytes && bytes < (4u << 20)) {
                 qframe_t *n = c->qhead;
                 c->qhead = n->next;

@@ -208,6 +208,114 @@ START_TEST(test_malformed_payload)
 }
 END_TEST
 
+/* ---- the upload frames follow the rules of every request (PROTOCOL.md
+ * sections 3, 6.2 and 8) ---- */
+
+START_TEST(test_upload_frame_rules)
+{
+    td_t d;
+    start(&d, "upframes", BASE_CONF);
+    tc_t *c = it_session(&d, 0);
+    uint32_t rid = 100;
+
+    /* PUT_ABORT with a payload: ERROR PROTOCOL instead of OK, the upload is
+       aborted all the same (the next request is served, nothing stored) */
+    IT_OK(c, tc_send_put_begin(c, ++rid, "/abort/payload", UNSET, UNSET));
+    IT_OK(c, tc_send_put_data(c, rid, "data", 4));
+    IT_OK(c, tc_send_frame(c, SDB_OP_PUT_ABORT, 0, rid, "x", 1));
+    IT_OK(c, tc_send_ping(c, rid + 1000, "next", 4));
+    expect_error(c, rid, SDB_STATUS_PROTOCOL, "PUT_ABORT with a payload");
+    ck_assert_msg(strstr(c->msg, "PUT_ABORT") != NULL, "the message does not name PUT_ABORT: %s", c->msg);
+    IT_OK(c, tc_recv(c, rid + 1000, SDB_OP_PONG));
+
+    /* PUT_ABORT with an undefined flag bit: INVALID, aborted */
+    IT_OK(c, tc_send_put_begin(c, ++rid, "/abort/flag", UNSET, UNSET));
+    IT_OK(c, tc_send_put_data(c, rid, "data", 4));
+    IT_OK(c, tc_send_frame(c, SDB_OP_PUT_ABORT, 0x40, rid, NULL, 0));
+    IT_OK(c, tc_send_ping(c, rid + 1000, "next", 4));
+    expect_error(c, rid, SDB_STATUS_INVALID, "PUT_ABORT with flag 0x40");
+    ck_assert_msg(strstr(c->msg, "0x40") != NULL, "the message does not name the flag: %s", c->msg);
+    IT_OK(c, tc_recv(c, rid + 1000, SDB_OP_PONG));
+
+    /* PUT_DATA with an undefined flag bit: the upload fails at once with
+       INVALID; PUT_END then ends it without a second answer */
+    IT_OK(c, tc_send_put_begin(c, ++rid, "/data/flag", 8, UNSET));
+    IT_OK(c, tc_send_put_data(c, rid, "good", 4));
+    IT_OK(c, tc_send_frame(c, SDB_OP_PUT_DATA, 0x20, rid, "bad!", 4));
+    IT_OK(c, tc_send_put_end(c, rid, 8, tc_crc("goodbad!", 8)));
+    IT_OK(c, tc_send_ping(c, rid + 1000, "next", 4));
+    expect_error(c, rid, SDB_STATUS_INVALID, "PUT_DATA with flag 0x20");
+    ck_assert_msg(strstr(c->msg, "0x20") != NULL, "the message does not name the flag: %s", c->msg);
+    IT_OK(c, tc_recv(c, rid + 1000, SDB_OP_PONG));
+    /* ... also when it is not the first PUT_DATA of a batch */
+    IT_OK(c, tc_send_put_begin(c, ++rid, "/data/flag2", UNSET, UNSET));
+    IT_OK(c, tc_send_put_data(c, rid, "a", 1));
+    IT_OK(c, tc_send_put_data(c, rid, "b", 1));
+    IT_OK(c, tc_send_frame(c, SDB_OP_PUT_DATA, 0x02, rid, "c", 1));
+    IT_OK(c, tc_send_put_data(c, rid, "d", 1));
+    IT_OK(c, tc_send_put_end(c, rid, 4, tc_crc("abcd", 4)));
+    IT_OK(c, tc_send_ping(c, rid + 1000, "next", 4));
+    expect_error(c, rid, SDB_STATUS_INVALID, "a later PUT_DATA with flag 0x02");
+    IT_OK(c, tc_recv(c, rid + 1000, SDB_OP_PONG));
+    /* QUICK is a defined request flag, ignored outside GET */
+    IT_OK(c, tc_send_put_begin(c, ++rid, "/data/quick", UNSET, UNSET));
+    IT_OK(c, tc_send_frame(c, SDB_OP_PUT_DATA, SDB_FLAG_QUICK, rid, "q", 1));
+    IT_OK(c, tc_send_put_end(c, rid, 1, tc_crc("q", 1)));
+    IT_OK(c, tc_recv_doc(c, rid, SDB_OP_DOC, NULL));
+
+    const char *gone[] = { "/abort/payload", "/abort/flag", "/data/flag", "/data/flag2" };
+    for (size_t k = 0; k < 4; k++)
+        IT_RC(c, tc_lookup(c, gone[k], NULL), SDB_STATUS_NOT_FOUND);
+
+    /* an unknown opcode during an upload breaks its framing: fatal PROTOCOL
+       with the frame's request id (not BAD_OPCODE), the upload aborted */
+    IT_OK(c, tc_send_put_begin(c, ++rid, "/unknown/op", UNSET, UNSET));
+    IT_OK(c, tc_send_put_data(c, rid, "data", 4));
+    IT_OK(c, tc_send_frame(c, 0x7e, 0, rid, "junk", 4));
+    expect_fatal(c, rid, SDB_STATUS_PROTOCOL, "an unknown opcode during an upload");
+    tc_close(c);
+    c = it_session(&d, 1);
+    IT_RC(c, tc_lookup(c, "/unknown/op", NULL), SDB_STATUS_NOT_FOUND);
+    tc_close(c);
+    it_still_serving(&d, "upload frames against the rules");
+    td_stop(&d);
+}
+END_TEST
+
+/* ENTRIES payloads, their 2-byte count included, stay within chunk_bytes
+ * when the entries allow: with chunk_bytes 512 and DOC entries of 64 bytes
+ * (a 9-byte path), 7 fit (450 bytes); 8 would make 514. */
+START_TEST(test_entries_within_chunk)
+{
+    td_t d;
+    start(&d, "entries", "\"chunk_bytes\": 512, \"engine\": {\"durability\": \"none\"}");
+    tc_t *c = it_session(&d, 0);
+    ck_assert_uint_eq(c->chunk, 512);
+    sdb_docinfo_t doc;
+    IT_OK(c, tc_put(c, "/p/000000", "x", 1, UNSET, &doc));
+    char p[16];
+    for (int i = 1; i < 40; i++) {
+        snprintf(p, sizeof p, "/p/%06d", i);
+        IT_OK(c, tc_bind(c, &doc.id, p));
+    }
+    tc_list_t l = { 0 };
+    IT_OK(c, tc_search(c, "/p/", "", 0, 0, &l));
+    ck_assert_uint_eq(l.n, 40);
+    ck_assert_msg(l.max_payload <= 512, "SEARCH: an ENTRIES payload of %zu bytes > chunk_bytes 512",
+                  l.max_payload);
+    ck_assert_msg(l.frames >= 6, "SEARCH: 40 entries in %u ENTRIES frames", l.frames);
+    tc_list_free(&l);
+    memset(&l, 0, sizeof l);
+    IT_OK(c, tc_list_paths(c, &doc.id, &l));
+    ck_assert_uint_eq(l.n, 40);
+    ck_assert_msg(l.max_payload <= 512, "LIST_PATHS: an ENTRIES payload of %zu bytes > chunk_bytes 512",
+                  l.max_payload);
+    tc_list_free(&l);
+    tc_close(c);
+    td_stop(&d);
+}
+END_TEST
+
 START_TEST(test_bad_path)
 {
     td_t d;
@@ -1020,6 +1128,8 @@ Suite *suite_robust(void)
     tcase_add_test(tc, test_frame_limits);
     tcase_add_test(tc, test_unknown_opcode);
     tcase_add_test(tc, test_malformed_payload);
+    tcase_add_test(tc, test_upload_frame_rules);
+    tcase_add_test(tc, test_entries_within_chunk);
     tcase_add_test(tc, test_bad_path);
     tcase_add_test(tc, test_put_checksum);
     tcase_add_test(tc, test_put_limits);
