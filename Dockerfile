@@ -32,7 +32,7 @@ RUN apt-get update \
     && groupadd --system --gid 7878 streamdb \
     && useradd --system --uid 7878 --gid streamdb --home-dir /var/lib/streamdb \
         --no-create-home --shell /usr/sbin/nologin streamdb \
-    && install -d -o streamdb -g streamdb -m 0750 /var/lib/streamdb \
+    && install -d -o streamdb -g streamdb -m 0700 /var/lib/streamdb \
     && install -d -o streamdb -g streamdb -m 0755 /run/streamdb
 COPY --from=build /out/usr/local/bin/ /usr/local/bin/
 COPY --from=build /out/etc/streamdb/streamdbd.json /etc/streamdb/streamdbd.json

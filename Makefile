@@ -153,7 +153,7 @@ $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libstreamdb.a
 # its data in ./data (Ctrl-C stops it); `make demo DB=/tmp/x.sdb` runs the
 # engine demo instead.
 run: all
-	@mkdir -p data
+	@mkdir -p -m 700 data
 	$(BUILD)/streamdbd --config conf/streamdbd.json
 
 demo: all

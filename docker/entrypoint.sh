@@ -20,7 +20,7 @@
 set -euo pipefail
 
 CONFIG=${STREAMDB_CONFIG:-/etc/streamdb/streamdbd.json}
-TOKEN_COPY=/run/streamdb/token     # the token in use (file or symlink), for healthcheck
+TOKEN_COPY=/run/streamdb/token     # the token in use (a mode-0600 copy), for healthcheck
 
 say() { echo "streamdb-entrypoint: $*" >&2; }
 
@@ -64,7 +64,12 @@ if [[ -n $token_file ]]; then
         say "cannot read the token file $token_file as uid $(id -u): make it readable by uid $(id -u) or gid $(id -g)"
         exit 2
     fi
-    [[ $token_file == "$TOKEN_COPY" ]] || ln -sfn "$token_file" "$TOKEN_COPY"
+    # streamdbd refuses a token file that group or others may access, and a
+    # secret is often mode 0444: the daemon reads a private copy
+    if [[ $token_file != "$TOKEN_COPY" ]]; then
+        rm -f "$TOKEN_COPY"
+        (umask 077 && cat "$token_file" >"$TOKEN_COPY")
+    fi
 fi
 
 listen=${STREAMDB_LISTEN:-$(conf_str listen)}

@@ -54,7 +54,8 @@ enum {
     SDB_ENOSPC = -6,     /* the file system is full */
     SDB_ELOCKED = -7,    /* another process holds the database file */
     SDB_ECONFLICT = -8,  /* a conditional write found another version */
-    SDB_ENOMEM = -9      /* out of memory */
+    SDB_ENOMEM = -9,     /* out of memory */
+    SDB_EPERM = -10      /* permission denied: the file or its directory (EACCES, EPERM) */
 };
 
 /* Returns a static, human-readable text for an SDB_E* code (never NULL). */
@@ -106,7 +107,8 @@ typedef struct {
  * while commits go on; sdb_close() stops it.
  * Errors: SDB_EINVAL (NULL, bad cfg), SDB_ELOCKED (another process has the
  * file open), SDB_ECORRUPT (not a StreamDb file, or both header slots or the
- * checkpoint damaged), SDB_EIO, SDB_ENOSPC, SDB_ENOMEM. */
+ * checkpoint damaged), SDB_EPERM (the file or its directory may not be
+ * read or written), SDB_EIO, SDB_ENOSPC, SDB_ENOMEM. */
 int sdb_open(const char *file, const sdb_config_t *cfg, sdb_t **out);
 
 /* Opens a new, empty database held in memory only (lost at close).
@@ -284,7 +286,7 @@ int sdb_flush(sdb_t *db);
  * rewritten in place with every intact document kept (damaged documents are
  * dropped and listed in the report).  Returns SDB_OK for a clean file (or one
  * repaired to clean), SDB_ECORRUPT when damage was found (and not repaired),
- * SDB_ELOCKED, SDB_EIO, SDB_EINVAL, SDB_ENOMEM. */
+ * SDB_ELOCKED, SDB_EPERM, SDB_EIO, SDB_EINVAL, SDB_ENOMEM. */
 int sdb_check(const char *file, int repair, char **report);
 
 #ifdef __cplusplus

@@ -197,7 +197,7 @@ static int file_open(const char *path, int use_mmap, int create, sdb_backend_t *
     f->fd = -1;
     pthread_mutex_init(&f->map_lock, NULL);
     int rc;
-    f->fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
+    f->fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);   /* the owner only */
     if (f->fd < 0) {
         rc = errno == ENOENT || errno == EISDIR || errno == ENOTDIR ? SDB_EINVAL : util_errno_to_sdb(errno);
         goto fail;

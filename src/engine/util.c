@@ -25,6 +25,7 @@ const char *sdb_strerror(int err)
     case SDB_ELOCKED: return "database is locked by another process";
     case SDB_ECONFLICT: return "version conflict";
     case SDB_ENOMEM: return "out of memory";
+    case SDB_EPERM: return "permission denied";
     default: return "unknown error";
     }
 }
@@ -228,6 +229,8 @@ int util_errno_to_sdb(int e)
     case EINVAL:
     case ENAMETOOLONG: return SDB_EINVAL;
     case EFBIG: return SDB_ETOOLARGE;
+    case EACCES:
+    case EPERM: return SDB_EPERM;
     default: return SDB_EIO;
     }
 }

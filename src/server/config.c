@@ -5,11 +5,15 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "server/config.h"
+#include "streamdb_proto.h"
 
 enum { T_STR, T_U32, T_U64, T_INT, T_MODE, T_BOOL, T_DURABILITY };
 
@@ -176,6 +180,26 @@ static int load_object(void *base, const keydef_t *keys, size_t nkeys, const cJS
     return 0;
 }
 
+/* cJSON keeps strings NUL-terminated: a "\u0000" (or a NUL byte) would cut
+ * a value short without a word (an auth token "\u0000x" would read as no
+ * token).  Returns the line of the first one, or 0 when there is none. */
+static size_t json_nul_line(const char *text, size_t len)
+{
+    size_t line = 1;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == '\n')
+            line++;
+        else if (text[i] == 0)
+            return line;
+        else if (text[i] == '\\' && i + 1 < len) {
+            if (text[i + 1] == 'u' && i + 5 < len && memcmp(text + i + 2, "0000", 4) == 0)
+                return line;
+            i++;                /* the escaped character */
+        }
+    }
+    return 0;
+}
+
 int config_load(server_config_t *cfg, const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
@@ -210,6 +234,13 @@ int config_load(server_config_t *cfg, const char *path, char *err, size_t errlen
     }
     fclose(f);
     text[len] = 0;
+    size_t nul_line = json_nul_line(text, len);
+    if (nul_line) {
+        snprintf(err, errlen, "config file %s, line %zu: a NUL character (a NUL byte or \\u0000) "
+                 "is not allowed in any value", path, nul_line);
+        free(text);
+        return -1;
+    }
     const char *where = NULL;
     cJSON *root = cJSON_ParseWithOpts(text, &where, 1);
     if (!root) {
@@ -238,32 +269,105 @@ static int is_loopback(const char *listen)
            strncmp(listen, "[::1]:", 6) == 0;
 }
 
+/* Checks a token's bytes: 1..SDB_PROTO_MAX_TOKEN of them, none a control
+ * byte.  0, or -1 with a message naming what (the key and file) in err. */
+static int check_token(const char *what, const char *tok, size_t len, char *err, size_t errlen)
+{
+    if (len == 0) {
+        snprintf(err, errlen, "%s: the token is empty", what);
+        return -1;
+    }
+    if (len > SDB_PROTO_MAX_TOKEN) {
+        snprintf(err, errlen, "%s: the token is %zu bytes, more than the limit of %u", what, len,
+                 SDB_PROTO_MAX_TOKEN);
+        return -1;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)tok[i];
+        if (ch < 0x20 || ch == 0x7f) {
+            snprintf(err, errlen, "%s: the token contains the control byte 0x%02x at offset %zu "
+                     "(only one trailing newline is stripped)", what, ch, i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Reads auth_token_file into cfg->auth_token/_len: a regular file that only
+ * its owner may access (as ssh wants of a private key), one trailing "\n"
+ * or "\r\n" stripped.  0, or -1 with a message in err. */
+static int read_token_file(server_config_t *cfg, char *err, size_t errlen)
+{
+    const char *file = cfg->auth_token_file;
+    char what[300], buf[SDB_PROTO_MAX_TOKEN + 3];
+    snprintf(what, sizeof(what), "config key \"auth_token_file\": %s", file);
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);   /* a FIFO must not block */
+    if (fd < 0) {
+        snprintf(err, errlen, "config key \"auth_token_file\": cannot read %s: %s", file, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file", what);
+        close(fd);
+        return -1;
+    }
+    if (st.st_mode & 077) {
+        snprintf(err, errlen, "%s: the file is accessible by group or others (mode %04o); keep the "
+                 "token private: chmod 600 %s", what, (unsigned)(st.st_mode & 07777), file);
+        close(fd);
+        return -1;
+    }
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + n, sizeof(buf) - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            snprintf(err, errlen, "config key \"auth_token_file\": cannot read %s: %s", file,
+                     strerror(errno));
+            close(fd);
+            return -1;
+        }
+        if (r == 0 || (n += (size_t)r) == sizeof(buf))
+            break;
+    }
+    close(fd);
+    if (n == sizeof(buf)) {
+        snprintf(err, errlen, "%s: the token is more than the limit of %u bytes", what,
+                 SDB_PROTO_MAX_TOKEN);
+        return -1;
+    }
+    if (n > 0 && buf[n - 1] == '\n')
+        n -= n > 1 && buf[n - 2] == '\r' ? 2 : 1;
+    if (check_token(what, buf, n, err, errlen))
+        return -1;
+    char *tok = malloc(n + 1);
+    if (!tok) {
+        snprintf(err, errlen, "%s: out of memory", what);
+        return -1;
+    }
+    memcpy(tok, buf, n);
+    tok[n] = 0;
+    free(cfg->auth_token);
+    cfg->auth_token = tok;
+    cfg->auth_token_len = n;
+    return 0;
+}
+
 int config_validate(server_config_t *cfg, char *err, size_t errlen)
 {
     if (cfg->auth_token_file[0]) {
-        FILE *f = fopen(cfg->auth_token_file, "rb");
-        char buf[1100];
-        size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-        if (!f) {
-            snprintf(err, errlen, "config key \"auth_token_file\": cannot read %s: %s",
-                     cfg->auth_token_file, strerror(errno));
+        if (read_token_file(cfg, err, errlen))
             return -1;
-        }
-        fclose(f);
-        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-            n--;
-        buf[n] = 0;
-        if (n == 0 || n > 1024) {
-            snprintf(err, errlen, "config key \"auth_token_file\": the token must be 1..1024 bytes");
+    } else {
+        /* "" is no token; config_load refused a \u0000 inside the string */
+        cfg->auth_token_len = strlen(cfg->auth_token);
+        if (cfg->auth_token_len &&
+            check_token("config key \"auth_token\"", cfg->auth_token, cfg->auth_token_len, err, errlen))
             return -1;
-        }
-        config_set_str(&cfg->auth_token, buf);
     }
-    if (strlen(cfg->auth_token) > 1024) {
-        snprintf(err, errlen, "config key \"auth_token\": longer than 1024 bytes");
-        return -1;
-    }
-    if (cfg->listen[0] && !is_loopback(cfg->listen) && !cfg->auth_token[0]) {
+    if (cfg->listen[0] && !is_loopback(cfg->listen) && !cfg->auth_token_len) {
         snprintf(err, errlen, "config key \"listen\": %s is not a loopback address; set auth_token "
                               "or auth_token_file to listen on it", cfg->listen);
         return -1;

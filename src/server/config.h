@@ -18,7 +18,9 @@ typedef struct {
     int workers;               /* engine worker threads */
     char *log_level;
     char *log_file;            /* "" = stderr */
-    char *auth_token;          /* "" = none (only loopback/Unix listeners allowed) */
+    char *auth_token;          /* auth_token_len bytes (+ a NUL); none when the length is 0
+                                  (then only loopback/Unix listeners are allowed) */
+    size_t auth_token_len;     /* set by config_validate */
     char *auth_token_file;
     uint32_t max_connections;
     uint32_t max_frame_bytes;
@@ -41,8 +43,10 @@ int config_load(server_config_t *cfg, const char *path, char *err, size_t errlen
 /* Replaces *slot with a copy of value (config strings are owned). */
 int config_set_str(char **slot, const char *value);
 
-/* Checks cross-key rules (token for non-loopback TCP, limits) and reads
- * auth_token_file.  Returns 0 or -1 with a message in err. */
+/* Checks cross-key rules (token for non-loopback TCP, limits), reads
+ * auth_token_file (refused when group or others may access it) and sets
+ * auth_token_len; a token must be 1..SDB_PROTO_MAX_TOKEN bytes without a
+ * control byte.  Returns 0 or -1 with a message in err. */
 int config_validate(server_config_t *cfg, char *err, size_t errlen);
 
 /* Full path of the database file (malloc()ed). */

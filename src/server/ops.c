@@ -208,7 +208,7 @@ static int lister_cb(void *arg, const char *path, const sdb_docinfo_t *info)
     if (info)
         e.info = *info;
     size_t sz = sdb_proto_entry_size(&e);
-    if (l->b.count > 0 && l->b.len + sz > l->chunk + SDB_PROTO_HEADER_SIZE + 2)
+    if (l->b.count > 0 && l->b.len + sz > l->chunk + SDB_PROTO_HEADER_SIZE)   /* payload <= chunk */
         lister_flush(l);
     if (sdb_proto_entries_add(&l->b, &e) != 0) {
         lister_flush(l);
@@ -494,11 +494,14 @@ void ops_continue_get(conn_t *c)
 
 /* ---- dispatch on the loop ---- */
 
-static int const_time_eq(const char *a, size_t al, const char *b, size_t bl)
+/* 1 when the client's token (got, gl bytes) equals the configured one (want,
+ * wl bytes).  Lengths and bytes are compared without an early exit: the time
+ * taken depends on wl only. */
+static int token_eq(const char *want, size_t wl, const char *got, size_t gl)
 {
-    unsigned char d = al != bl;
-    for (size_t i = 0; i < al && i < bl; i++)
-        d |= (unsigned char)(a[i] ^ b[i]);
+    unsigned char d = wl != gl;
+    for (size_t i = 0; i < wl; i++)
+        d |= (unsigned char)(want[i] ^ (i < gl ? got[i] : 0));
     return d == 0;
 }
 
@@ -508,7 +511,7 @@ static void do_hello(conn_t *c, qframe_t *f)
     const server_config_t *cfg = s->cfg;
     uint32_t rid = f->hdr.request_id;
     if (f->hdr.opcode != SDB_OP_HELLO) {
-        conn_fatal(c, rid, cfg->auth_token[0] ? SDB_EAUTH : SDB_EPROTO,
+        conn_fatal(c, rid, cfg->auth_token_len ? SDB_EAUTH : SDB_EPROTO,
                    "the first frame must be HELLO");
         return;
     }
@@ -526,8 +529,8 @@ static void do_hello(conn_t *c, qframe_t *f)
         conn_fatal(c, rid, SDB_EVERSION, msg);
         return;
     }
-    if (cfg->auth_token[0] &&
-        !const_time_eq(m.u.hello.token.ptr, m.u.hello.token.len, cfg->auth_token, strlen(cfg->auth_token))) {
+    if (cfg->auth_token_len &&
+        !token_eq(cfg->auth_token, cfg->auth_token_len, m.u.hello.token.ptr, m.u.hello.token.len)) {
         log_warn("conn %llu (%s): authentication failed", (unsigned long long)c->id, c->peer);
         conn_fatal(c, rid, SDB_EAUTH, "authentication failed");
         return;
@@ -594,6 +597,31 @@ int ops_dispatch(conn_t *c, qframe_t *f)
             free_frames(f);
             return 0;
         }
+        if (op != SDB_OP_PUT_END) {
+            /* PUT_DATA and PUT_ABORT are checked as every request is (flags,
+               layout); PUT_END is decoded by its job */
+            sdb_proto_frame_t fr = { .hdr = f->hdr, .payload = f->payload };
+            sdb_proto_msg_t m;
+            int rc = sdb_proto_decode(&fr, &m);
+            if (rc) {
+                char msg[128];
+                if (rc == SDB_EINVAL)
+                    snprintf(msg, sizeof(msg), "%s: undefined flag bits 0x%02x; the upload is %s",
+                             sdb_proto_opcode_name(op), f->hdr.flags & ~SDB_FLAG_REQUEST_MASK,
+                             op == SDB_OP_PUT_DATA ? "failed" : "aborted");
+                else
+                    snprintf(msg, sizeof(msg), "%s: a payload of %u bytes, its layout is empty; "
+                             "the upload is aborted", sdb_proto_opcode_name(op), f->hdr.length);
+                if (!u->failed) {
+                    fail_upload(c, rc, msg);
+                    stats_record(s, SDB_OP_PUT_BEGIN, rc, u->t0);
+                }
+                if (op == SDB_OP_PUT_DATA) {   /* the upload stays open, failed (6.2) */
+                    free_frames(f);
+                    return 0;
+                }
+            }
+        }
         if (op == SDB_OP_PUT_DATA) {
             if (u->failed) {
                 free_frames(f);
@@ -609,6 +637,7 @@ int ops_dispatch(conn_t *c, qframe_t *f)
             qframe_t *last = f;
             uint64_t bytes = f->hdr.length;
             while (c->qhead && c->qhead->hdr.opcode == SDB_OP_PUT_DATA && c->qhead->hdr.request_id == rid &&
+                   !(c->qhead->hdr.flags & ~SDB_FLAG_REQUEST_MASK) &&
                    c->qhead->hdr.length <= s->cfg->chunk_bytes && bytes < (4u << 20)) {
                 qframe_t *n = c->qhead;
                 c->qhead = n->next;

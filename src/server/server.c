@@ -23,6 +23,7 @@
 #define SWEEP_MS 100
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+static void remove_own_socket(const char *path);
 
 uint64_t now_us(void)
 {
@@ -465,7 +466,7 @@ static void begin_stop(server_t *s, const char *why)
         uv_close((uv_handle_t *)&s->tcp, on_listener_closed);
     if (s->have_pipe) {
         uv_close((uv_handle_t *)&s->pipe, on_listener_closed);
-        unlink(s->cfg->unix_socket);
+        remove_own_socket(s->cfg->unix_socket);
     }
     s->have_tcp = s->have_pipe = 0;
     for (conn_t *c = s->conns, *n; c; c = n) {
@@ -512,6 +513,126 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss)
     return uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) ? -1 : 0;
 }
 
+/* ---- the Unix socket file ----
+ *
+ * 1. The daemon removes a file only when it is a socket: before binding, a
+ *    socket that nobody accepts on (connect() fails with ECONNREFUSED) is
+ *    stale and removed; at exit, the socket the daemon bound itself, and only
+ *    while the path still names that inode (same st_dev/st_ino as after bind).
+ * 2. Anything else at the path (a regular file, a symbolic link, a directory,
+ *    a live socket) stops the start-up with a message; nothing is removed.
+ * 3. No check follows a symbolic link (lstat), and the socket's mode is set by
+ *    the umask around bind(), never by a chmod() of the path.
+ */
+static struct {
+    int bound;          /* this process bound the socket at the path */
+    dev_t dev;
+    ino_t ino;
+} g_sock;
+
+static const char *file_type_name(mode_t m)
+{
+    return S_ISREG(m)    ? "regular file"
+           : S_ISLNK(m)  ? "symbolic link"
+           : S_ISDIR(m)  ? "directory"
+           : S_ISFIFO(m) ? "named pipe"
+           : S_ISCHR(m)  ? "character device"
+           : S_ISBLK(m)  ? "block device"
+           : S_ISSOCK(m) ? "socket"
+                         : "file of unknown type";
+}
+
+/* Makes path free for bind(): absent already, or a stale socket that is
+ * removed.  Returns 0, or 1 (the exit code) with the reason logged. */
+static int clear_socket_path(const char *path)
+{
+    struct stat st, again;
+    if (lstat(path, &st) < 0) {
+        if (errno == ENOENT)
+            return 0;
+        log_error("unix socket %s: cannot inspect the path: %s", path, strerror(errno));
+        return 1;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        log_error("unix socket %s: the path exists and is a %s, not a socket; streamdbd removes "
+                  "nothing but a stale socket (choose another unix_socket path)",
+                  path, file_type_name(st.st_mode));
+        return 1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        log_error("unix socket %s: socket(): %s", path, strerror(errno));
+        return 1;
+    }
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    memcpy(sa.sun_path, path, strlen(path) + 1);     /* the caller checked the length */
+    int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    int err = errno;
+    close(fd);
+    if (rc == 0 || err == EAGAIN || err == EINPROGRESS) {
+        log_error("another streamdbd is listening on %s (a process accepts connections on this "
+                  "unix socket); not starting", path);
+        return 1;
+    }
+    if (err != ECONNREFUSED) {
+        log_error("unix socket %s: cannot tell whether a server listens on it (connect: %s); "
+                  "not removing it", path, strerror(err));
+        return 1;
+    }
+    if (lstat(path, &again) < 0 || again.st_dev != st.st_dev || again.st_ino != st.st_ino)
+        return 0;               /* gone or replaced meanwhile: bind() decides */
+    if (unlink(path) < 0 && errno != ENOENT) {
+        log_error("unix socket %s: cannot remove the stale socket: %s", path, strerror(errno));
+        return 1;
+    }
+    log_info("removed the stale unix socket %s (nobody accepted on it)", path);
+    return 0;
+}
+
+/* Binds a new Unix stream socket at path with the given mode (set by the
+ * umask around bind(), so no chmod() follows a link) and records its inode
+ * for remove_own_socket().  libuv's uv_pipe_bind() is not used: its close
+ * would unlink whatever then sits at the path.  Returns the fd or -errno. */
+static int bind_unix_socket(const char *path, unsigned mode)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    memcpy(sa.sun_path, path, strlen(path) + 1);     /* the caller checked the length */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    mode_t old_mask = umask(~(mode_t)mode & 0777);
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    int err = errno;
+    umask(old_mask);
+    if (rc < 0) {
+        close(fd);
+        return -err;
+    }
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        g_sock.bound = 1;
+        g_sock.dev = st.st_dev;
+        g_sock.ino = st.st_ino;
+    }
+    return fd;
+}
+
+/* Removes the socket this process bound at path, if path still names it. */
+static void remove_own_socket(const char *path)
+{
+    struct stat st;
+    if (!g_sock.bound)
+        return;
+    g_sock.bound = 0;
+    if (lstat(path, &st) < 0)
+        return;
+    if (!S_ISSOCK(st.st_mode) || st.st_dev != g_sock.dev || st.st_ino != g_sock.ino) {
+        log_warn("unix socket %s is no longer the one this daemon bound; leaving it", path);
+        return;
+    }
+    unlink(path);
+}
+
 static int start_listeners(server_t *s)
 {
     server_config_t *cfg = s->cfg;
@@ -551,30 +672,21 @@ static int start_listeners(server_t *s)
                       sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
             return 2;
         }
-        /* a stale socket file from a crashed daemon is removed; a live one is refused */
-        struct stat st;
-        if (stat(cfg->unix_socket, &st) == 0 && S_ISSOCK(st.st_mode)) {
-            int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-            struct sockaddr_un sa = { .sun_family = AF_UNIX };
-            strcpy(sa.sun_path, cfg->unix_socket);
-            int live = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-            if (fd >= 0)
-                close(fd);
-            if (live) {
-                log_error("unix socket %s is in use by another server", cfg->unix_socket);
-                return 1;
-            }
-            unlink(cfg->unix_socket);
+        if (clear_socket_path(cfg->unix_socket))
+            return 1;
+        int fd = bind_unix_socket(cfg->unix_socket, cfg->unix_socket_mode);
+        if (fd < 0) {
+            log_error("cannot listen on unix socket %s: %s", cfg->unix_socket, strerror(-fd));
+            return 1;
         }
         uv_pipe_init(s->loop, &s->pipe, 0);
         s->pipe.data = s;
         s->have_pipe = 1;
-        if ((rc = uv_pipe_bind(&s->pipe, cfg->unix_socket)) < 0 ||
+        if ((rc = uv_pipe_open(&s->pipe, fd)) < 0 ||
             (rc = uv_listen((uv_stream_t *)&s->pipe, 511, on_connection)) < 0) {
             log_error("cannot listen on unix socket %s: %s", cfg->unix_socket, uv_strerror(rc));
             return 1;
         }
-        chmod(cfg->unix_socket, cfg->unix_socket_mode);
         log_info("listening on unix %s (mode %04o)", cfg->unix_socket, cfg->unix_socket_mode);
     }
     return 0;
@@ -598,7 +710,7 @@ int server_run(server_config_t *cfg)
     setenv("UV_THREADPOOL_SIZE", wbuf, 1);    /* before the first job */
     signal(SIGPIPE, SIG_IGN);
 
-    if (mkdir(cfg->data_dir, 0750) < 0 && errno != EEXIST) {
+    if (mkdir(cfg->data_dir, 0700) < 0 && errno != EEXIST) {   /* the owner only */
         log_error("cannot create data directory %s: %s", cfg->data_dir, strerror(errno));
         return 1;
     }
@@ -636,7 +748,7 @@ int server_run(server_config_t *cfg)
         log_info("streamdbd %s ready (%d workers)", SDB_VERSION_STRING, cfg->workers);
         uv_run(s->loop, UV_RUN_DEFAULT);
     } else if (s->have_pipe) {
-        unlink(cfg->unix_socket);
+        remove_own_socket(cfg->unix_socket);
     }
     /* close every remaining handle and let their callbacks run */
     uv_walk(s->loop, close_walk, NULL);

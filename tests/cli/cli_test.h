@@ -223,6 +223,8 @@ static inline void ct_daemon_start(ct_daemon_t *d, const char *name, const char 
         if (!f || fputs(conf, f) < 0 || fclose(f) != 0)
             abort();
     }
+    if (token_file && chmod(token_file, 0600) != 0)   /* streamdbd refuses a token others may read */
+        abort();
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0)

@@ -5,6 +5,8 @@
  * drains and exits 0, every acknowledged write survives a restart, SIGHUP
  * reopens the log) and a run under valgrind.
  */
+#include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -155,7 +157,7 @@ START_TEST(test_second_daemon)
         const char *expect;   /* in the second daemon's log */
     } cases[] = {
         { "\"data_dir\": \"%s\"", "locked" },
-        { "\"unix_socket\": \"%s\"", "in use" },
+        { "\"unix_socket\": \"%s\"", "another streamdbd is listening on" },
         { "\"listen\": \"127.0.0.1:%d\"", "cannot listen" },
     };
     for (int k = 0; k < 3; k++) {
@@ -185,6 +187,274 @@ START_TEST(test_second_daemon)
     }
     tc_close(c);
     td_stop(&a);
+}
+END_TEST
+
+/* ---- the Unix socket path: only a stale socket is ever removed ---- */
+
+/* Starts a daemon on dir whose unix_socket is path and expects it to refuse:
+ * a non-zero exit, and a log that names path and says want. */
+static void expect_socket_refused(const char *dir, const char *path, const char *want)
+{
+    char extra[600];
+    td_t d;
+    td_init(&d, dir);
+    snprintf(extra, sizeof extra, "\"unix_socket\": \"%s\", " FAST_ENGINE, path);
+    td_write_config(&d, extra);
+    int rc = td_spawn(&d, NULL, td_scaled(10000));
+    char *log = td_log_text(&d);
+    ck_assert_msg(rc == -1 && exit_code(d.status) == 1, "unix_socket %s (%s): the daemon started or "
+                  "crashed (status 0x%x); log: %s", path, want, (unsigned)d.status, log);
+    ck_assert_msg(strstr(log, path) != NULL && strstr(log, want) != NULL,
+                  "unix_socket %s: the log does not name the path and say '%s': %s", path, want, log);
+    free(log);
+}
+
+static void expect_file(const char *path, const char *content)
+{
+    char buf[64] = "";
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "%s is gone: %s", path, strerror(errno));
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    ck_assert_msg(strcmp(buf, content) == 0, "%s holds '%s', expected '%s'", path, buf, content);
+}
+
+/* A socket bound at path; listening when listening, else closed at once
+ * (a stale socket file).  Returns the fd, or -1 when closed. */
+static int make_socket(const char *path, int listening)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    ck_assert(strlen(path) < sizeof sa.sun_path);
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_msg(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "bind %s: %s", path, strerror(errno));
+    if (!listening) {
+        close(fd);
+        return -1;
+    }
+    ck_assert_int_eq(listen(fd, 8), 0);
+    return fd;
+}
+
+START_TEST(test_unix_socket_path)
+{
+    char dir[256], path[300], target[300];
+    struct stat sb, sb2;
+
+    /* a regular file survives with its content */
+    it_newdir(dir, sizeof dir, "sockfile");
+    snprintf(path, sizeof path, "%s/precious", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("precious data", f);
+    fclose(f);
+    expect_socket_refused(dir, path, "regular file");
+    expect_file(path, "precious data");
+
+    /* a symbolic link survives, and so does its target */
+    it_newdir(dir, sizeof dir, "socklink");
+    snprintf(target, sizeof target, "%s/target", dir);
+    snprintf(path, sizeof path, "%s/link", dir);
+    f = fopen(target, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("target data", f);
+    fclose(f);
+    ck_assert_int_eq(symlink(target, path), 0);
+    expect_socket_refused(dir, path, "symbolic link");
+    ck_assert_msg(lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode), "the symbolic link %s is gone", path);
+    expect_file(target, "target data");
+
+    /* a link to a stale socket is not followed: the link and the socket stay */
+    it_newdir(dir, sizeof dir, "socklink2");
+    snprintf(target, sizeof target, "%s/stale.sock", dir);
+    snprintf(path, sizeof path, "%s/link", dir);
+    make_socket(target, 0);
+    ck_assert_int_eq(symlink(target, path), 0);
+    expect_socket_refused(dir, path, "symbolic link");
+    ck_assert_msg(lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode), "the symbolic link %s is gone", path);
+    ck_assert_msg(lstat(target, &sb) == 0 && S_ISSOCK(sb.st_mode), "the socket %s is gone", target);
+
+    /* a directory stays */
+    it_newdir(dir, sizeof dir, "sockdir");
+    snprintf(path, sizeof path, "%s/adir", dir);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    expect_socket_refused(dir, path, "directory");
+    ck_assert_msg(stat(path, &sb) == 0 && S_ISDIR(sb.st_mode), "the directory %s is gone", path);
+
+    /* another process's live socket is not stolen: it stays and still accepts */
+    it_newdir(dir, sizeof dir, "socklive");
+    snprintf(path, sizeof path, "%s/live.sock", dir);
+    int lfd = make_socket(path, 1);
+    ck_assert_int_eq(lstat(path, &sb), 0);
+    expect_socket_refused(dir, path, "another streamdbd is listening on");
+    ck_assert_msg(lstat(path, &sb2) == 0 && sb2.st_ino == sb.st_ino, "the live socket %s was replaced",
+                  path);
+    tc_t *c = tc_connect_unix(path);
+    ck_assert_msg(c != NULL, "the live socket no longer accepts: %s", strerror(errno));
+    int afd = accept(lfd, NULL, NULL);
+    ck_assert_msg(afd >= 0, "accept on the live socket: %s", strerror(errno));
+    close(afd);
+    tc_close(c);
+    close(lfd);
+
+    /* a stale socket is replaced by the daemon's, which it removes at exit */
+    it_newdir(dir, sizeof dir, "sockstale");
+    td_t d;
+    td_init(&d, dir);
+    make_socket(d.sock, 0);
+    td_write_config(&d, FAST_ENGINE);
+    ck_assert_msg(td_spawn(&d, NULL, td_scaled(10000)) == 0, "the daemon did not replace a stale socket");
+    char *log = td_log_text(&d);
+    ck_assert_msg(strstr(log, "removed the stale unix socket") != NULL,
+                  "the log does not say the stale socket was removed: %s", log);
+    free(log);
+    tc_t *s = it_session(&d, 0);
+    IT_OK(s, tc_ping(s, "x", 1));
+    tc_close(s);
+    td_stop(&d);
+    ck_assert_msg(lstat(d.sock, &sb) != 0 && errno == ENOENT, "the daemon left its socket %s", d.sock);
+
+    /* a file put in the socket's place while the daemon runs is left at exit */
+    it_newdir(dir, sizeof dir, "sockswap");
+    td_start(&d, dir, FAST_ENGINE);
+    ck_assert_int_eq(unlink(d.sock), 0);
+    f = fopen(d.sock, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("not yours", f);
+    fclose(f);
+    td_stop(&d);
+    expect_file(d.sock, "not yours");
+}
+END_TEST
+
+/* ---- file modes: the data directory 0700, the database 0600, the socket
+ * exactly unix_socket_mode, whatever the umask ---- */
+
+static unsigned mode_of(const char *path)
+{
+    struct stat sb;
+    ck_assert_msg(lstat(path, &sb) == 0, "lstat %s: %s", path, strerror(errno));
+    return (unsigned)(sb.st_mode & 07777);
+}
+
+START_TEST(test_file_modes)
+{
+    char dir[256], db[300], extra[300];
+    td_t d;
+    mode_t old = umask(022);          /* the usual umask: 0644 and 0755 pass through it */
+    it_newdir(dir, sizeof dir, "modes");
+    td_start(&d, dir, FAST_ENGINE);
+    snprintf(db, sizeof db, "%s/streamdb.sdb", d.data);
+    ck_assert_msg(mode_of(d.data) == 0700, "data directory mode %04o, expected 0700", mode_of(d.data));
+    ck_assert_msg(mode_of(db) == 0600, "database mode %04o, expected 0600", mode_of(db));
+    ck_assert_msg(mode_of(d.sock) == 0660, "socket mode %04o, expected 0660", mode_of(d.sock));
+    td_stop(&d);
+
+    /* the socket's mode does not depend on the umask, either way */
+    const char *modes[] = { "0600", "0666" };
+    const mode_t masks[] = { 0, 077 };
+    for (int k = 0; k < 2; k++) {
+        umask(masks[k]);
+        it_newdir(dir, sizeof dir, "sockmode");
+        snprintf(extra, sizeof extra, "\"unix_socket_mode\": \"%s\", " FAST_ENGINE, modes[k]);
+        td_start(&d, dir, extra);
+        unsigned want = (unsigned)strtoul(modes[k], NULL, 8);
+        ck_assert_msg(mode_of(d.sock) == want, "umask %03o: socket mode %04o, expected %04o",
+                      (unsigned)masks[k], mode_of(d.sock), want);
+        td_stop(&d);
+    }
+    umask(old);
+}
+END_TEST
+
+/* ---- permission denied is said so, naming the file ---- */
+
+/* Runs argv with stderr captured into *err (malloc()ed) as uid/gid 65534
+ * when this process is root (root bypasses file modes), else as it is.
+ * Returns the exit code, 97 when the privileges could not be dropped. */
+static int run_unprivileged(const char *const *argv, char **err)
+{
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(p[0]);
+        if (geteuid() == 0 && (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0)) {
+            dprintf(p[1], "cannot drop to uid 65534: %s", strerror(errno));
+            _exit(97);
+        }
+        char *e = NULL;
+        int st = td_run(argv, NULL, &e, td_scaled(10000));
+        if (e && write(p[1], e, strlen(e)) < 0)
+            _exit(96);
+        _exit(st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : 98);
+    }
+    close(p[1]);
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    ssize_t n;
+    while ((n = read(p[0], buf + len, cap - len - 1)) > 0)
+        if ((len += (size_t)n) == cap - 1)
+            ck_assert_ptr_nonnull(buf = realloc(buf, cap *= 2));
+    buf[len] = '\0';
+    close(p[0]);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    *err = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+START_TEST(test_permission_denied)
+{
+    char dir[256], db[300], cli[PATH_MAX], extra[400];
+    td_t d;
+    it_newdir(dir, sizeof dir, "perm");
+    /* an unprivileged uid must reach the directory (not the database) */
+    char *slash = strrchr(dir, '/');
+    *slash = '\0';
+    ck_assert_int_eq(chmod(dir, 0711), 0);
+    *slash = '/';
+    ck_assert_int_eq(chmod(dir, 0755), 0);
+    td_init(&d, dir);
+    ck_assert_int_eq(mkdir(d.data, 0755), 0);
+    snprintf(db, sizeof db, "%s/streamdb.sdb", d.data);
+    int fd = open(db, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(fchmod(fd, 0), 0);        /* nobody but root may open it */
+    close(fd);
+    snprintf(extra, sizeof extra, "\"unix_socket\": \"\", " FAST_ENGINE);
+    td_write_config(&d, extra);
+    ck_assert_int_eq(chmod(d.conf, 0644), 0);
+
+    /* the daemon */
+    char *err;
+    const char *argv[] = { td_binary(), "-c", d.conf, NULL };
+    int code = run_unprivileged(argv, &err);
+    ck_assert_msg(code == 1, "streamdbd on a database it may not open: exit %d, expected 1; stderr: %s",
+                  code, err);
+    ck_assert_msg(strstr(err, db) != NULL && strstr(err, "permission denied") != NULL,
+                  "streamdbd does not say 'permission denied' naming %s: %s", db, err);
+    free(err);
+
+    /* the CLI in local mode */
+    snprintf(cli, sizeof cli, "%s", td_binary());
+    char *base = strrchr(cli, '/');
+    snprintf(base ? base + 1 : cli, sizeof cli - (size_t)(base ? base + 1 - cli : 0), "streamdb");
+    const char *cargv[] = { cli, "--db", db, "ls", NULL };
+    code = run_unprivileged(cargv, &err);
+    ck_assert_msg(code != 0 && code != 97, "streamdb --db on a database it may not open: exit %d; "
+                  "stderr: %s", code, err);
+    ck_assert_msg(strstr(err, db) != NULL && strstr(err, "permission denied") != NULL,
+                  "streamdb --db does not say 'permission denied' naming %s: %s", db, err);
+    free(err);
+    struct stat sb;
+    ck_assert_msg(stat(db, &sb) == 0 && sb.st_size == 0 && (sb.st_mode & 07777) == 0,
+                  "the database file was changed");
 }
 END_TEST
 
@@ -635,6 +905,9 @@ Suite *suite_process(void)
     tcase_add_test(tc, test_version_help);
     tcase_add_test(tc, test_bad_config);
     tcase_add_test(tc, test_second_daemon);
+    tcase_add_test(tc, test_unix_socket_path);
+    tcase_add_test(tc, test_file_modes);
+    tcase_add_test(tc, test_permission_denied);
     tcase_add_test(tc, test_sigterm_idle);
     tcase_add_test(tc, test_sigterm_during_upload);
     tcase_add_test(tc, test_sigkill_recovery);

@@ -5,9 +5,12 @@
  * connection limits, idle and slow clients, a client that does not read, and
  * uploads cut off mid-stream.
  */
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "itest.h"
 
@@ -201,6 +204,114 @@ START_TEST(test_malformed_payload)
     IT_OK(c, tc_recv(c, 25, SDB_OP_DOC));
     tc_close(c);
     it_still_serving(&d, "malformed payloads");
+    td_stop(&d);
+}
+END_TEST
+
+/* ---- the upload frames follow the rules of every request (PROTOCOL.md
+ * sections 3, 6.2 and 8) ---- */
+
+START_TEST(test_upload_frame_rules)
+{
+    td_t d;
+    start(&d, "upframes", BASE_CONF);
+    tc_t *c = it_session(&d, 0);
+    uint32_t rid = 100;
+
+    /* PUT_ABORT with a payload: ERROR PROTOCOL instead of OK, the upload is
+       aborted all the same (the next request is served, nothing stored) */
+    IT_OK(c, tc_send_put_begin(c, ++rid, "/abort/payload", UNSET, UNSET));
+    IT_OK(c, tc_send_put_data(c, rid, "data", 4));
+    IT_OK(c, tc_send_frame(c, SDB_OP_PUT_ABORT, 0, rid, "x", 1));
+    IT_OK(c, tc_send_ping(c, rid + 1000, "next", 4));
+    expect_error(c, rid, SDB_STATUS_PROTOCOL, "PUT_ABORT with a payload");
+    ck_assert_msg(strstr(c->msg, "PUT_ABORT") != NULL, "the message does not name PUT_ABORT: %s", c->msg);
+    IT_OK(c, tc_recv(c, rid + 1000, SDB_OP_PONG));
+
+    /* PUT_ABORT with an undefined flag bit: INVALID, aborted */
+    IT_OK(c, tc_send_put_begin(c, ++rid, "/abort/flag", UNSET, UNSET));
+    IT_OK(c, tc_send_put_data(c, rid, "data", 4));
+    IT_OK(c, tc_send_frame(c, SDB_OP_PUT_ABORT, 0x40, rid, NULL, 0));
+    IT_OK(c, tc_send_ping(c, rid + 1000, "next", 4));
+    expect_error(c, rid, SDB_STATUS_INVALID, "PUT_ABORT with flag 0x40");
+    ck_assert_msg(strstr(c->msg, "0x40") != NULL, "the message does not name the flag: %s", c->msg);
+    IT_OK(c, tc_recv(c, rid + 1000, SDB_OP_PONG));
+
+    /* PUT_DATA with an undefined flag bit: the upload fails at once with
+       INVALID; PUT_END then ends it without a second answer */
+    IT_OK(c, tc_send_put_begin(c, ++rid, "/data/flag", 8, UNSET));
+    IT_OK(c, tc_send_put_data(c, rid, "good", 4));
+    IT_OK(c, tc_send_frame(c, SDB_OP_PUT_DATA, 0x20, rid, "bad!", 4));
+    IT_OK(c, tc_send_put_end(c, rid, 8, tc_crc("goodbad!", 8)));
+    IT_OK(c, tc_send_ping(c, rid + 1000, "next", 4));
+    expect_error(c, rid, SDB_STATUS_INVALID, "PUT_DATA with flag 0x20");
+    ck_assert_msg(strstr(c->msg, "0x20") != NULL, "the message does not name the flag: %s", c->msg);
+    IT_OK(c, tc_recv(c, rid + 1000, SDB_OP_PONG));
+    /* ... also when it is not the first PUT_DATA of a batch */
+    IT_OK(c, tc_send_put_begin(c, ++rid, "/data/flag2", UNSET, UNSET));
+    IT_OK(c, tc_send_put_data(c, rid, "a", 1));
+    IT_OK(c, tc_send_put_data(c, rid, "b", 1));
+    IT_OK(c, tc_send_frame(c, SDB_OP_PUT_DATA, 0x02, rid, "c", 1));
+    IT_OK(c, tc_send_put_data(c, rid, "d", 1));
+    IT_OK(c, tc_send_put_end(c, rid, 4, tc_crc("abcd", 4)));
+    IT_OK(c, tc_send_ping(c, rid + 1000, "next", 4));
+    expect_error(c, rid, SDB_STATUS_INVALID, "a later PUT_DATA with flag 0x02");
+    IT_OK(c, tc_recv(c, rid + 1000, SDB_OP_PONG));
+    /* QUICK is a defined request flag, ignored outside GET */
+    IT_OK(c, tc_send_put_begin(c, ++rid, "/data/quick", UNSET, UNSET));
+    IT_OK(c, tc_send_frame(c, SDB_OP_PUT_DATA, SDB_FLAG_QUICK, rid, "q", 1));
+    IT_OK(c, tc_send_put_end(c, rid, 1, tc_crc("q", 1)));
+    IT_OK(c, tc_recv_doc(c, rid, SDB_OP_DOC, NULL));
+
+    const char *gone[] = { "/abort/payload", "/abort/flag", "/data/flag", "/data/flag2" };
+    for (size_t k = 0; k < 4; k++)
+        IT_RC(c, tc_lookup(c, gone[k], NULL), SDB_STATUS_NOT_FOUND);
+
+    /* an unknown opcode during an upload breaks its framing: fatal PROTOCOL
+       with the frame's request id (not BAD_OPCODE), the upload aborted */
+    IT_OK(c, tc_send_put_begin(c, ++rid, "/unknown/op", UNSET, UNSET));
+    IT_OK(c, tc_send_put_data(c, rid, "data", 4));
+    IT_OK(c, tc_send_frame(c, 0x7e, 0, rid, "junk", 4));
+    expect_fatal(c, rid, SDB_STATUS_PROTOCOL, "an unknown opcode during an upload");
+    tc_close(c);
+    c = it_session(&d, 1);
+    IT_RC(c, tc_lookup(c, "/unknown/op", NULL), SDB_STATUS_NOT_FOUND);
+    tc_close(c);
+    it_still_serving(&d, "upload frames against the rules");
+    td_stop(&d);
+}
+END_TEST
+
+/* ENTRIES payloads, their 2-byte count included, stay within chunk_bytes
+ * when the entries allow: with chunk_bytes 512 and DOC entries of 64 bytes
+ * (a 9-byte path), 7 fit (450 bytes); 8 would make 514. */
+START_TEST(test_entries_within_chunk)
+{
+    td_t d;
+    start(&d, "entries", "\"chunk_bytes\": 512, \"engine\": {\"durability\": \"none\"}");
+    tc_t *c = it_session(&d, 0);
+    ck_assert_uint_eq(c->chunk, 512);
+    sdb_docinfo_t doc;
+    IT_OK(c, tc_put(c, "/p/000000", "x", 1, UNSET, &doc));
+    char p[16];
+    for (int i = 1; i < 40; i++) {
+        snprintf(p, sizeof p, "/p/%06d", i);
+        IT_OK(c, tc_bind(c, &doc.id, p));
+    }
+    tc_list_t l = { 0 };
+    IT_OK(c, tc_search(c, "/p/", "", 0, 0, &l));
+    ck_assert_uint_eq(l.n, 40);
+    ck_assert_msg(l.max_payload <= 512, "SEARCH: an ENTRIES payload of %zu bytes > chunk_bytes 512",
+                  l.max_payload);
+    ck_assert_msg(l.frames >= 6, "SEARCH: 40 entries in %u ENTRIES frames", l.frames);
+    tc_list_free(&l);
+    memset(&l, 0, sizeof l);
+    IT_OK(c, tc_list_paths(c, &doc.id, &l));
+    ck_assert_uint_eq(l.n, 40);
+    ck_assert_msg(l.max_payload <= 512, "LIST_PATHS: an ENTRIES payload of %zu bytes > chunk_bytes 512",
+                  l.max_payload);
+    tc_list_free(&l);
+    tc_close(c);
     td_stop(&d);
 }
 END_TEST
@@ -502,15 +613,23 @@ START_TEST(test_auth_token)
 }
 END_TEST
 
+/* Writes n bytes to path with exactly mode (whatever the umask). */
+static void write_token_file(const char *path, const void *bytes, size_t n, mode_t mode)
+{
+    unlink(path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    ck_assert_msg(fd >= 0, "create %s: %s", path, strerror(errno));
+    ck_assert_int_eq(write(fd, bytes, n), (ssize_t)n);
+    ck_assert_int_eq(fchmod(fd, mode), 0);
+    close(fd);
+}
+
 START_TEST(test_auth_token_file)
 {
     char dir[256], tok[300], extra[600];
     it_newdir(dir, sizeof dir, "tokfile");
     snprintf(tok, sizeof tok, "%s/token", dir);
-    FILE *f = fopen(tok, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs("from-a-file\n", f);
-    fclose(f);
+    write_token_file(tok, "from-a-file\n", 12, 0600);
     snprintf(extra, sizeof extra, "\"auth_token_file\": \"%s\", " BASE_CONF, tok);
     td_t d;
     td_init(&d, dir);
@@ -521,6 +640,88 @@ START_TEST(test_auth_token_file)
     expect_fatal(c, 1, SDB_STATUS_AUTH, "the token with its newline");
     tc_close(c);
     expect_served_with_token(&d, "from-a-file", "a token file");
+    td_stop(&d);
+}
+END_TEST
+
+/* A token the daemon cannot use stops it at start (exit 2) with a message
+ * that names the key, the file and what is wrong; it never runs without
+ * authentication because a token read as empty. */
+START_TEST(test_auth_token_refused)
+{
+    static char longtok[SDB_PROTO_MAX_TOKEN + 2];
+    memset(longtok, 'k', sizeof longtok - 1);
+    struct {
+        const char *bytes;   /* the token file's content, or the auth_token JSON text */
+        size_t n;            /* bytes of a file; 0 for a JSON case */
+        mode_t mode;
+        const char *want[2]; /* in stderr */
+    } cases[] = {
+        { "good-token\n", 11, 0644, { "chmod 600", "group or others" } },
+        { "good-token\n", 11, 0640, { "chmod 600", "0640" } },
+        { "good-token\n", 11, 0602, { "chmod 600", "0602" } },
+        { "\0abc", 4, 0600, { "control byte 0x00", "offset 0" } },
+        { "abc\0def", 7, 0600, { "control byte 0x00", "offset 3" } },
+        { "abc\ndef\n", 8, 0600, { "control byte 0x0a", "offset 3" } },
+        { "", 0, 0600, { "empty", "auth_token_file" } },
+        { "\n", 1, 0600, { "empty", "auth_token_file" } },
+        { "\r\n", 2, 0600, { "empty", "auth_token_file" } },
+        { "tok\n\n", 5, 0600, { "control byte 0x0a", "offset 3" } },
+        { longtok, sizeof longtok - 1, 0600, { "limit of 1024", "auth_token_file" } },
+        { "\"auth_token\": \"\\u0000abc\"", 0, 0, { "NUL", "line" } },
+        { "\"auth_token\": \"abc\\u0000def\"", 0, 0, { "NUL", "line" } },
+        { "\"auth_token\": \"a\\tb\"", 0, 0, { "\"auth_token\"", "control byte 0x09" } },
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        char dir[256], tok[300], extra[700];
+        it_newdir(dir, sizeof dir, "badtok");
+        snprintf(tok, sizeof tok, "%s/token", dir);
+        if (cases[k].n || !strchr(cases[k].bytes, ':')) {
+            write_token_file(tok, cases[k].bytes, cases[k].n, cases[k].mode);
+            snprintf(extra, sizeof extra, "\"auth_token_file\": \"%s\", " BASE_CONF, tok);
+        } else {
+            snprintf(extra, sizeof extra, "%s, " BASE_CONF, cases[k].bytes);
+        }
+        td_t d;
+        td_init(&d, dir);
+        td_write_config(&d, extra);
+        char *err = NULL;
+        const char *argv[] = { td_binary(), "-c", d.conf, NULL };
+        int st = td_run(argv, NULL, &err, td_scaled(10000));
+        ck_assert_msg(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 2,
+                      "case %zu: the daemon did not refuse the token (status 0x%x); stderr: %s", k,
+                      (unsigned)st, err);
+        for (int i = 0; i < 2; i++)
+            ck_assert_msg(strstr(err, cases[k].want[i]) != NULL, "case %zu: stderr does not say '%s': %s",
+                          k, cases[k].want[i], err);
+        if (cases[k].n || !strchr(cases[k].bytes, ':'))
+            ck_assert_msg(strstr(err, tok) != NULL, "case %zu: stderr does not name %s: %s", k, tok, err);
+        free(err);
+    }
+}
+END_TEST
+
+/* The token is bytes, compared with their length: a prefix, the token with
+ * a stripped line end, or the token plus a byte are all refused. */
+START_TEST(test_auth_token_bytes)
+{
+    char dir[256], tok[300], extra[600];
+    it_newdir(dir, sizeof dir, "tokbytes");
+    snprintf(tok, sizeof tok, "%s/token", dir);
+    write_token_file(tok, "abc def\r\n", 9, 0400);
+    snprintf(extra, sizeof extra, "\"auth_token_file\": \"%s\", " BASE_CONF, tok);
+    td_t d;
+    td_init(&d, dir);
+    td_write_config(&d, extra);
+    td_restart(&d);
+    const char *wrong[] = { "abc", "abc ", "abc de", "abc def\r", "abc def\r\n", "abc defg", "" };
+    for (size_t k = 0; k < sizeof wrong / sizeof *wrong; k++) {
+        tc_t *c = it_connect(&d, (int)k % 2);
+        IT_OK(c, tc_send_hello(c, 2, 1, 1, wrong[k], "x"));
+        expect_fatal(c, 2, SDB_STATUS_AUTH, "a token that is not the configured one");
+        tc_close(c);
+    }
+    expect_served_with_token(&d, "abc def", "wrong tokens");
     td_stop(&d);
 }
 END_TEST
@@ -927,6 +1128,8 @@ Suite *suite_robust(void)
     tcase_add_test(tc, test_frame_limits);
     tcase_add_test(tc, test_unknown_opcode);
     tcase_add_test(tc, test_malformed_payload);
+    tcase_add_test(tc, test_upload_frame_rules);
+    tcase_add_test(tc, test_entries_within_chunk);
     tcase_add_test(tc, test_bad_path);
     tcase_add_test(tc, test_put_checksum);
     tcase_add_test(tc, test_put_limits);
@@ -934,6 +1137,8 @@ Suite *suite_robust(void)
     tcase_add_test(tc, test_hello_errors);
     tcase_add_test(tc, test_auth_token);
     tcase_add_test(tc, test_auth_token_file);
+    tcase_add_test(tc, test_auth_token_refused);
+    tcase_add_test(tc, test_auth_token_bytes);
     tcase_add_test(tc, test_max_connections);
     tcase_add_test(tc, test_close_with_work_in_flight);
     suite_add_tcase(s, tc);

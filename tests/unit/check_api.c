@@ -1516,7 +1516,7 @@ START_TEST(test_strerror)
 {
     static const int codes[] = {SDB_OK,     SDB_ENOTFOUND, SDB_EINVAL,  SDB_ETOOLARGE,
                                 SDB_ECORRUPT, SDB_EIO,     SDB_ENOSPC,  SDB_ELOCKED,
-                                SDB_ECONFLICT, SDB_ENOMEM};
+                                SDB_ECONFLICT, SDB_ENOMEM, SDB_EPERM};
     size_t n = sizeof codes / sizeof *codes;
     for (size_t i = 0; i < n; i++) {
         const char *a = sdb_strerror(codes[i]);
@@ -1525,7 +1525,7 @@ START_TEST(test_strerror)
             ck_assert_msg(strcmp(a, sdb_strerror(codes[j])) != 0,
                           "sdb_strerror(%d) == sdb_strerror(%d): %s", codes[i], codes[j], a);
     }
-    static const int odd[] = {1, 42, -10, -1000, 12345678};
+    static const int odd[] = {1, 42, -11, -1000, 12345678};
     for (size_t i = 0; i < sizeof odd / sizeof *odd; i++)
         ck_assert_ptr_nonnull(sdb_strerror(odd[i]));
 }
