@@ -31,8 +31,9 @@ static int salvage(sdb_t *db, FILE *rep)
     uint64_t found = 0;
     for (uint64_t p = FIRST_PAGE; p < npages && !rc; p++) {
         page_hdr_t h;
-        if (db->be->read(db->be, p * db->page_size, pg, db->page_size) ||
-            page_open(pg, pg + PAGE_HDR, db->cap, 1, &h, NULL) || h.type != PT_DATA || h.index != 0)
+        if ((rc = db->be->read(db->be, p * db->page_size, pg, db->page_size)))
+            break;                  /* an unread page is not an empty one */
+        if (page_open(pg, pg + PAGE_HDR, db->cap, 1, &h, NULL) || h.type != PT_DATA || h.index != 0)
             continue;
         /* follow consecutive pages of the same blob */
         docver_t v = { 0 };
@@ -83,10 +84,131 @@ static int salvage(sdb_t *db, FILE *rep)
         }
         p += ext.count - 1;
     }
-    fprintf(rep, "salvage: %" PRIu64 " documents recovered\n", found);
+    if (!rc)
+        fprintf(rep, "salvage: %" PRIu64 " documents recovered\n", found);
     free(pg);
     free(b.p);
     return rc;
+}
+
+/* ---- what a repair loses ---- */
+
+typedef struct {
+    uint64_t seq;
+    pgno_t page;
+    int first;                     /* index 0: a group may start here */
+} jpage_t;
+
+static int jpage_cmp(const void *a, const void *b)
+{
+    const jpage_t *x = a, *y = b;
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
+    return x->page < y->page ? -1 : x->page > y->page;
+}
+
+/* Lists, one "lost:" line each, the changes of the journal groups after
+ * `after` (the last group the recovered state holds) that are still on disk
+ * (a valid journal page of this file names them), and each group that
+ * cannot be read.  The groups up to `upto` (the last one a damaged newer
+ * checkpoint folded in) are lost even when no page of theirs is left.
+ * Counts the groups in *ngroups.  0 or an error (nothing is "clean" then). */
+static int report_lost_groups(sdb_t *db, uint64_t after, uint64_t upto, FILE *rep,
+                              uint64_t *ngroups)
+{
+    uint64_t npages = db->be->size(db->be) / db->page_size;
+    uint8_t *pg = malloc(db->page_size);
+    jpage_t *js = NULL;
+    size_t nj = 0, jcap = 0;
+    buf_t recs = { 0 };
+    pgno_t *gp = NULL;
+    size_t ngp = 0, gcap = 0;
+    int rc = pg ? SDB_OK : SDB_ENOMEM;
+    *ngroups = 0;
+    for (uint64_t p = FIRST_PAGE; !rc && p < npages; p++) {
+        page_hdr_t h;
+        if ((rc = db->be->read(db->be, p * db->page_size, pg, db->page_size)))
+            break;
+        if (page_open(pg, pg + PAGE_HDR, db->cap, 1, &h, NULL) || h.type != PT_JOURNAL ||
+            h.seqno <= after || memcmp(h.owner, db->file_id, 16))
+            continue;
+        if (nj == jcap) {
+            size_t nc = jcap ? 2 * jcap : 64;
+            jpage_t *t = realloc(js, nc * sizeof(*t));
+            if (!t) {
+                rc = SDB_ENOMEM;
+                break;
+            }
+            js = t;
+            jcap = nc;
+        }
+        js[nj++] = (jpage_t){ h.seqno, p, h.index == 0 };
+        if (h.seqno > upto)
+            upto = h.seqno;
+    }
+    if (!rc && nj)
+        qsort(js, nj, sizeof(*js), jpage_cmp);
+    size_t i = 0;
+    for (uint64_t seq = after + 1; !rc && seq <= upto; seq++) {
+        int done = 0;
+        for (; i < nj && js[i].seq == seq; i++) {
+            if (done || !js[i].first)
+                continue;
+            pgno_t next;
+            int got = journal_load_group(db, js[i].page, seq, &recs, &next, &gp, &ngp, &gcap);
+            if (got < 0) {
+                rc = got;
+                break;
+            }
+            if (got == 1) {
+                char prefix[64];
+                snprintf(prefix, sizeof prefix, "lost: journal group %" PRIu64 ": ", seq);
+                rc = records_describe(recs.p, recs.len, prefix, rep);
+                if (rc == SDB_ECORRUPT) {
+                    fprintf(rep, "%sthe rest of its records cannot be decoded\n", prefix);
+                    rc = SDB_OK;
+                }
+                done = 1;
+            }
+        }
+        if (!rc && !done)
+            fprintf(rep, "lost: journal group %" PRIu64 ": not on disk in a readable form "
+                         "(damaged, overwritten, or only in the damaged checkpoint)\n", seq);
+        ++*ngroups;
+    }
+    free(gp);
+    free(recs.p);
+    free(js);
+    free(pg);
+    return rc ? rc : ferror(rep) ? SDB_ENOMEM : SDB_OK;
+}
+
+/* Stores in *max the highest sequence of a valid journal page of this file
+ * (0: none).  0 or an error. */
+static int journal_max_seq(sdb_t *db, uint64_t *max)
+{
+    uint64_t npages = db->be->size(db->be) / db->page_size;
+    uint8_t *pg = malloc(db->page_size);
+    int rc = pg ? SDB_OK : SDB_ENOMEM;
+    *max = 0;
+    for (uint64_t p = FIRST_PAGE; !rc && p < npages; p++) {
+        page_hdr_t h;
+        if (!(rc = db->be->read(db->be, p * db->page_size, pg, db->page_size)) &&
+            page_open(pg, pg + PAGE_HDR, db->cap, 1, &h, NULL) == 0 && h.type == PT_JOURNAL &&
+            memcmp(h.owner, db->file_id, 16) == 0 && h.seqno > *max)
+            *max = h.seqno;
+    }
+    free(pg);
+    return rc;
+}
+
+/* Writes the paths of d to rep as ` "a", "b"`. */
+static void report_paths(const doc_t *d, FILE *rep)
+{
+    for (uint32_t i = 0; i < d->npaths; i++)
+        fprintf(rep, "%s\"%.*s\"", i ? ", " : " ", (int)d->paths[i]->len, d->paths[i]->bytes);
+    if (!d->npaths)
+        fputs(" (none)", rep);
 }
 
 int sdb_check(const char *file, int repair, char **report)
@@ -123,8 +245,10 @@ int sdb_check(const char *file, int repair, char **report)
     /* the header slots, each on its own */
     slot_t slots[2] = { { 0 }, { 0 } };
     int ok[2] = { 0, 0 };
-    if (journal_read_slots(be, slots, ok))
-        ok[0] = ok[1] = 0;
+    if ((rc = journal_read_slots(be, slots, ok))) {
+        fprintf(rep, "header slots: cannot be read (%s)\n", sdb_strerror(rc));
+        goto done;
+    }
     const slot_t s0 = slots[0], s1 = slots[1];
     const int ok0 = ok[0], ok1 = ok[1];
     fprintf(rep, "header slot 0: %s\nheader slot 1: %s\n", ok0 ? "valid" : "invalid", ok1 ? "valid" : "invalid");
@@ -146,44 +270,93 @@ int sdb_check(const char *file, int repair, char **report)
             goto done;
         }
     } else {
+        uint64_t lost_from = 0, lost_upto = 0;   /* journal groups to list as lost */
+        if (db->slot_fallback) {
+            damage = 1;
+            fprintf(rep, "checkpoint: the newest header slot (generation %" PRIu64 ") names a "
+                         "damaged checkpoint\n", db->fallback_from.generation);
+            fprintf(rep, "recovered from the older header slot (generation %" PRIu64 "): its "
+                         "checkpoint and journal up to group %" PRIu64 "%s\n", db->slot.generation,
+                    db->jseq - 1, db->slot_fallback == 1 ? ", which lead on to the newest "
+                    "journal: no commit is lost" : "");
+            if (db->slot_fallback == 2) {
+                lost_from = db->jseq;
+                lost_upto = db->fallback_from.cp_seq;
+            }
+        }
         fprintf(rep, "metadata: generation %" PRIu64 ", %zu checkpoint pages, %zu journal pages, "
                      "%zu documents, %zu paths\n", db->slot.generation, db->ncppages, db->njpages,
                 db->ndocs, pathidx_count(db->paths));
-        uint8_t *pg = malloc(db->page_size);
         buf_t drop = { 0 };
         uint64_t versions = 0, bad = 0;
-        for (size_t i = 0; pg && i < db->docs_cap; i++)
-            for (doc_t *d = db->docs[i]; d; d = d->hnext) {
+        for (size_t i = 0; !rc && i < db->docs_cap; i++)
+            for (doc_t *d = db->docs[i]; !rc && d; d = d->hnext) {
                 int cur_bad = 0;
-                for (docver_t *v = d->cur; v; v = v->older) {
+                for (docver_t *v = d->cur; !rc && v; v = v->older) {
                     versions++;
-                    if (docver_verify(db, v) == SDB_OK)
+                    int vr = docver_verify(db, v);
+                    if (vr == SDB_OK)
                         continue;
+                    if (vr != SDB_ECORRUPT) {    /* not damage: fail, never drop it */
+                        rc = vr;
+                        break;
+                    }
                     char ids[37];
                     sdb_id_format(&d->id, ids);
                     fprintf(rep, "document %s version %" PRIu64 ": DAMAGED\n", ids, v->version);
                     bad++;
-                    if (v != d->cur)
-                        rec_drop_version(&drop, &d->id, v->version);
-                    else
+                    if (v != d->cur) {
+                        rc = rec_drop_version(&drop, &d->id, v->version);
+                        fprintf(rep, "lost: document %s version %" PRIu64 " (an older version; "
+                                     "the current one is kept)\n", ids, v->version);
+                    } else {
                         cur_bad = 1;
+                    }
                 }
                 /* a document whose current version is lost is dropped whole: an
                    older version must not silently become the current one */
-                if (cur_bad)
-                    rec_delete_doc(&drop, &d->id);
+                if (!rc && cur_bad) {
+                    char ids[37];
+                    sdb_id_format(&d->id, ids);
+                    rc = rec_delete_doc(&drop, &d->id);
+                    fprintf(rep, "lost: document %s (current version %" PRIu64 " damaged) and "
+                                 "its paths:", ids, d->cur->version);
+                    report_paths(d, rep);
+                    fputc('\n', rep);
+                }
             }
+        if (rc) {
+            fprintf(rep, "verification failed: %s\n", sdb_strerror(rc));
+            free(drop.p);
+            goto done;
+        }
         /* The journal ends at the first group that does not check out.  After
            a crash that is the torn last group, whose sequence is the next one
            expected; a valid journal page of this file with a later sequence
            means the chain was cut by damage and later commits are lost. */
-        uint64_t lost = journal_count_cut(db, db->jseq, 0);
-        if (lost) {
-            fprintf(rep, "journal: cut short by a damaged group; %" PRIu64 " later journal pages "
-                         "cannot be replayed\n", lost);
-            damage = 1;
+        uint64_t cut = 0;
+        if ((rc = journal_count_cut(db, db->jseq, 0, &cut))) {
+            fprintf(rep, "journal: cannot be scanned (%s)\n", sdb_strerror(rc));
+            free(drop.p);
+            goto done;
         }
-        free(pg);
+        if (cut) {
+            fprintf(rep, "journal: cut short by a damaged group; %" PRIu64 " later journal pages "
+                         "cannot be replayed\n", cut);
+            damage = 1;
+            lost_from = db->jseq;
+        }
+        if (lost_from) {
+            uint64_t ngroups = 0;
+            rc = report_lost_groups(db, lost_from - 1, lost_upto, rep, &ngroups);
+            if (rc) {
+                fprintf(rep, "journal: the lost groups cannot be listed (%s)\n", sdb_strerror(rc));
+                free(drop.p);
+                goto done;
+            }
+            fprintf(rep, "journal: %" PRIu64 " groups after group %" PRIu64 " cannot be "
+                         "replayed\n", ngroups, lost_from - 1);
+        }
         fprintf(rep, "verified %" PRIu64 " versions, %" PRIu64 " damaged\n", versions, bad);
         if (bad)
             damage = 1;
@@ -192,6 +365,7 @@ int sdb_check(const char *file, int repair, char **report)
                apply them in order */
             rc = apply_records(db, drop.p, drop.len, 0);
             if (rc) {
+                fprintf(rep, "repair: dropping the damaged versions failed: %s\n", sdb_strerror(rc));
                 free(drop.p);
                 goto done;
             }
@@ -235,8 +409,16 @@ int sdb_check(const char *file, int repair, char **report)
             if (rc)
                 goto done;
         }
+        /* The journal goes on past every group left on disk: the lost groups
+           (after a cut, or past what the older slot reached) must not look
+           like a cut of the repaired journal, nor complete it. */
+        uint64_t maxseq = 0;
+        rc = journal_max_seq(db, &maxseq);
+        if (!rc && maxseq >= db->jseq)
+            db->jseq = maxseq + 1;
         /* a fresh checkpoint written twice moves both slots onto repaired metadata */
-        rc = journal_checkpoint(db);
+        if (!rc)
+            rc = journal_checkpoint(db);
         if (!rc)
             rc = journal_checkpoint(db);
         fprintf(rep, "repair: %s\n", rc ? sdb_strerror(rc) : "done, the file is consistent now");
@@ -246,10 +428,13 @@ int sdb_check(const char *file, int repair, char **report)
     }
     rc = damage ? SDB_ECORRUPT : SDB_OK;
 done:
+    if (ferror(rep) && !rc)
+        rc = SDB_ENOMEM;            /* the report is incomplete: never "clean" */
     fprintf(rep, "result: %s\n", rc ? sdb_strerror(rc) : "clean");
     db_free(db);                    /* closes be */
 out:
-    fclose(rep);
+    if ((fclose(rep) || !text) && !rc)
+        rc = SDB_ENOMEM;
     if (report)
         *report = text;
     else

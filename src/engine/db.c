@@ -147,6 +147,14 @@ int sdb_open_backend(sdb_backend_t *be, const sdb_config_t *cfg, sdb_t **out)
         sdb_close(db);
         return rc;
     }
+    /* The state came from the older slot because the newest checkpoint is
+       damaged (journal_open): a fresh checkpoint replaces the damaged slot,
+       so that both slots are good again. */
+    if (db->slot_fallback && (rc = journal_checkpoint(db)) != SDB_OK) {
+        sdb_close(db);
+        return rc;
+    }
+    db->slot_fallback = 0;
     *out = db;
     return SDB_OK;
 }

@@ -33,6 +33,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <zlib.h>
 
 #include "streamdb.h"
@@ -136,6 +137,11 @@ struct sdb {
     int slot_damaged;              /* the other header slot failed its check at open */
     int unsynced_groups;           /* journal groups written since the last sync */
     int tolerate_cut;              /* sdb_check: load what precedes a cut */
+    int slot_fallback;             /* open: the newest slot's checkpoint is damaged and the
+                                      state comes from the older slot: 1 its journal reached
+                                      the newer one (nothing lost), 2 it ends before
+                                      (sdb_check only) */
+    slot_t fallback_from;          /* with slot_fallback: the newer slot */
 
     /* the background checkpoint (journal.c, journal_bg_start) */
     int fg_checkpoints;            /* sdb_test_foreground_checkpoints() at open */
@@ -172,6 +178,12 @@ enum { REC_VERSION = 1, REC_BIND = 2, REC_UNBIND = 3, REC_DELETE_DOC = 4, REC_DR
  * lock or is opening).  tag is the journal sequence for freed pages.
  * Returns 0, SDB_ECORRUPT (malformed or inconsistent record) or SDB_ENOMEM. */
 int apply_records(sdb_t *db, const uint8_t *p, size_t n, uint64_t tag);
+
+/* Writes one line per record of a record stream to out, each starting with
+ * prefix: what the record does, naming its document ids, versions and paths
+ * (sdb_check's list of what a repair loses).  0, SDB_ECORRUPT (a malformed
+ * record; the lines before it are written) or SDB_ENOMEM (out failed). */
+int records_describe(const uint8_t *p, size_t n, const char *prefix, FILE *out);
 
 /* Applies one journal group at open (tag 0).  With tolerant, a record that
  * the state already reflects, or one about a document, path or version that

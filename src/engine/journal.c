@@ -763,8 +763,8 @@ static int load_checkpoint(sdb_t *db, const slot_t *s, buf_t *out)
 /* Reads one complete journal group starting at page p with sequence seq.
  * Returns 1 with the records in *out and the next group's page in *next,
  * 0 when there is no complete group there, or a negative error. */
-static int load_group(sdb_t *db, pgno_t p, uint64_t seq, buf_t *out, pgno_t *next,
-                      pgno_t **gp, size_t *ngp, size_t *gcap)
+int journal_load_group(sdb_t *db, pgno_t p, uint64_t seq, buf_t *out, pgno_t *next,
+                       pgno_t **gp, size_t *ngp, size_t *gcap)
 {
     uint8_t *pg = malloc(db->page_size);
     if (!pg)
@@ -830,21 +830,24 @@ static int journal_end_suspect(sdb_t *db, pgno_t p, uint64_t seq)
     return suspect;
 }
 
-uint64_t journal_count_cut(sdb_t *db, uint64_t seq, int only_free)
+int journal_count_cut(sdb_t *db, uint64_t seq, int only_free, uint64_t *count)
 {
     uint64_t npages = db->be->size(db->be) / db->page_size, lost = 0;
     uint8_t *pg = malloc(db->page_size);
-    for (uint64_t p = FIRST_PAGE; pg && p < npages; p++) {
+    int rc = pg ? SDB_OK : SDB_ENOMEM;
+    for (uint64_t p = FIRST_PAGE; !rc && p < npages; p++) {
         page_hdr_t h;
         if (only_free && !freespace_is_free(&db->fs, p))
             continue;
-        if (read_page(db, p, pg) == 0 && page_open(pg, pg + PAGE_HDR, db->cap, 1, &h, NULL) == 0 &&
+        rc = read_page(db, p, pg);
+        if (!rc && page_open(pg, pg + PAGE_HDR, db->cap, 1, &h, NULL) == 0 &&
             h.type == PT_JOURNAL && (h.flags & PF_ORDERED) && h.seqno > seq &&
             memcmp(h.owner, db->file_id, 16) == 0)
             lost++;
     }
     free(pg);
-    return lost;
+    *count = lost;
+    return rc;
 }
 
 /* Applies a loaded journal group and records its pages as journal pages. */
@@ -856,7 +859,13 @@ static int apply_held(sdb_t *db, const buf_t *g, const pgno_t *pages, size_t n, 
     return rc;
 }
 
-static int try_slot(sdb_t *db, const slot_t *s)
+/* Loads the checkpoint of slot s and replays the journal chained after it.
+ * With bridge (the newer slot, whose checkpoint is damaged: journal_open),
+ * the replay goes on at bridge's journal head when s's chain ends right
+ * after the group bridge's checkpoint folded in (a foreground checkpoint
+ * starts a new chain; a background one continues the same chain, which the
+ * replay then simply follows). */
+static int try_slot(sdb_t *db, const slot_t *s, const slot_t *bridge)
 {
     buf_t b = { 0 };
     int rc;
@@ -887,7 +896,12 @@ static int try_slot(sdb_t *db, const slot_t *s)
     int have_held = 0;
     for (;;) {
         pgno_t next = 0;
-        int got = load_group(db, p, seq, &b, &next, &gp, &ngp, &gcap);
+        int got = journal_load_group(db, p, seq, &b, &next, &gp, &ngp, &gcap);
+        if (got == 0 && bridge && seq == bridge->cp_seq + 1 && p != bridge->journal_head) {
+            p = bridge->journal_head;
+            bridge = NULL;
+            continue;
+        }
         if (got <= 0) {
             rc = got;
             break;
@@ -958,8 +972,18 @@ static int journal_derive_free(sdb_t *db, uint64_t file_pages)
         rc = freespace_mark_used(&db->fs, db->cppages[i], 1);
     for (size_t i = 0; i < db->njpages && !rc; i++)
         rc = freespace_mark_used(&db->fs, db->jpages[i], 1);
-    if (!rc)
+    if (!rc) {
         rc = freespace_mark_used(&db->fs, db->jnext, 1);
+        if (rc == SDB_ECORRUPT && db->slot_fallback) {
+            /* After a fallback to the older slot, the page reserved for the
+               next group (never written: the older checkpoint and journal
+               verified) may be one that the older checkpoint or journal
+               used before the newer checkpoint freed them.  Reserve
+               another; nothing refers to it yet. */
+            uint64_t got;
+            rc = freespace_alloc(&db->fs, 1, &db->jnext, &got);
+        }
+    }
     for (size_t i = 0; i < db->docs_cap && !rc; i++)
         for (doc_t *d = db->docs[i]; d && !rc; d = d->hnext) {
             uint64_t old = 0;
@@ -1073,7 +1097,30 @@ int journal_open(sdb_t *db)
     db->page_size = s->page_size;
     db->cap = s->page_size - PAGE_HDR;
     db->crc_op_full = crc32_combine_gen(db->cap);
-    rc = try_slot(db, s);
+    rc = try_slot(db, s, NULL);
+    db->slot_fallback = 0;
+    if (rc == SDB_ECORRUPT && ok[0] && ok[1]) {
+        /* The newest slot is valid but its checkpoint (or a group after it)
+           is not: damage after it was written.  The older slot's checkpoint
+           and journal lead up to the point where the newer checkpoint was
+           taken, and the newer slot's journal goes on from there: when that
+           replay reaches every group the newer checkpoint folded in (each
+           group checked for its sequence, nonce and CRCs, so a page reused
+           since breaks the chain rather than feeding it), the state is the
+           newest one and nothing is lost.  Short of that, sdb_open refuses
+           the file and only sdb_check (tolerate_cut) takes the older state,
+           to report and repair. */
+        const slot_t *newer = s;
+        s = &slots[s == &slots[0]];
+        state_destroy(db);
+        db->fallback_from = *newer;
+        rc = try_slot(db, s, newer);
+        if (!rc) {
+            db->slot_fallback = db->jseq - 1 >= newer->cp_seq ? 1 : 2;
+            if (db->slot_fallback == 2 && !db->tolerate_cut)
+                rc = SDB_ECORRUPT;
+        }
+    }
     if (!rc)
         rc = journal_derive_free(db, (size + db->page_size - 1) / db->page_size);
     /* The journal ends on a damaged or torn group S.  A torn one (a crash
@@ -1084,7 +1131,8 @@ int journal_open(sdb_t *db)
        is the first group after one), and its first page was taken before
        that too, so it lies in a page free in the state before S: looking
        there is enough (sdb_check looks at every page). */
-    if (!rc && db->journal_suspect && journal_count_cut(db, db->jseq, 1))
+    uint64_t cut = 0;
+    if (!rc && db->journal_suspect && !(rc = journal_count_cut(db, db->jseq, 1, &cut)) && cut)
         rc = SDB_ECORRUPT;           /* acknowledged commits lie beyond a damaged group */
     if (!rc) {
         db->slot_damaged = !(ok[0] && ok[1]);

@@ -53,12 +53,20 @@ int journal_open(sdb_t *db);
  * Returns 0 or the read error. */
 int journal_read_slots(sdb_backend_t *be, slot_t slots[2], int ok[2]);
 
-/* Counts valid journal pages of this file written in order (PF_ORDERED)
- * with a sequence above seq: pages that replay could not reach because a
- * group before them is damaged.  With only_free, looks only at the pages
- * that db->fs holds free (enough to find the first such group, see
- * journal_open); else at every page. */
-uint64_t journal_count_cut(sdb_t *db, uint64_t seq, int only_free);
+/* Counts into *count the valid journal pages of this file written in order
+ * (PF_ORDERED) with a sequence above seq: pages that replay could not reach
+ * because a group before them is damaged.  With only_free, looks only at the
+ * pages that db->fs holds free (enough to find the first such group, see
+ * journal_open); else at every page.  0, SDB_ENOMEM or a read error (then
+ * the count is not to be trusted). */
+int journal_count_cut(sdb_t *db, uint64_t seq, int only_free, uint64_t *count);
+
+/* Reads one complete journal group starting at page p with sequence seq:
+ * returns 1 with its records in *out (reset first), the next group's page in
+ * *next and its pages in (*gp)[0..*ngp) (a growable array of *gcap), 0 when
+ * no complete group of that sequence starts there, or a negative error. */
+int journal_load_group(sdb_t *db, pgno_t p, uint64_t seq, buf_t *out, pgno_t *next,
+                       pgno_t **gp, size_t *ngp, size_t *gcap);
 
 /* Rewrites a header slot found damaged at open with a copy of the valid
  * one (one generation older), then syncs.  0 or SDB_EIO. */

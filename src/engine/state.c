@@ -3,6 +3,8 @@
  * index (path -> doc), version lists, and apply_records(), the only code
  * that changes them (db_int.h, invariant 3).
  */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -479,6 +481,67 @@ int apply_replay(sdb_t *db, const uint8_t *p, size_t n, int tolerant)
 int apply_checkpoint(sdb_t *db, const uint8_t *p, size_t n)
 {
     return apply_stream(db, p, n, 0, 1, 0);
+}
+
+int records_describe(const uint8_t *p, size_t n, const char *prefix, FILE *out)
+{
+    rd_t r = { .p = p, .end = p + n };
+    while (r.p < r.end) {
+        uint8_t type = *r.p++;
+        sdb_id_t id;
+        char ids[37];
+        uint16_t len;
+        const uint8_t *path;
+        uint64_t a, b;
+        switch (type) {
+        case REC_VERSION:
+            take_id(&r, &id);
+            a = take64(&r);
+            b = take64(&r);
+            take(&r, 4 + 8 + 8 + 16);
+            take(&r, (size_t)take32(&r) * 12);
+            sdb_id_format(&id, ids);
+            if (!r.bad)
+                fprintf(out, "%sdocument %s version %" PRIu64 " (%" PRIu64 " bytes) written\n",
+                        prefix, ids, a, b);
+            break;
+        case REC_BIND:
+        case REC_UNBIND:
+            if (type == REC_BIND)
+                take_id(&r, &id);
+            len = take16(&r);
+            path = take(&r, len);
+            if (r.bad)
+                break;
+            if (type == REC_BIND) {
+                sdb_id_format(&id, ids);
+                fprintf(out, "%spath \"%.*s\" bound to document %s\n", prefix, (int)len,
+                        (const char *)path, ids);
+            } else {
+                fprintf(out, "%spath \"%.*s\" unbound\n", prefix, (int)len, (const char *)path);
+            }
+            break;
+        case REC_DELETE_DOC:
+            take_id(&r, &id);
+            sdb_id_format(&id, ids);
+            if (!r.bad)
+                fprintf(out, "%sdocument %s deleted\n", prefix, ids);
+            break;
+        case REC_DROP_VERSION:
+            take_id(&r, &id);
+            a = take64(&r);
+            sdb_id_format(&id, ids);
+            if (!r.bad)
+                fprintf(out, "%sdocument %s version %" PRIu64 " dropped\n", prefix, ids, a);
+            break;
+        default:
+            r.bad = 1;
+            break;
+        }
+        if (r.bad)
+            return SDB_ECORRUPT;
+    }
+    return ferror(out) ? SDB_ENOMEM : SDB_OK;
 }
 
 void state_init(sdb_t *db)

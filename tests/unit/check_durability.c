@@ -277,8 +277,16 @@ START_TEST(test_repair)
                   report ? report : "(none)");
     char idtext[37];
     sdb_id_format(&ids[8], idtext);
-    ck_assert_msg(report && (strstr(report, idtext) || strstr(report, "/corpus/8")),
-                  "repair report does not list the dropped document:\n%s", report);
+    char want[200];
+    snprintf(want, sizeof want, "lost: document %s (current version 1 damaged) and its paths: "
+             "\"/alias/8\", \"/corpus/8\"\n", idtext);
+    ck_assert_msg(report && strstr(report, want),
+                  "repair report does not list the dropped document and its paths:\n%s", report);
+    int lines = 0;
+    for (const char *p = report; (p = strstr(p, "lost:")) != NULL; p++)
+        lines++;
+    ck_assert_msg(lines == 1, "repair reports %d losses, one document was damaged:\n%s", lines,
+                  report);
     free(report);
     expect_check(file, SDB_OK, "after repair");
     sdb_t *db = open_file(file, &cfg);
@@ -387,8 +395,9 @@ END_TEST
 /* The newest checkpoint (type 3 pages whose seqno is the newest slot's
  * generation) gets one flipped payload byte, after a third session reused the
  * pages the previous checkpoint and journal had freed.  The newer slot itself
- * is valid, so its checkpoint was durable before the slot was written:
- * falling back to the older slot now would show a stale state. */
+ * is valid, so its checkpoint was durable before the slot was written: the
+ * older slot may serve only if its journal leads up to the newer checkpoint
+ * (a stale state must never be shown). */
 START_TEST(test_damaged_checkpoint)
 {
     char file[512];
@@ -2727,6 +2736,303 @@ END_TEST
 
 /* Tests that crash at the Nth write need the same writes in every run: no
  * background checkpoint thread (backend.h). */
+/* ---- Repair: recover the newest state that can be proved, report the rest ---- */
+
+#define RP_N 300                   /* paths written */
+
+/* What the database must hold: per path, its document id and content. */
+typedef struct {
+    char path[RP_N + RP_N / 10][24];
+    sdb_id_t id[RP_N + RP_N / 10];
+    const uint8_t *data[RP_N + RP_N / 10];
+    size_t len[RP_N + RP_N / 10];
+    int bound[RP_N + RP_N / 10];
+    int n;
+} rpm_t;
+
+static uint8_t *rp_content[4];
+
+static void rp_put(sdb_t *db, rpm_t *m, int k, int seed, size_t len)
+{
+    if (!rp_content[seed])
+        rp_content[seed] = tu_bytes(3000, (uint32_t)(900 + seed));
+    sdb_docinfo_t info;
+    int rc = sdb_put(db, m->path[k], rp_content[seed], len, &info);
+    ck_assert_msg(rc == SDB_OK, "put %s: %s", m->path[k], sdb_strerror(rc));
+    m->id[k] = info.id;
+    m->bound[k] = 1;
+    for (int a = 0; a < RP_N + RP_N / 10; a++)   /* an overwrite: its aliases too */
+        if (m->bound[a] && tu_id_eq(&m->id[a], &info.id)) {
+            m->data[a] = rp_content[seed];
+            m->len[a] = len;
+        }
+}
+
+/* RP_N puts, overwrites, aliases and deletes, with a checkpoint forced every
+ * 60 commits (foreground or background, as the handle was opened), so that
+ * both header slots name checkpoints and freed pages get reused. */
+static void rp_workload(sdb_t *db, rpm_t *m)
+{
+    memset(m, 0, sizeof *m);
+    uint64_t fg0, bg0, fg, bg;
+    for (int i = 0; i < RP_N; i++) {
+        snprintf(m->path[i], sizeof m->path[i], "/rp/%03d", i);
+        rp_put(db, m, i, i % 3, 100 + (size_t)i * 7 % 2500);
+        if (i % 7 == 3)
+            rp_put(db, m, i, 3, 40 + (size_t)i);        /* version 2 */
+        if (i % 10 == 5) {
+            int a = RP_N + i / 10;
+            snprintf(m->path[a], sizeof m->path[a], "/alias/%03d", i);
+            CK_OK(sdb_bind(db, &m->id[i], m->path[a]));
+            m->id[a] = m->id[i];
+            m->data[a] = m->data[i];
+            m->len[a] = m->len[i];
+            m->bound[a] = 1;
+        }
+        if (i % 13 == 12) {
+            CK_OK(sdb_delete(db, m->path[i - 1]));
+            m->bound[i - 1] = 0;                        /* (its alias, if any, stays) */
+        }
+        if (i % 60 == 59) {
+            sdb_test_checkpoint_counts(db, &fg0, &bg0);
+            fg = fg0;
+            bg = bg0;
+            /* (a request that finds one running is used up by it) */
+            for (int tries = 0; tries < 3 && fg + bg == fg0 + bg0; tries++) {
+                sdb_test_checkpoint_soon(db);
+                rp_put(db, m, i, 3, 10 + (size_t)tries);   /* starts it */
+                for (int t = 0; t < 20000 && sdb_test_checkpoint_running(db); t++)
+                    usleep(500);
+                sdb_test_checkpoint_counts(db, &fg, &bg);
+            }
+            ck_assert_msg(fg + bg > fg0 + bg0, "no checkpoint was written after put %d", i);
+        }
+    }
+    m->n = RP_N + RP_N / 10;
+}
+
+static int rp_count_cb(void *arg, const char *path, const sdb_docinfo_t *info)
+{
+    (void)path;
+    (void)info;
+    ++*(int *)arg;
+    return 0;
+}
+
+/* db holds exactly the bound paths of m: same document ids, same bytes. */
+static void rp_verify(sdb_t *db, const rpm_t *m, const char *where)
+{
+    int want = 0, have = 0;
+    for (int k = 0; k < m->n; k++) {
+        if (!m->path[k][0])
+            continue;
+        if (!m->bound[k]) {
+            tu_expect_absent(db, m->path[k]);
+            continue;
+        }
+        want++;
+        void *d = NULL;
+        size_t n = 0;
+        sdb_docinfo_t info;
+        int rc = sdb_get(db, m->path[k], &d, &n, &info);
+        ck_assert_msg(rc == SDB_OK, "%s: %s: %d (%s)", where, m->path[k], rc, sdb_strerror(rc));
+        ck_assert_msg(n == m->len[k] && memcmp(d, m->data[k], n) == 0, "%s: %s: wrong bytes",
+                      where, m->path[k]);
+        ck_assert_msg(tu_id_eq(&info.id, &m->id[k]), "%s: %s: another document id", where,
+                      m->path[k]);
+        free(d);
+    }
+    CK_OK(sdb_search(db, "", NULL, rp_count_cb, &have));
+    ck_assert_msg(have == want, "%s: %d paths, expected %d", where, have, want);
+}
+
+/* Flips bit 0 of payload byte 10 of one page of type `type` whose seqno is
+ * seq (docs/FORMAT.md: type at byte 4, seqno at 16, data_len at 8). */
+static void flip_page_bit(uint8_t *img, size_t len, size_t ps, int type, uint64_t seq)
+{
+    for (size_t pg = 2; pg < len / ps; pg++) {
+        uint8_t *h = img + pg * ps;
+        uint32_t dl = (uint32_t)h[8] | (uint32_t)h[9] << 8 | (uint32_t)h[10] << 16 |
+                      (uint32_t)h[11] << 24;
+        if (h[4] == type && le64(h + 16) == seq && dl > 20) {
+            h[48 + 10] ^= 0x01;
+            return;
+        }
+    }
+    ck_abort_msg("no page of type %d and sequence %llu found", type, (unsigned long long)seq);
+}
+
+/* The issue's case: one flipped bit in the newest checkpoint, while the other
+ * header slot names an intact older checkpoint whose journal leads up to it.
+ * Repair (and a plain open) recover every path with its id and bytes, and
+ * nothing goes to lost+found.  0: the image after a clean close (foreground
+ * checkpoints); 1: a power cut right after a foreground checkpoint (the
+ * older journal and the newer one are two chains); 2: a power cut right
+ * after a background checkpoint that commits overlapped (one chain).  (Once
+ * later commits reuse the pages the newest checkpoint freed, the older
+ * state is gone, and only the damaged checkpoint names the documents.) */
+START_TEST(test_repair_newest_checkpoint)
+{
+    sdb_test_foreground_checkpoints(_i < 2);
+    live_t L;
+    live_open(&L, NULL, 0);
+    static rpm_t m;
+    rp_workload(L.db, &m);
+    if (_i == 2) {
+        /* commits while the newest checkpoint is written: the groups its
+           slot replays (tolerantly) after it, the older slot strictly */
+        uint64_t bg0, bg;
+        sdb_test_checkpoint_counts(L.db, NULL, &bg0);
+        sdb_test_checkpoint_pause(L.db, 1);
+        sdb_test_checkpoint_soon(L.db);
+        rp_put(L.db, &m, 0, 2, 499);                /* starts it */
+        for (int t = 0; t < 20000 && !sdb_test_checkpoint_pausing(L.db); t++)
+            usleep(500);
+        ck_assert(sdb_test_checkpoint_pausing(L.db));
+        for (int i = 1; i < 12; i++)
+            rp_put(L.db, &m, i, 2, 500 + (size_t)i);
+        sdb_test_checkpoint_pause(L.db, 0);
+        for (int t = 0; t < 20000 && sdb_test_checkpoint_running(L.db); t++)
+            usleep(500);
+        sdb_test_checkpoint_counts(L.db, NULL, &bg);
+        ck_assert_msg(bg == bg0 + 1, "the paused checkpoint did not switch");
+    }
+    uint8_t *img;
+    size_t len;
+    if (_i == 0)
+        CK_OK(sdb_close(L.db));
+    CK_OK(backend_fault_image(L.fb, &img, &len));
+    if (_i > 0)
+        sdb_close(L.db);
+    L.fb->close(L.fb);
+    const size_t ps = 512;
+    uint64_t g0 = le64(img + 16), g1 = le64(img + ps + 16);
+    ck_assert_msg(g0 != g1 && g0 > 1 && g1 > 1, "slots: generations %llu and %llu",
+                  (unsigned long long)g0, (unsigned long long)g1);
+    flip_page_bit(img, len, ps, 3, g0 > g1 ? g0 : g1);
+    char file[512], copy[600];
+    tu_file(file, sizeof file, "rp-ckpt");
+    snprintf(copy, sizeof copy, "%s.open", file);
+    tu_write_file(file, img, len);
+    tu_write_file(copy, img, len);
+    free(img);
+
+    char *report = NULL;
+    int rc = sdb_check(file, 0, &report);
+    ck_assert_msg(rc == SDB_ECORRUPT && strstr(report, "no commit is lost"),
+                  "check: %d (%s)\n%s", rc, sdb_strerror(rc), report);
+    free(report);
+    rc = sdb_check(file, 1, &report);
+    ck_assert_msg(rc == SDB_OK, "repair: %d (%s)\n%s", rc, sdb_strerror(rc), report);
+    ck_assert_msg(!strstr(report, "lost:") && !strstr(report, "lost+found") &&
+                  strstr(report, "no commit is lost"), "repair lost something:\n%s", report);
+    free(report);
+    expect_check(file, SDB_OK, "after repair");
+    sdb_config_t cfg = fault_cfg();
+    sdb_t *db = open_file(file, &cfg);
+    rp_verify(db, &m, "after repair");
+    CK_OK(sdb_close(db));
+
+    /* a plain open falls back to the older slot as well, and rewrites the damaged one */
+    db = open_file(copy, &cfg);
+    rp_verify(db, &m, "open");
+    CK_OK(sdb_close(db));
+    expect_check(copy, SDB_OK, "after an open that fell back");
+    db = open_file(copy, &cfg);
+    rp_verify(db, &m, "second open");
+    CK_OK(sdb_close(db));
+    sdb_test_foreground_checkpoints(0);
+}
+END_TEST
+
+/* One flipped bit in a journal group in the middle of the journal: repair
+ * keeps every commit before it and lists every one after it, by path and
+ * document id; a plain open refuses the file. */
+START_TEST(test_repair_damaged_journal_group)
+{
+    sdb_test_foreground_checkpoints(1);
+    live_t L;
+    live_open(&L, NULL, 0);
+    const uint8_t *d = content_for(52, 700);
+    char path[32];
+    sdb_id_t ids[20];
+    for (int i = 0; i < 20; i++) {
+        snprintf(path, sizeof path, "/before/%02d", i);
+        put_ok(L.db, path, d, 300);
+    }
+    CK_OK(sdb_flush(L.db));
+    sdb_test_checkpoint_soon(L.db);
+    put_ok(L.db, "/before/20", d, 300);           /* a checkpoint, foreground */
+    uint64_t fg = 0;
+    sdb_test_checkpoint_counts(L.db, &fg, NULL);
+    ck_assert_msg(fg == 1, "%llu checkpoints written", (unsigned long long)fg);
+    uint8_t *img;
+    size_t len;
+    CK_OK(backend_fault_image(L.fb, &img, &len));
+    free(img);
+    for (int i = 0; i < 20; i++) {                /* one group each */
+        sdb_docinfo_t info;
+        snprintf(path, sizeof path, "/j/%02d", i);
+        CK_OK(sdb_put(L.db, path, d, 100 + (size_t)i * 30, &info));
+        ids[i] = info.id;
+    }
+    CK_OK(backend_fault_image(L.fb, &img, &len)); /* the power fails now */
+    sdb_close(L.db);
+    L.fb->close(L.fb);
+    const size_t ps = 512;
+    uint64_t g0 = le64(img + 16), g1 = le64(img + ps + 16);
+    uint64_t cp_seq = le64(img + (g1 > g0 ? ps : 0) + 80);
+    const int K = 8;                              /* put K's group is damaged */
+    flip_page_bit(img, len, ps, 2, cp_seq + 1 + K);
+    char file[512];
+    tu_file(file, sizeof file, "rp-journal");
+    tu_write_file(file, img, len);
+    free(img);
+    sdb_config_t cfg = fault_cfg();
+    sdb_t *db = NULL;
+    CK_RC(sdb_open(file, &cfg, &db), SDB_ECORRUPT);
+    char *report = NULL;
+    int rc = sdb_check(file, 1, &report);
+    ck_assert_msg(rc == SDB_OK, "repair: %d (%s)\n%.2000s", rc, sdb_strerror(rc), report);
+    char want[200], ids_[37];
+    snprintf(want, sizeof want, "lost: journal group %llu: not on disk in a readable form",
+             (unsigned long long)(cp_seq + 1 + K));
+    ck_assert_msg(strstr(report, want), "the damaged group is not listed:\n%s", report);
+    int lines = 0;
+    for (const char *p = report; (p = strstr(p, "lost:")) != NULL; p++)
+        lines++;
+    for (int i = K + 1; i < 20; i++) {
+        sdb_id_format(&ids[i], ids_);
+        snprintf(want, sizeof want, "lost: journal group %llu: path \"/j/%02d\" bound to "
+                 "document %s\n", (unsigned long long)(cp_seq + 1 + i), i, ids_);
+        ck_assert_msg(strstr(report, want), "not listed: %s\n%.3000s", want, report);
+        snprintf(want, sizeof want, "lost: journal group %llu: document %s version 1 (%d "
+                 "bytes) written\n", (unsigned long long)(cp_seq + 1 + i), ids_, 100 + i * 30);
+        ck_assert_msg(strstr(report, want), "not listed: %s\n%.3000s", want, report);
+    }
+    /* the damaged group, and two lines (version, path) for each later one */
+    ck_assert_msg(lines == 1 + 2 * (20 - K - 1), "%d lost lines:\n%s", lines, report);
+    snprintf(want, sizeof want, "journal: %d groups after group %llu cannot be replayed",
+             20 - K, (unsigned long long)(cp_seq + K));
+    ck_assert_msg(strstr(report, want), "no count of the lost groups:\n%s", report);
+    free(report);
+    expect_check(file, SDB_OK, "after repair");
+    db = open_file(file, &cfg);
+    for (int i = 0; i <= 20; i++) {
+        snprintf(path, sizeof path, "/before/%02d", i);
+        tu_expect_get(db, path, d, 300);
+    }
+    for (int i = 0; i < 20; i++) {
+        snprintf(path, sizeof path, "/j/%02d", i);
+        if (i < K)
+            tu_expect_get_id(db, &ids[i], 0, d, 100 + (size_t)i * 30);
+        else
+            tu_expect_absent(db, path);
+    }
+    CK_OK(sdb_close(db));
+}
+END_TEST
+
 static void fg_checkpoints_on(void)
 {
     sdb_test_foreground_checkpoints(1);
@@ -2760,6 +3066,10 @@ Suite *suite_durability(void)
     tcase_add_loop_test(tc, test_damaged_data_page, 0, 2);
     tcase_add_test(tc, test_repair);
     tcase_add_test(tc, test_header_torn);
+
+    tc = tcase(s, "repair", 120);
+    tcase_add_loop_test(tc, test_repair_newest_checkpoint, 0, 3);
+    tcase_add_test(tc, test_repair_damaged_journal_group);
 
     tc = tcase(s, "concurrency", 180);
     tcase_add_test(tc, test_locked);
