@@ -15,7 +15,7 @@ CC ?= cc
 PKGS := libuv libcjson zlib check
 OPT ?= -O2 -g
 WARN := -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE
-CFLAGS_ALL := $(OPT) $(WARN) -fPIC -pthread -Iinclude -Isrc -Iproto -MMD -MP $(CFLAGS)
+CFLAGS_ALL := $(OPT) $(WARN) -fPIC -fvisibility=hidden -pthread -Iinclude -Isrc -Iproto -MMD -MP $(CFLAGS)
 LDLIBS_ALL := -pthread -lz $(LDLIBS)
 BUILD ?= build
 DB ?= data/demo.sdb
@@ -166,6 +166,7 @@ test check: deps lib $(BUILD)/check_all $(BUILD)/check_cli $(BUILD)/streamdbd $(
 	$(strip $(BUILD)/check_all $(SUITE) $(TEST))
 	$(strip SDB_STREAMDBD=$(BUILD)/streamdbd $(BUILD)/check_integration $(SUITE) $(TEST))
 	$(strip $(BUILD)/check_cli $(SUITE) $(TEST))
+	$(if $(SUITE),,$(Q)CC='$(CC)' BUILD='$(BUILD)' bash tests/packaging/test_exports.sh)
 	$(if $(SUITE),,$(Q)MAKE='$(MAKE)' BUILD='$(BUILD)' CC='$(CC)' CLIENT_CFLAGS='$(OPT) $(CFLAGS)' \
 	    CLIENT_LDFLAGS='$(LDFLAGS) $(LDLIBS)' bash tests/packaging/test_install.sh)
 
