@@ -35,6 +35,20 @@
 extern "C" {
 #endif
 
+/* Export: libstreamdb.so is built with -fvisibility=hidden, so that only the
+ * functions declared between this push and the pop at the end of each public
+ * header (streamdb.h, streamdb_client.h, streamdb_proto.h) are exported; a
+ * function declared anywhere else stays internal to the library.
+ * tests/packaging/test_exports.sh checks the exported list against them. */
+#if defined(__GNUC__) || defined(__clang__)
+#define SDB_VISIBILITY_PUSH _Pragma("GCC visibility push(default)")
+#define SDB_VISIBILITY_POP _Pragma("GCC visibility pop")
+#else
+#define SDB_VISIBILITY_PUSH
+#define SDB_VISIBILITY_POP
+#endif
+SDB_VISIBILITY_PUSH
+
 #define SDB_VERSION_STRING "0.1.0"
 #define SDB_MAX_PATH 4096            /* bytes, excluding the terminating NUL */
 
@@ -288,6 +302,8 @@ int sdb_flush(sdb_t *db);
  * repaired to clean), SDB_ECORRUPT when damage was found (and not repaired),
  * SDB_ELOCKED, SDB_EPERM, SDB_EIO, SDB_EINVAL, SDB_ENOMEM. */
 int sdb_check(const char *file, int repair, char **report);
+
+SDB_VISIBILITY_POP
 
 #ifdef __cplusplus
 }

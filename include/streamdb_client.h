@@ -52,6 +52,8 @@
 extern "C" {
 #endif
 
+SDB_VISIBILITY_PUSH   /* exported: see streamdb.h */
+
 typedef struct sdbc sdbc_t;                          /* one connection */
 typedef struct sdbc_search_iter sdbc_search_iter_t;  /* a paged SEARCH */
 
@@ -331,6 +333,8 @@ int sdbc_list_paths(sdbc_t *c, const sdb_id_t *id, sdb_entry_cb cb, void *arg);
 /* Calls cb(arg, NULL, info) for every readable version of id, newest
  * (current) first; otherwise as sdbc_list_paths. */
 int sdbc_list_versions(sdbc_t *c, const sdb_id_t *id, sdb_entry_cb cb, void *arg);
+
+SDB_VISIBILITY_POP
 
 #ifdef __cplusplus
 }

@@ -43,6 +43,8 @@
 extern "C" {
 #endif
 
+SDB_VISIBILITY_PUSH   /* exported: see streamdb.h */
+
 /* ---- Constants ---------------------------------------------------------- */
 
 #define SDB_PROTO_VERSION        1u      /* the newest protocol version spoken */
@@ -446,6 +448,8 @@ size_t sdb_proto_entries_finish(sdb_proto_entries_builder_t *b, uint32_t request
 
 /* Encoded size of one entry (for sizing buffers). */
 size_t sdb_proto_entry_size(const sdb_proto_entry_t *e);
+
+SDB_VISIBILITY_POP
 
 #ifdef __cplusplus
 }

@@ -1668,7 +1668,7 @@ static const char *const bad_utf8[] = {
     "/\xF0\x80\x80\xAF",     /* overlong 4-byte */
     "/\xF0\x8F\xBF\xBF",     /* overlong 4-byte (U+FFFF) */
     "/\x80",                 /* lone continuation */
-    "/a\xBF" "b",            /* lone continuation inside */
+    ("/a\xBF" "b"),          /* lone continuation inside (split: \xBF ends the escape) */
     "\x80/leading",          /* continuation first */
     "/\xED\xA0\x80",         /* surrogate U+D800 */
     "/\xED\xBF\xBF",         /* surrogate U+DFFF */
