@@ -91,7 +91,7 @@ $(INTEG_OBJ): CFLAGS_ALL += $(CHECK_CFLAGS) $(CJSON_CFLAGS)
 $(BUILD)/src/server/%.o $(BUILD)/src/client/%.o $(BUILD)/src/cli/%.o: \
     CFLAGS_ALL += $(UV_CFLAGS) $(CJSON_CFLAGS)
 
-.PHONY: all deps lib run demo test check bench sanitize valgrind coverage clean install uninstall help
+.PHONY: all deps lib run demo test check bench reliability sanitize valgrind coverage clean install uninstall help
 all: deps lib $(BUILD)/streamdbd $(BUILD)/streamdb $(BUILD)/streamdb-demo
 
 deps:
@@ -148,6 +148,21 @@ $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libstreamdb.a
 	@mkdir -p $(dir $@)
 	$(msg) CC $<
 	$(Q)$(CC) $(CFLAGS_ALL) $(LDFLAGS) -o $@ $< $(BUILD)/libstreamdb.a $(LDLIBS_ALL) -lm
+
+# The reliability harnesses (docs/RELIABILITY.md): kill -9 cycles against
+# streamdbd with a ledger of acknowledged writes, and bit-flip trials on
+# closed and crashed database images.  Not part of `make test` (minutes, not
+# seconds).  KILL9_ARGS / CORRUPT_ARGS pass options, e.g. KILL9_ARGS="--cycles 100".
+RELIABILITY_BIN := $(BUILD)/reliability/kill9 $(BUILD)/reliability/corrupt
+$(BUILD)/reliability/%: tests/reliability/%.c $(BUILD)/libstreamdb.a
+	@mkdir -p $(dir $@)
+	$(msg) CC $<
+	$(Q)$(CC) $(CFLAGS_ALL) $(LDFLAGS) -o $@ $< $(BUILD)/libstreamdb.a $(LDLIBS_ALL)
+
+reliability: deps lib $(BUILD)/streamdbd $(RELIABILITY_BIN)
+	$(BUILD)/reliability/kill9 --selftest --daemon $(BUILD)/streamdbd
+	$(BUILD)/reliability/kill9 --daemon $(BUILD)/streamdbd $(KILL9_ARGS)
+	$(BUILD)/reliability/corrupt $(CORRUPT_ARGS)
 
 # `make run` starts the daemon in the foreground on conf/streamdbd.json with
 # its data in ./data (Ctrl-C stops it); `make demo DB=/tmp/x.sdb` runs the
@@ -276,6 +291,7 @@ help:
 	@echo "  demo           build and run the engine demo on DB=$(DB)"
 	@echo "  test, check    build and run the unit and integration tests (SUITE=name [TEST=name] for one)"
 	@echo "  bench          build and run tests/bench/*.c"
+	@echo "  reliability    kill -9 cycles and bit-flip trials (docs/RELIABILITY.md; minutes)"
 	@echo "  sanitize       run the tests under ASan+UBSan (build dir build-san)"
 	@echo "  valgrind       run the tests under valgrind (no fork)"
 	@echo "  coverage       run the tests with gcov and print line coverage (build-cov)"
