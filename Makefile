@@ -159,7 +159,16 @@ $(BUILD)/reliability/%: tests/reliability/%.c $(BUILD)/libstreamdb.a
 	$(msg) CC $<
 	$(Q)$(CC) $(CFLAGS_ALL) $(LDFLAGS) -o $@ $< $(BUILD)/libstreamdb.a $(LDLIBS_ALL)
 
-reliability: deps lib $(BUILD)/streamdbd $(RELIABILITY_BIN)
+# The unit runner with a counter of the fault backend's crash points.
+$(BUILD)/reliability/check_crashcount: $(UNIT_OBJ) $(BUILD)/tests/reliability/crashcount.o \
+    $(BUILD)/libstreamdb.a
+	@mkdir -p $(dir $@)
+	$(msg) LD $@
+	$(Q)$(CC) $(LDFLAGS) -Wl,--wrap=backend_fault_new -Wl,--wrap=backend_fault_image -o $@ $^ \
+	    $(CHECK_LIBS) $(LDLIBS_ALL)
+
+reliability: deps lib $(BUILD)/streamdbd $(RELIABILITY_BIN) $(BUILD)/reliability/check_crashcount
+	bash tests/reliability/crash_points.sh $(BUILD)/reliability/check_crashcount
 	$(BUILD)/reliability/kill9 --selftest --daemon $(BUILD)/streamdbd
 	$(BUILD)/reliability/kill9 --daemon $(BUILD)/streamdbd $(KILL9_ARGS)
 	$(BUILD)/reliability/corrupt $(CORRUPT_ARGS)

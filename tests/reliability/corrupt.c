@@ -32,9 +32,15 @@
  * these are a small part of the file but hold its structure; the others pick
  * any page.  A page is named by the type byte it had before the flip.
  *
+ * A third, targeted run (--last-write N trials, 0 = none) flips a bit in the
+ * data bytes of the last acknowledged write of the journal image: the one
+ * case where reopening cannot tell damage from a torn commit (replay holds
+ * back the last journal group when its data does not verify).
+ *
  * Usage: corrupt [--trials N] [--seed N] [--image closed|journal|both]
- *                [--docs N] [--meta-share PCT] [--dir DIR] [--keep]
- * --trials is per image.  Exit: 0 no silent failure, 1 a silent failure (or
+ *                [--docs N] [--meta-share PCT] [--last-write N] [--dir DIR]
+ *                [--keep]
+ * --trials is per image.  CORRUPT_VERBOSE=1 prints each targeted trial.  Exit: 0 no silent failure, 1 a silent failure (or
  * the untouched image did not read back right), 2 usage or set-up failure.
  */
 #include <errno.h>
@@ -68,6 +74,7 @@ static doc_t *docs;
 static int ndocs = 300;
 static int meta_share = 50;           /* % of trials aimed at metadata pages */
 static char dir[512];
+static int kept;                      /* damaged files saved for a closer look */
 static uint8_t *scratch;              /* payload buffer */
 #define MAXLEN 40000
 
@@ -114,10 +121,14 @@ static int slot_of(const doc_t *d, uint64_t v)
     return i < 0 ? -1 : i;
 }
 
+static const doc_t *last_put;
+static size_t force_len;              /* nonzero: the next put's length */
+
 static void put_doc(sdb_t *db, doc_t *d)
 {
+    last_put = d;
     uint64_t seed = next_rand();
-    size_t len = (size_t)(next_rand() % 10 == 0 ? 0 : next_rand() % MAXLEN);
+    size_t len = force_len ? force_len : (size_t)(next_rand() % 10 == 0 ? 0 : next_rand() % MAXLEN);
     fill(scratch, seed, len);
     sdb_docinfo_t info;
     int rc = sdb_put(db, d->path, scratch, len, &info);
@@ -169,6 +180,11 @@ static void build(const char *file, const char *img_closed, const char *img_jour
     }
     for (int i = 0; i < ndocs / 4; i++)
         put_doc(db, &docs[next_rand() % (uint64_t)ndocs]);
+    force_len = 3 * (PAGE - 48) + 100;   /* the last write: an overwrite of 4 pages */
+    put_doc(db, &docs[0]);
+    force_len = 0;
+    printf("built: last acknowledged write: %s version %llu\n", last_put->path,
+           (unsigned long long)last_put->version);
     /* the crash image: every write above is acknowledged, hence durable */
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "cp '%s' '%s'", file, img_journal);
@@ -270,12 +286,18 @@ static int read_all(const char *file, char *note, size_t cap)
         } else {
             int s = slot_of(d, d->version);
             fill(scratch, d->seed[s], d->len[s]);
-            if (len != d->len[s] || memcmp(scratch, data, len)) {
+            if (info.version != d->version || memcmp(&info.id, &d->id, sizeof d->id)) {
+                int o = slot_of(d, info.version);
+                int older = o >= 0 && len == d->len[o] &&
+                            (fill(scratch, d->seed[o], d->len[o]), !memcmp(scratch, data, len));
+                snprintf(note, cap, "%s: version %llu returned, %llu acknowledged%s", d->path,
+                         (unsigned long long)info.version, (unsigned long long)d->version,
+                         older ? " (the older version's exact bytes: the newer write is lost)"
+                               : "");
+                cls = WRONG_STATE;
+            } else if (len != d->len[s] || memcmp(scratch, data, len)) {
                 snprintf(note, cap, "%s: wrong bytes", d->path);
                 cls = WRONG_BYTES;
-            } else if (info.version != d->version || memcmp(&info.id, &d->id, sizeof d->id)) {
-                snprintf(note, cap, "%s: wrong id or version", d->path);
-                cls = WRONG_STATE;
             }
         }
         free(data);
@@ -332,7 +354,30 @@ static int kind_index(const char *k)
 }
 
 /* Runs the trials on one image; returns the number of silent failures. */
-static int trials(const char *name, const char *image, int n)
+/* The pages of the image that hold the last acknowledged write's data
+ * (found by content: page i carries bytes [i*cap, (i+1)*cap) of it); their
+ * numbers go to out, the count is returned. */
+static size_t last_write_pages(const uint8_t *img, size_t npages, size_t *out)
+{
+    const doc_t *d = last_put;
+    int s = slot_of(d, d->version);
+    size_t cap = PAGE - 48, len = d->len[s], n = 0;
+    fill(scratch, d->seed[s], len);
+    for (size_t off = 0; off < len; off += cap) {
+        size_t k = len - off < cap ? len - off : cap;
+        for (size_t p = 2; p < npages; p++)
+            if (img[p * PAGE + 4] == 1 && !memcmp(img + p * PAGE + 48, scratch + off, k)) {
+                out[n++] = p;
+                break;
+            }
+    }
+    return n;
+}
+
+/* Runs the trials on one image; with last_write, every flip lands in the
+ * data bytes of the last acknowledged write (a targeted run).  Returns the
+ * number of silent failures. */
+static int trials(const char *name, const char *image, int n, int last_write)
 {
     size_t len;
     uint8_t *base = slurp(image, &len);
@@ -346,6 +391,16 @@ static int trials(const char *name, const char *image, int n)
     for (size_t p = 0; p < npages; p++)
         if (strcmp(page_kind(base, p), "data") && strcmp(page_kind(base, p), "free"))
             meta[nmeta++] = p;
+    size_t *lastw = malloc(npages * sizeof *lastw), nlast = 0;
+    if (!lastw)
+        die("out of memory");
+    if (last_write) {
+        nlast = last_write_pages(base, npages, lastw);
+        if (nlast == 0) {
+            printf("%s: the last write has no data page (empty?): no targeted trial\n", name);
+            return 0;
+        }
+    }
     char trial[700], note[256];
     snprintf(trial, sizeof trial, "%s/trial.sdb", dir);
 
@@ -363,6 +418,11 @@ static int trials(const char *name, const char *image, int n)
                         ? meta[next_rand() % nmeta]
                         : (size_t)(next_rand() % npages);
         size_t bit = (size_t)(next_rand() % (PAGE * 8));
+        if (last_write) {                 /* a data byte of one of its pages */
+            pg = lastw[next_rand() % nlast];
+            uint32_t dlen = (uint32_t)base[pg * PAGE + 8] | (uint32_t)base[pg * PAGE + 9] << 8;
+            bit = 48 * 8 + (size_t)(next_rand() % ((uint64_t)(dlen ? dlen : 1) * 8));
+        }
         const char *kind = page_kind(base, pg);
         img[pg * PAGE + bit / 8] ^= (uint8_t)(1u << (bit % 8));
         spill(trial, img, len);
@@ -372,19 +432,28 @@ static int trials(const char *name, const char *image, int n)
         note[0] = 0;
         int cls = read_all(trial, note, sizeof note);
         count[cls]++;
+        if (last_write && getenv("CORRUPT_VERBOSE"))
+            printf("  %s trial %d: page %zu bit %zu: %s\n", name, t, pg, bit, note[0] ? note : "ok");
         by_kind[kind_index(kind)][cls]++;
         if (crc == SDB_ECORRUPT)
             check_flag[cls]++;
-        if (cls == WRONG_BYTES || cls == WRONG_STATE)
-            printf("%s trial %d: SILENT %s after flipping bit %zu of page %zu (%s): %s\n", name,
-                   t, cls == WRONG_BYTES ? "WRONG BYTES" : "WRONG STATE", bit, pg, kind, note);
+        if (cls == WRONG_BYTES || cls == WRONG_STATE) {
+            printf("%s trial %d: SILENT %s after flipping bit %zu of page %zu (%s): %s; "
+                   "sdb_check: %s\n", name, t, cls == WRONG_BYTES ? "WRONG BYTES" : "WRONG STATE",
+                   bit, pg, kind, note, crc == SDB_ECORRUPT ? "damage reported" : "clean");
+            char keep_as[800];             /* the damaged file, for a closer look */
+            snprintf(keep_as, sizeof keep_as, "%s/silent-%s-%d.sdb", dir, name, t);
+            spill(keep_as, img, len);
+            kept++;
+        }
     }
     printf("%s image (%zu pages of %d bytes): %d trials: %d detected, %d harmless, "
            "%d SILENT WRONG BYTES, %d silent wrong state\n",
            name, npages, PAGE, n, count[DETECTED], count[HARMLESS], count[WRONG_BYTES],
            count[WRONG_STATE]);
-    printf("  sdb_check reported damage in %d of the detected and %d of the harmless trials\n",
-           check_flag[DETECTED], check_flag[HARMLESS]);
+    printf("  sdb_check reported damage in %d of the detected, %d of the harmless and %d of "
+           "the silent trials\n", check_flag[DETECTED], check_flag[HARMLESS],
+           check_flag[WRONG_BYTES] + check_flag[WRONG_STATE]);
     for (int k = 0; k < NKIND; k++) {
         int tot = by_kind[k][0] + by_kind[k][1] + by_kind[k][2] + by_kind[k][3];
         if (tot)
@@ -394,6 +463,7 @@ static int trials(const char *name, const char *image, int n)
     }
     fflush(stdout);
     free(meta);
+    free(lastw);
     free(base);
     free(img);
     unlink(trial);
@@ -402,7 +472,7 @@ static int trials(const char *name, const char *image, int n)
 
 int main(int argc, char **argv)
 {
-    int n = 200, keep = 0;
+    int n = 200, keep = 0, last_n = 20;
     const char *image = "both", *d = NULL;
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     for (int i = 1; i < argc; i++) {
@@ -411,16 +481,17 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--seed") && v) seed = (unsigned)strtoul(v, NULL, 10), i++;
         else if (!strcmp(a, "--docs") && v) ndocs = atoi(v), i++;
         else if (!strcmp(a, "--meta-share") && v) meta_share = atoi(v), i++;
+        else if (!strcmp(a, "--last-write") && v) last_n = atoi(v), i++;
         else if (!strcmp(a, "--image") && v) image = v, i++;
         else if (!strcmp(a, "--dir") && v) d = v, i++;
         else if (!strcmp(a, "--keep")) keep = 1;
         else {
             fprintf(stderr, "usage: corrupt [--trials N] [--seed N] [--image closed|journal|both] "
-                            "[--docs N] [--meta-share PCT] [--dir DIR] [--keep]\n");
+                            "[--docs N] [--meta-share PCT] [--last-write N] [--dir DIR] [--keep]\n");
             return 2;
         }
     }
-    if (n < 1 || ndocs < 1 || ndocs > 100000 || meta_share < 0 || meta_share > 100 ||
+    if (n < 1 || last_n < 0 || ndocs < 1 || ndocs > 100000 || meta_share < 0 || meta_share > 100 ||
         (strcmp(image, "both") && strcmp(image, "closed") && strcmp(image, "journal")))
         die("bad --trials, --docs, --meta-share or --image");
     rng = mix(seed);
@@ -444,10 +515,14 @@ int main(int argc, char **argv)
     build(file, closed, journal);
     int silent = 0;
     if (strcmp(image, "journal"))
-        silent += trials("closed", closed, n);
+        silent += trials("closed", closed, n, 0);
     if (strcmp(image, "closed"))
-        silent += trials("journal", journal, n);
+        silent += trials("journal", journal, n, 0);
+    if (last_n)
+        silent += trials("last-write", journal, last_n, 1);
     printf("corrupt: %d SILENT (must be 0)\n", silent);
+    if (kept)
+        printf("corrupt: the damaged files are kept in %s\n", dir);
     if (!keep && !silent) {
         unlink(file);
         unlink(closed);
