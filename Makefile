@@ -1,6 +1,6 @@
-# StreamDb build.  `make` builds the engine library and the demo; `make test`
-# runs every unit test; `make run` starts the demo (the daemon later); `make
-# help` lists every target.  See README.md.
+# StreamDb build.  `make` builds the engine library, the daemon, the CLI and
+# the demo; `make test` runs the unit, integration and CLI tests; `make run`
+# starts the daemon; `make help` lists every target.  See README.md.
 #
 # Build dependencies are found with pkg-config.  When `pkg-config --exists
 # $(PKGS)` fails, any goal that needs them first runs scripts/install-deps.sh
@@ -295,7 +295,7 @@ clean:
 
 help:
 	@echo "StreamDb $(VERSION) -- make targets:"
-	@echo "  all (default)  build $(BUILD)/libstreamdb.{a,so} and $(BUILD)/streamdb-demo"
+	@echo "  all (default)  build $(BUILD)/libstreamdb.{a,so}, streamdbd, streamdb and streamdb-demo"
 	@echo "  run            build and start streamdbd on conf/streamdbd.json (data in ./data)"
 	@echo "  demo           build and run the engine demo on DB=$(DB)"
 	@echo "  test, check    build and run the unit and integration tests (SUITE=name [TEST=name] for one)"
