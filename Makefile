@@ -167,11 +167,17 @@ $(BUILD)/reliability/check_crashcount: $(UNIT_OBJ) $(BUILD)/tests/reliability/cr
 	$(Q)$(CC) $(LDFLAGS) -Wl,--wrap=backend_fault_new -Wl,--wrap=backend_fault_image -o $@ $^ \
 	    $(CHECK_LIBS) $(LDLIBS_ALL)
 
+# Every part runs even when an earlier one fails; the target fails if any did.
 reliability: deps lib $(BUILD)/streamdbd $(RELIABILITY_BIN) $(BUILD)/reliability/check_crashcount
-	bash tests/reliability/crash_points.sh $(BUILD)/reliability/check_crashcount
-	$(BUILD)/reliability/kill9 --selftest --daemon $(BUILD)/streamdbd
-	$(BUILD)/reliability/kill9 --daemon $(BUILD)/streamdbd $(KILL9_ARGS)
-	$(BUILD)/reliability/corrupt $(CORRUPT_ARGS)
+	$(Q)rc=0; \
+	echo "==> crash points swept by the unit suites"; \
+	bash tests/reliability/crash_points.sh $(BUILD)/reliability/check_crashcount || rc=1; \
+	echo "==> kill -9 self-test, then cycles"; \
+	$(BUILD)/reliability/kill9 --selftest --daemon $(BUILD)/streamdbd || rc=1; \
+	$(BUILD)/reliability/kill9 --daemon $(BUILD)/streamdbd $(KILL9_ARGS) || rc=1; \
+	echo "==> corruption trials"; \
+	$(BUILD)/reliability/corrupt $(CORRUPT_ARGS) || rc=1; \
+	exit $$rc
 
 # `make run` starts the daemon in the foreground on conf/streamdbd.json with
 # its data in ./data (Ctrl-C stops it); `make demo DB=/tmp/x.sdb` runs the
