@@ -1,6 +1,6 @@
-# StreamDb build.  `make` builds the engine library and the demo; `make test`
-# runs every unit test; `make run` starts the demo (the daemon later); `make
-# help` lists every target.  See README.md.
+# StreamDb build.  `make` builds the engine library, the daemon, the CLI and
+# the demo; `make test` runs the unit, integration and CLI tests; `make run`
+# starts the daemon; `make help` lists every target.  See README.md.
 #
 # Build dependencies are found with pkg-config.  When `pkg-config --exists
 # $(PKGS)` fails, any goal that needs them first runs scripts/install-deps.sh
@@ -91,7 +91,7 @@ $(INTEG_OBJ): CFLAGS_ALL += $(CHECK_CFLAGS) $(CJSON_CFLAGS)
 $(BUILD)/src/server/%.o $(BUILD)/src/client/%.o $(BUILD)/src/cli/%.o: \
     CFLAGS_ALL += $(UV_CFLAGS) $(CJSON_CFLAGS)
 
-.PHONY: all deps lib run demo test check test-parallel-make bench sanitize valgrind coverage clean install uninstall help
+.PHONY: all deps lib run demo test check test-parallel-make bench reliability sanitize valgrind coverage clean install uninstall help
 all: deps lib $(BUILD)/streamdbd $(BUILD)/streamdb $(BUILD)/streamdb-demo
 
 deps:
@@ -162,6 +162,37 @@ $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libstreamdb.a
 	$(msg) CC $<
 	$(Q)$(CC) $(CFLAGS_ALL) -MF $@.d.tmp.$$$$ -MT $@ $(LDFLAGS) -o $(TMP) $< $(BUILD)/libstreamdb.a \
 	    $(LDLIBS_ALL) -lm && mv -f $@.d.tmp.$$$$ $@.d && $(commit_tmp)
+
+# The reliability harnesses (docs/RELIABILITY.md): kill -9 cycles against
+# streamdbd with a ledger of acknowledged writes, and bit-flip trials on
+# closed and crashed database images.  Not part of `make test` (minutes, not
+# seconds).  KILL9_ARGS / CORRUPT_ARGS pass options, e.g. KILL9_ARGS="--cycles 100".
+RELIABILITY_BIN := $(BUILD)/reliability/kill9 $(BUILD)/reliability/corrupt
+$(BUILD)/reliability/%: tests/reliability/%.c $(BUILD)/libstreamdb.a
+	@mkdir -p $(dir $@)
+	$(msg) CC $<
+	$(Q)$(CC) $(CFLAGS_ALL) -MF $@.d.tmp.$$$$ -MT $@ $(LDFLAGS) -o $(TMP) $< $(BUILD)/libstreamdb.a \
+	    $(LDLIBS_ALL) && mv -f $@.d.tmp.$$$$ $@.d && $(commit_tmp)
+
+# The unit runner with a counter of the fault backend's crash points.
+$(BUILD)/reliability/check_crashcount: $(UNIT_OBJ) $(BUILD)/tests/reliability/crashcount.o \
+    $(BUILD)/libstreamdb.a
+	@mkdir -p $(dir $@)
+	$(msg) LD $@
+	$(Q)$(CC) $(LDFLAGS) -Wl,--wrap=backend_fault_new -Wl,--wrap=backend_fault_image -o $(TMP) $^ \
+	    $(CHECK_LIBS) $(LDLIBS_ALL) && $(commit_tmp)
+
+# Every part runs even when an earlier one fails; the target fails if any did.
+reliability: deps lib $(BUILD)/streamdbd $(RELIABILITY_BIN) $(BUILD)/reliability/check_crashcount
+	$(Q)rc=0; \
+	echo "==> crash points swept by the unit suites"; \
+	bash tests/reliability/crash_points.sh $(BUILD)/reliability/check_crashcount || rc=1; \
+	echo "==> kill -9 self-test, then cycles"; \
+	$(BUILD)/reliability/kill9 --selftest --daemon $(BUILD)/streamdbd || rc=1; \
+	$(BUILD)/reliability/kill9 --daemon $(BUILD)/streamdbd $(KILL9_ARGS) || rc=1; \
+	echo "==> corruption trials"; \
+	$(BUILD)/reliability/corrupt $(CORRUPT_ARGS) || rc=1; \
+	exit $$rc
 
 # `make run` starts the daemon in the foreground on conf/streamdbd.json with
 # its data in ./data (Ctrl-C stops it); `make demo DB=/tmp/x.sdb` runs the
@@ -289,13 +320,14 @@ clean:
 
 help:
 	@echo "StreamDb $(VERSION) -- make targets:"
-	@echo "  all (default)  build $(BUILD)/libstreamdb.{a,so} and $(BUILD)/streamdb-demo"
+	@echo "  all (default)  build $(BUILD)/libstreamdb.{a,so}, streamdbd, streamdb and streamdb-demo"
 	@echo "  run            build and start streamdbd on conf/streamdbd.json (data in ./data)"
 	@echo "  demo           build and run the engine demo on DB=$(DB)"
 	@echo "  test, check    build and run the unit and integration tests (SUITE=name [TEST=tcase] for one;"
 	@echo "                 NO_SKIP=1: a skipped check fails)"
 	@echo "  test-parallel-make  two makes at once on a copy of the tree: no broken artefact"
 	@echo "  bench          build and run tests/bench/*.c"
+	@echo "  reliability    kill -9 cycles and bit-flip trials (docs/RELIABILITY.md; minutes)"
 	@echo "  sanitize       run the tests under ASan+UBSan (build dir build-san)"
 	@echo "  valgrind       run the tests under valgrind (no fork)"
 	@echo "  coverage       run the tests with gcov and print line coverage (build-cov)"

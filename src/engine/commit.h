@@ -2,8 +2,9 @@
  * commit.h -- group commit (private): every change goes through
  * commit_submit(), which queues it; one waiting thread becomes the leader,
  * plans a conflict-free batch of queued requests into journal records,
- * makes them durable with one sync (after one sync of their data pages),
- * applies them to the in-memory state and wakes every member.
+ * makes them durable with one sync that covers the batch's data pages and
+ * its journal group (lazy mode: buffers them), applies them to the
+ * in-memory state and wakes every member.
  */
 #ifndef SDB_COMMIT_H
 #define SDB_COMMIT_H

@@ -17,7 +17,8 @@
  *     recovered state equals the acknowledged one.
  *  4. Exactly one thread, the group-commit leader, plans and applies records;
  *     it reads the state without a lock and takes the state write lock only
- *     to apply.  Readers take the read lock.  Lock order: state -> fs.
+ *     to apply.  Readers take the read lock.  Lock order: state -> fs (every
+ *     lock of the engine: docs/ARCHITECTURE.md section 6).
  *  5. Pages a commit frees (dropped versions) return to the free set only when
  *     that commit is durable and no open reader still holds the version.
  *  6. A background checkpoint (journal_bg_start) reads the state only under

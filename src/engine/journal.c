@@ -6,8 +6,11 @@
  * the journal: groups of PT_JOURNAL pages, one group per commit batch, each
  * naming in its last page the page reserved for the next group.  Opening
  * replays complete groups until the first page that fails its checks.  When
- * the journal grows past the checkpoint's size, a new checkpoint is written
- * and the older header slot is switched to it; see docs/FORMAT.md.
+ * the journal has grown past 64 + twice the checkpoint's pages, a new
+ * checkpoint is written by a background thread while commits go on
+ * (journal_bg_start), and a commit of its own switches the older header slot
+ * to it (journal_bg_switch); close writes one in the foreground.  See
+ * docs/FORMAT.md, and docs/ARCHITECTURE.md for the threads and locks.
  */
 #include <sched.h>
 #include <unistd.h>

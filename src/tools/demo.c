@@ -1,8 +1,8 @@
 /*
- * demo.c -- `make run`: a short tour of the public engine API (streamdb.h),
- * until the daemon streamdbd exists.  It opens (or creates) a database file,
- * writes a few documents, binds one of them to a second path, overwrites it
- * through that path, streams a larger document in and out, reads everything
+ * demo.c -- `make demo`: a short tour of the public engine API (streamdb.h).
+ * It opens (or creates) a database file, writes a few documents, binds one
+ * of them to a second path, overwrites it through that path, streams a
+ * larger document in and out, reads everything
  * back and compares it with what was written, lists paths by prefix and by
  * "directory" (delimiter), and prints the statistics.
  *

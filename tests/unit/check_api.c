@@ -1,6 +1,6 @@
 /*
  * check_api.c -- the public engine API (include/streamdb.h) against the
- * semantics decided in ARCHITECTURE.md section 1: documents, versions, paths,
+ * semantics of docs/ARCHITECTURE.md section 1: documents, versions, paths,
  * bindings, listings, streaming, conditional writes, statistics and the
  * handling of bad input.  Most tests run on a file database (with and without
  * mmap) and on a memory database (loop index: see env_init); "reopen" steps

@@ -1,5 +1,5 @@
 /*
- * check_durability.c -- the durability contract (ARCHITECTURE.md section 2):
+ * check_durability.c -- the durability contract (docs/ARCHITECTURE.md section 2):
  * damaged files never return wrong bytes, header slots fall back, the file
  * lock keeps a second process out, many threads on one handle, free space is
  * reused, and crashes at every write and sync point of a scripted workload

@@ -1,7 +1,7 @@
 /*
  * check_review.c -- regression tests from a review of the storage engine
  * (src/engine): each test pins down one bug that was found (and fixed), or
- * one rule of ARCHITECTURE.md sections 1-2 that the review probed, plus a
+ * one rule of docs/ARCHITECTURE.md sections 1-2 that the review probed, plus a
  * concurrency stress meant to be run under ThreadSanitizer too:
  *
  *   make BUILD=build-tsan OPT="-O1 -g -fsanitize=thread" LDLIBS="-fsanitize=thread" \
@@ -522,7 +522,7 @@ START_TEST(test_check_missing_file)
 }
 END_TEST
 
-/* ---- 6. semantics of ARCHITECTURE.md section 1 probed by the review ---- */
+/* ---- 6. semantics of docs/ARCHITECTURE.md section 1 probed by the review ---- */
 
 typedef struct {
     int n;
