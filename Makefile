@@ -114,7 +114,17 @@ TMP = $@.tmp.$$$$
 commit_tmp = mv -f $(TMP) $@
 AUX_NAME = $(if $(findstring --coverage,$(OPT) $(CFLAGS)),-dumpbase $@ -dumpbase-ext .o)
 
-$(BUILD)/%.o: %.c
+# $(BUILD)/.flags holds the compiler and flags the objects were built with;
+# it is rewritten only when they change (a new CC, OPT or CFLAGS, or a flag
+# this Makefile adds, such as -fvisibility=hidden), and every object depends
+# on it, so such a change rebuilds every object instead of mixing old and new.
+FLAGS_LINE := $(CC) $(CFLAGS_ALL)
+FLAGS_FILE := $(BUILD)/.flags
+$(shell mkdir -p $(BUILD) && printf '%s\n' '$(subst ','"'"',$(FLAGS_LINE))' > $(FLAGS_FILE).tmp.$$$$ && \
+    { cmp -s $(FLAGS_FILE).tmp.$$$$ $(FLAGS_FILE) && rm -f $(FLAGS_FILE).tmp.$$$$ || \
+      mv -f $(FLAGS_FILE).tmp.$$$$ $(FLAGS_FILE); })
+
+$(BUILD)/%.o: %.c $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(msg) CC $<
 	$(Q)$(CC) $(CFLAGS_ALL) $(AUX_NAME) -MF $(@:.o=.d).tmp.$$$$ -MT $@ -c -o $(TMP) $< && \
@@ -157,7 +167,7 @@ $(BUILD)/check_integration: $(INTEG_OBJ) $(BUILD)/libstreamdb.a
 	$(msg) LD $@
 	$(Q)$(CC) $(LDFLAGS) -o $(TMP) $^ $(CHECK_LIBS) $(CJSON_LIBS) $(LDLIBS_ALL) && $(commit_tmp)
 
-$(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libstreamdb.a
+$(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libstreamdb.a $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(msg) CC $<
 	$(Q)$(CC) $(CFLAGS_ALL) -MF $@.d.tmp.$$$$ -MT $@ $(LDFLAGS) -o $(TMP) $< $(BUILD)/libstreamdb.a \
@@ -168,7 +178,7 @@ $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libstreamdb.a
 # closed and crashed database images.  Not part of `make test` (minutes, not
 # seconds).  KILL9_ARGS / CORRUPT_ARGS pass options, e.g. KILL9_ARGS="--cycles 100".
 RELIABILITY_BIN := $(BUILD)/reliability/kill9 $(BUILD)/reliability/corrupt
-$(BUILD)/reliability/%: tests/reliability/%.c $(BUILD)/libstreamdb.a
+$(BUILD)/reliability/%: tests/reliability/%.c $(BUILD)/libstreamdb.a $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(msg) CC $<
 	$(Q)$(CC) $(CFLAGS_ALL) -MF $@.d.tmp.$$$$ -MT $@ $(LDFLAGS) -o $(TMP) $< $(BUILD)/libstreamdb.a \
