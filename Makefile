@@ -91,7 +91,7 @@ $(INTEG_OBJ): CFLAGS_ALL += $(CHECK_CFLAGS) $(CJSON_CFLAGS)
 $(BUILD)/src/server/%.o $(BUILD)/src/client/%.o $(BUILD)/src/cli/%.o: \
     CFLAGS_ALL += $(UV_CFLAGS) $(CJSON_CFLAGS)
 
-.PHONY: all deps lib run demo test check bench reliability sanitize valgrind coverage clean install uninstall help
+.PHONY: all deps lib run demo test check bench sanitize valgrind coverage clean install uninstall help
 all: deps lib $(BUILD)/streamdbd $(BUILD)/streamdb $(BUILD)/streamdb-demo
 
 deps:
@@ -168,6 +168,7 @@ $(BUILD)/reliability/check_crashcount: $(UNIT_OBJ) $(BUILD)/tests/reliability/cr
 	    $(CHECK_LIBS) $(LDLIBS_ALL)
 
 # Every part runs even when an earlier one fails; the target fails if any did.
+.PHONY: reliability
 reliability: deps lib $(BUILD)/streamdbd $(RELIABILITY_BIN) $(BUILD)/reliability/check_crashcount
 	$(Q)rc=0; \
 	echo "==> crash points swept by the unit suites"; \
