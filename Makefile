@@ -193,6 +193,7 @@ $(BUILD)/reliability/check_crashcount: $(UNIT_OBJ) $(BUILD)/tests/reliability/cr
 	    $(CHECK_LIBS) $(LDLIBS_ALL) && $(commit_tmp)
 
 # Every part runs even when an earlier one fails; the target fails if any did.
+.PHONY: reliability
 reliability: deps lib $(BUILD)/streamdbd $(RELIABILITY_BIN) $(BUILD)/reliability/check_crashcount
 	$(Q)rc=0; \
 	echo "==> crash points swept by the unit suites"; \

@@ -30,22 +30,24 @@
  *
  * Two images are tried: "closed" (the file after sdb_close, which leaves a
  * fresh checkpoint and no journal) and "journal" (a copy taken while the
- * handle is open after the last acknowledged durable write, as a crash would
- * leave it: the state lives in the checkpoint plus the journal).
+ * handle is open, after a reopen and 45 acknowledged durable commits, as a
+ * crash would leave it: the state is the checkpoint plus a journal).
  *
  * Half the trials (--meta-share) aim at a metadata page (a header slot, or
  * a page whose header says journal or checkpoint, live or stale), since
  * these are a small part of the file but hold its structure; the others pick
  * any page.  A page is named by the type byte it had before the flip.
  *
- * A third, targeted run (--last-write N trials, 0 = none) flips a bit in the
+ * Targeted runs: --slots N trials per image (0 = none) flip a bit in the 100
+ * bytes a header slot uses (a random slot, newest or older).
+ * --last-write N trials (0 = none) flip a bit in the
  * data bytes of the last acknowledged write of the journal image: the one
  * case where reopening cannot tell damage from a torn commit (replay holds
  * back the last journal group when its data does not verify).
  *
  * Usage: corrupt [--trials N] [--seed N] [--image closed|journal|both]
- *                [--docs N] [--meta-share PCT] [--last-write N] [--dir DIR]
- *                [--keep]
+ *                [--docs N] [--meta-share PCT] [--slots N] [--last-write N]
+ *                [--dir DIR] [--keep]
  * --trials is per image.  CORRUPT_VERBOSE=1 prints each targeted trial.  Exit: 0 no silent failure, 1 a silent failure (or
  * the untouched image did not read back right), 2 usage or set-up failure.
  */
@@ -409,11 +411,15 @@ static size_t last_write_pages(const uint8_t *img, size_t npages, size_t *out)
     return n;
 }
 
-/* Runs the trials on one image; with last_write, every flip lands in the
- * data bytes of the last acknowledged write (a targeted run).  Returns the
+enum { AIM_ANY, AIM_LAST_WRITE, AIM_SLOTS };
+
+/* Runs the trials on one image.  aim: AIM_ANY picks pages as described at
+ * the top; AIM_LAST_WRITE flips a data byte of the last acknowledged write;
+ * AIM_SLOTS a bit of the 100 used bytes of a header slot.  Returns the
  * number of silent failures. */
-static int trials(const char *name, const char *image, int n, int last_write)
+static int trials(const char *name, const char *image, int n, int aim)
 {
+    int last_write = aim == AIM_LAST_WRITE;
     size_t len;
     uint8_t *base = slurp(image, &len);
     uint8_t *img = malloc(len);
@@ -453,6 +459,10 @@ static int trials(const char *name, const char *image, int n, int last_write)
                         ? meta[next_rand() % nmeta]
                         : (size_t)(next_rand() % npages);
         size_t bit = (size_t)(next_rand() % (PAGE * 8));
+        if (aim == AIM_SLOTS) {           /* slot 0 or 1, bytes 0..99 */
+            pg = (size_t)(next_rand() % 2);
+            bit = (size_t)(next_rand() % (100 * 8));
+        }
         if (last_write) {                 /* a data byte of one of its pages */
             pg = lastw[next_rand() % nlast];
             uint32_t dlen = (uint32_t)base[pg * PAGE + 8] | (uint32_t)base[pg * PAGE + 9] << 8;
@@ -467,7 +477,7 @@ static int trials(const char *name, const char *image, int n, int last_write)
         note[0] = 0;
         int cls = read_all(trial, note, sizeof note);
         count[cls]++;
-        if (last_write && getenv("CORRUPT_VERBOSE"))
+        if (aim != AIM_ANY && getenv("CORRUPT_VERBOSE"))
             printf("  %s trial %d: page %zu bit %zu: %s\n", name, t, pg, bit, note[0] ? note : "ok");
         by_kind[kind_index(kind)][cls]++;
         if (crc == SDB_ECORRUPT)
@@ -515,7 +525,7 @@ static int trials(const char *name, const char *image, int n, int last_write)
 
 int main(int argc, char **argv)
 {
-    int n = 200, keep = 0, last_n = 20;
+    int n = 200, keep = 0, last_n = 20, slot_n = 20;
     const char *image = "both", *d = NULL;
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     for (int i = 1; i < argc; i++) {
@@ -525,16 +535,18 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--docs") && v) ndocs = atoi(v), i++;
         else if (!strcmp(a, "--meta-share") && v) meta_share = atoi(v), i++;
         else if (!strcmp(a, "--last-write") && v) last_n = atoi(v), i++;
+        else if (!strcmp(a, "--slots") && v) slot_n = atoi(v), i++;
         else if (!strcmp(a, "--image") && v) image = v, i++;
         else if (!strcmp(a, "--dir") && v) d = v, i++;
         else if (!strcmp(a, "--keep")) keep = 1;
         else {
             fprintf(stderr, "usage: corrupt [--trials N] [--seed N] [--image closed|journal|both] "
-                            "[--docs N] [--meta-share PCT] [--last-write N] [--dir DIR] [--keep]\n");
+                            "[--docs N] [--meta-share PCT] [--slots N] [--last-write N] [--dir DIR] "
+                            "[--keep]\n");
             return 2;
         }
     }
-    if (n < 1 || last_n < 0 || ndocs < 2 || ndocs > 100000 || meta_share < 0 || meta_share > 100 ||
+    if (n < 1 || last_n < 0 || slot_n < 0 || ndocs < 2 || ndocs > 100000 || meta_share < 0 || meta_share > 100 ||
         (strcmp(image, "both") && strcmp(image, "closed") && strcmp(image, "journal")))
         die("bad --trials, --docs, --meta-share or --image");
     rng = mix(seed);
@@ -558,11 +570,15 @@ int main(int argc, char **argv)
     build(file, closed, journal);
     int silent = 0;
     if (strcmp(image, "journal"))
-        silent += trials("closed", closed, n, 0);
+        silent += trials("closed", closed, n, AIM_ANY);
     if (strcmp(image, "closed"))
-        silent += trials("journal", journal, n, 0);
+        silent += trials("journal", journal, n, AIM_ANY);
+    if (slot_n && strcmp(image, "journal"))
+        silent += trials("slot-closed", closed, slot_n, AIM_SLOTS);
+    if (slot_n && strcmp(image, "closed"))
+        silent += trials("slot-journal", journal, slot_n, AIM_SLOTS);
     if (last_n)
-        silent += trials("last-write", journal, last_n, 1);
+        silent += trials("last-write", journal, last_n, AIM_LAST_WRITE);
     printf("corrupt: %d SILENT (must be 0); %d rolled back the last acknowledged write "
            "(known limit, docs/RELIABILITY.md)\n", silent, rollbacks);
     if (kept)
