@@ -421,13 +421,17 @@ static void run_put_end(job_t *j)
     sdb_proto_frame_t fr = { .hdr = j->f->hdr, .payload = j->f->payload };
     sdb_proto_msg_t m;
     int rc = sdb_proto_decode(&fr, &m);
+    int decoded = rc == 0;
     uint32_t crc = 0;
     j->done = 1;
     if (!rc)
         rc = sdb_writer_checksum(u->w, NULL, &crc);   /* the engine's CRC: no second pass */
     char msg[512];
     if (rc) {
-        errmsg_request(j->s->cfg, &j->f->hdr, 0, NULL, rc, msg, sizeof(msg));
+        if (decoded)
+            snprintf(msg, sizeof(msg), "PUT_END: %s", sdb_proto_strerror(rc));
+        else
+            errmsg_request(j->s->cfg, &j->f->hdr, 0, NULL, rc, msg, sizeof(msg));
     } else if (m.u.put_end.size != u->got || m.u.put_end.crc32 != crc ||
                (u->declared != SDB_PROTO_UNSET && u->declared != u->got)) {
         rc = SDB_ECHECKSUM;

@@ -275,8 +275,29 @@ START_TEST(test_upload_frame_rules)
     IT_OK(c, tc_send_put_end(c, rid, 1, tc_crc("q", 1)));
     IT_OK(c, tc_recv_doc(c, rid, SDB_OP_DOC, NULL));
 
-    const char *gone[] = { "/abort/payload", "/abort/flag", "/data/flag", "/data/flag2" };
-    for (size_t k = 0; k < 4; k++)
+    /* a malformed PUT_END gets its ERROR and ends the upload, storing nothing */
+    uint8_t end[12] = { 4, 0, 0, 0, 0, 0, 0, 0 };   /* size 4, then the CRC32 */
+    uint32_t crc = tc_crc("data", 4);
+    for (int i = 0; i < 4; i++)
+        end[8 + i] = (uint8_t)(crc >> (8 * i));      /* little-endian, like the wire */
+    IT_OK(c, tc_send_put_begin(c, ++rid, "/end/flag", UNSET, UNSET));
+    IT_OK(c, tc_send_put_data(c, rid, "data", 4));
+    IT_OK(c, tc_send_frame(c, SDB_OP_PUT_END, 0x40, rid, end, sizeof end));
+    IT_OK(c, tc_send_ping(c, rid + 1000, "next", 4));
+    expect_error(c, rid, SDB_STATUS_INVALID, "PUT_END with flag 0x40");
+    ck_assert_msg(strstr(c->msg, "PUT_END") && strstr(c->msg, "0x40"), "message: %s", c->msg);
+    IT_OK(c, tc_recv(c, rid + 1000, SDB_OP_PONG));
+    IT_OK(c, tc_send_put_begin(c, ++rid, "/end/short", UNSET, UNSET));
+    IT_OK(c, tc_send_put_data(c, rid, "data", 4));
+    IT_OK(c, tc_send_frame(c, SDB_OP_PUT_END, 0, rid, end, 11));
+    IT_OK(c, tc_send_ping(c, rid + 1000, "next", 4));
+    expect_error(c, rid, SDB_STATUS_PROTOCOL, "PUT_END of 11 bytes");
+    ck_assert_msg(strstr(c->msg, "PUT_END") && strstr(c->msg, "malformed"), "message: %s", c->msg);
+    IT_OK(c, tc_recv(c, rid + 1000, SDB_OP_PONG));
+
+    const char *gone[] = { "/abort/payload", "/abort/flag", "/data/flag", "/data/flag2", "/end/flag",
+                           "/end/short" };
+    for (size_t k = 0; k < 6; k++)
         IT_RC(c, tc_lookup(c, gone[k], NULL), SDB_STATUS_NOT_FOUND);
 
     /* an unknown opcode during an upload breaks its framing: fatal PROTOCOL
