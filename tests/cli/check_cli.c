@@ -942,7 +942,9 @@ END_TEST
 
 START_TEST(test_wrong_token)
 {
-    ct_write_file(ct_path("token"), "right-token\n", 12);
+    /* the CLI reads a token file as streamdbd does: one line end stripped, no
+       more (the trailing blank is part of the token) */
+    ct_write_file(ct_path("token"), "right-token \r\n", 14);
     ct_write_file(ct_path("bad-token"), "wrong-token\n", 12);
     ct_daemon_t d;
     ct_daemon_start(&d, "auth", NULL, ct_path("token"));
@@ -968,7 +970,7 @@ START_TEST(test_wrong_token)
     RUN(&r, "-s", d.sock, "ls", "--token-file", ct_path("token"));
     CT_EXPECT(&r, 0, "");
     ct_run_free(&r);
-    char *env[] = { "STREAMDB_TOKEN=right-token", NULL };
+    char *env[] = { "STREAMDB_TOKEN=right-token ", NULL };
     ct_run(&r, NULL, NULL, env, "-H", d.tcp, "ping", (char *)NULL);
     ck_assert_msg(r.status == 0, "%s", r.err);
     ct_run_free(&r);
