@@ -549,8 +549,16 @@ static void do_hello(conn_t *c, qframe_t *f)
     }
     sdb_proto_frame_t fr = { .hdr = f->hdr, .payload = f->payload };
     sdb_proto_msg_t m;
-    if (sdb_proto_decode(&fr, &m)) {
-        conn_fatal(c, rid, SDB_EPROTO, "malformed HELLO");
+    int rc = sdb_proto_decode(&fr, &m);
+    if (rc == SDB_EINVAL) {
+        char msg[64];
+        snprintf(msg, sizeof(msg), "HELLO: undefined flag bits 0x%02x",
+                 (unsigned)(f->hdr.flags & ~SDB_FLAG_REQUEST_MASK));
+        conn_fatal(c, rid, SDB_EINVAL, msg);
+        return;
+    }
+    if (rc) {
+        conn_fatal(c, rid, SDB_EPROTO, "malformed HELLO (bad magic, or a field cut short)");
         return;
     }
     uint16_t version;

@@ -631,6 +631,21 @@ START_TEST(test_hello_errors)
         expect_fatal(c, 8, SDB_STATUS_PROTOCOL, "malformed HELLO");
         tc_close(c);
     }
+    /* a HELLO with an undefined flag bit: INVALID (section 3), and fatal as
+       every failed HELLO */
+    c = it_connect(&d, 1);
+    {
+        uint8_t h[64];
+        size_t n;
+        sdb_proto_msg_t m = { .opcode = SDB_OP_HELLO, .request_id = 8 };
+        m.u.hello = (sdb_proto_hello_t){ 1, 1, { "", 0 }, { "x", 1 } };
+        ck_assert_int_eq(sdb_proto_encode(&m, h, sizeof h, &n), 0);
+        h[2] = 0x40;                               /* the header's flags byte */
+        IT_OK(c, tc_send_raw(c, h, n));
+    }
+    expect_fatal(c, 8, SDB_STATUS_INVALID, "HELLO with flag 0x40");
+    MSG_HAS(c, "HELLO", "0x40");
+    tc_close(c);
     it_still_serving(&d, "bad HELLOs");
     td_stop(&d);
 }
