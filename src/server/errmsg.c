@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "server/errmsg.h"
+#include "server/log.h"
 
 /* Offset of the first byte that makes s[0..len) invalid UTF-8 (overlong
  * forms, surrogates and code points over U+10FFFF included), or len. */
@@ -74,13 +75,18 @@ void errmsg_storage(const server_config_t *cfg, int rc, char *msg, size_t cap)
         break;
     case SDB_EIO:
         snprintf(msg, cap, "I/O error on the database file %s (or the database is in its error "
-                 "state after one; the server's log says more)", f);
+                 "state after one: restart the server once the disk is sound)", f);
         break;
     default:
         snprintf(msg, cap, "%s: the database file %s", sdb_strerror(rc), f);
         break;
     }
     free(file);
+    /* the operator sees storage failures in the log, not only the client */
+    if (rc == SDB_ENOSPC || rc == SDB_ETOOLARGE)
+        log_warn("%s", msg);
+    else
+        log_error("%s", msg);
 }
 
 void errmsg_conflict(sdb_t *db, const char *path, uint64_t if_version, char *msg, size_t cap)

@@ -32,7 +32,8 @@ void errmsg_conflict(sdb_t *db, const char *path, uint64_t if_version, char *msg
 
 /* The message for a storage error (SDB_EIO, SDB_ENOSPC, SDB_EPERM,
  * SDB_ECORRUPT, SDB_ETOOLARGE from max_db_size, ...): the error's text and
- * the database file it concerns. */
+ * the database file it concerns.  It is also logged (warn for a full disk
+ * or max_db_size, error otherwise). */
 void errmsg_storage(const server_config_t *cfg, int rc, char *msg, size_t cap);
 
 #endif

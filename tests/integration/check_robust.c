@@ -372,6 +372,31 @@ START_TEST(test_conflict_message)
 }
 END_TEST
 
+/* A database at max_db_size: the upload fails with TOO_LARGE naming the
+ * limit, its value and the file, and the daemon logs it. */
+START_TEST(test_db_size_message)
+{
+    td_t d;
+    start(&d, "dbsize", "\"max_frame_bytes\": 65536, \"chunk_bytes\": 16384, "
+                        "\"engine\": {\"durability\": \"none\", \"max_db_size\": 1048576}");
+    tc_t *c = it_session(&d, 0);
+    enum { BIG = 2 << 20 };
+    uint8_t *data = it_bytes(BIG, 11);
+    IT_OK(c, tc_send_put(c, 40, "/big", data, BIG, UNSET));
+    IT_OK(c, tc_send_ping(c, 41, "p", 1));
+    expect_error(c, 40, SDB_STATUS_TOO_LARGE, "a document past max_db_size");
+    MSG_HAS(c, "max_db_size (1048576 bytes)", d.data);
+    IT_OK(c, tc_recv(c, 41, SDB_OP_PONG));
+    IT_RC(c, tc_lookup(c, "/big", NULL), SDB_STATUS_NOT_FOUND);
+    char *log = td_log_text(&d);
+    ck_assert_msg(strstr(log, "max_db_size (1048576 bytes)") != NULL, "the log does not say it: %s", log);
+    free(log);
+    free(data);
+    tc_close(c);
+    td_stop(&d);
+}
+END_TEST
+
 START_TEST(test_bad_path)
 {
     td_t d;
@@ -1227,6 +1252,7 @@ Suite *suite_robust(void)
     tcase_add_test(tc, test_upload_frame_rules);
     tcase_add_test(tc, test_entries_within_chunk);
     tcase_add_test(tc, test_conflict_message);
+    tcase_add_test(tc, test_db_size_message);
     tcase_add_test(tc, test_bad_path);
     tcase_add_test(tc, test_put_checksum);
     tcase_add_test(tc, test_put_limits);
