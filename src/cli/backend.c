@@ -46,8 +46,9 @@ static int start(cli_t *cli)
     return 0;
 }
 
-/* Reads the token file: the first line, trailing blanks removed (as
- * streamdbd reads its auth_token_file). */
+/* Reads the token file as streamdbd reads its auth_token_file: one trailing
+ * "\n" or "\r\n" removed; the rest must be 1..1024 bytes without a control
+ * byte. */
 static int read_token(const char *file, char *out, size_t cap)
 {
     FILE *f = fopen(file, "rb");
@@ -58,12 +59,20 @@ static int read_token(const char *file, char *out, size_t cap)
     size_t n = fread(out, 1, cap - 1, f);
     int big = n == cap - 1 && fgetc(f) != EOF;
     fclose(f);
-    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
-        n--;
+    if (n > 0 && out[n - 1] == '\n')
+        n -= n > 1 && out[n - 2] == '\r' ? 2 : 1;
     out[n] = '\0';
-    if (big || n == 0 || strlen(out) != n) {
+    if (big || n == 0) {
         fprintf(stderr, "streamdb: the token file %s must hold 1..1024 bytes of text\n", file);
         return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)out[i];
+        if (ch < 0x20 || ch == 0x7f) {
+            fprintf(stderr, "streamdb: the token file %s holds the control byte 0x%02x at offset %zu "
+                    "(only one trailing newline is stripped)\n", file, ch, i);
+            return -1;
+        }
     }
     return 0;
 }

@@ -164,11 +164,17 @@ static int cmd_put(cli_t *cli)
         close(s.fd);
     if (rc < 0) {
         if (rc == SDB_ECONFLICT && cli->if_version != SDBC_ANY_VERSION && !cli->c) {
+            sdb_docinfo_t cur;      /* local mode: say what the current version is */
+            int bound = sdb_lookup(cli->db, path, &cur) == SDB_OK;
             if (cli->if_version == 0)
-                be_fail(cli, rc, "the path is already bound (--if-version 0 writes only new paths)");
+                be_fail(cli, rc, "the path is already bound, at version %llu (--if-version 0 writes "
+                        "only new paths)", bound ? (unsigned long long)cur.version : 0ull);
+            else if (!bound)
+                be_fail(cli, rc, "the path is not bound (--if-version %llu wants a document at that "
+                        "version)", (unsigned long long)cli->if_version);
             else
-                be_fail(cli, rc, "the document is not at version %llu",
-                        (unsigned long long)cli->if_version);
+                be_fail(cli, rc, "the document is at version %llu, not %llu",
+                        (unsigned long long)cur.version, (unsigned long long)cli->if_version);
         }
         return cli_report(cli, rc, "put %s", path);
     }

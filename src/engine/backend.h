@@ -49,9 +49,9 @@ struct sdb_backend {
     void (*close)(sdb_backend_t *be);
 };
 
-/* Opens or creates path with an exclusive advisory lock.  use_mmap enables
- * map().  Stores the backend in *out.  Errors: SDB_ELOCKED, SDB_EIO,
- * SDB_EINVAL, SDB_ENOMEM. */
+/* Opens or creates path (mode 0600) with an exclusive advisory lock.
+ * use_mmap enables map().  Stores the backend in *out.  Errors: SDB_ELOCKED,
+ * SDB_EPERM (EACCES/EPERM from open), SDB_EIO, SDB_EINVAL, SDB_ENOMEM. */
 int backend_file_open(const char *path, int use_mmap, sdb_backend_t **out);
 
 /* As backend_file_open without mmap, for a file that must exist already

@@ -99,8 +99,10 @@ int main(int argc, char **argv)
         return 2;
     }
     log_set_level(lvl);
-    if (cfg.log_file[0] && log_open(cfg.log_file) < 0) {
-        fprintf(stderr, "streamdbd: config key \"log_file\": cannot open %s\n", cfg.log_file);
+    int lrc;
+    if (cfg.log_file[0] && (lrc = log_open(cfg.log_file)) < 0) {
+        fprintf(stderr, "streamdbd: config key \"log_file\": cannot open %s: %s\n", cfg.log_file,
+                strerror(-lrc));
         config_free(&cfg);
         return 2;
     }

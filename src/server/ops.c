@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/errmsg.h"
 #include "server/log.h"
 #include "server/server.h"
 
@@ -281,6 +282,7 @@ static void run_request(job_t *j)
     sdb_proto_msg_t m;
     char *path = malloc(SDB_MAX_PATH + 1);
     int rc = path ? sdb_proto_decode(&fr, &m) : SDB_ENOMEM;
+    int decoded = rc == 0;
     sdb_docinfo_t info;
     j->done = 1;
     if (rc)
@@ -370,8 +372,11 @@ static void run_request(job_t *j)
 out:
     free(path);
     j->err = rc;
-    if (rc)
-        out_error(&j->out, j->rid, rc, 0, NULL);
+    if (rc) {
+        char msg[512];
+        errmsg_request(s->cfg, &j->f->hdr, decoded, &m, rc, msg, sizeof(msg));
+        out_error(&j->out, j->rid, rc, 0, msg);
+    }
 }
 
 /* Writes a batch of PUT_DATA frames to the upload's writer. */
@@ -389,7 +394,16 @@ static void run_put_data(job_t *j)
         else
             rc = sdb_writer_write(u->w, f->payload, n);
         if (rc) {
-            out_error(&j->out, u->rid, rc, 0, rc == SDB_ECHECKSUM ? "more data than PUT_BEGIN's size" : NULL);
+            char msg[512];
+            if (rc == SDB_ETOOLARGE && u->got + n > maxdoc)
+                snprintf(msg, sizeof(msg), "the content passed max_document_bytes (%llu bytes)",
+                         (unsigned long long)maxdoc);
+            else if (rc == SDB_ECHECKSUM)
+                snprintf(msg, sizeof(msg), "more data than PUT_BEGIN's size (%llu bytes): %llu so far",
+                         (unsigned long long)u->declared, (unsigned long long)(u->got + n));
+            else
+                errmsg_storage(j->s->cfg, rc, msg, sizeof(msg));
+            out_error(&j->out, u->rid, rc, 0, msg);
             sdb_writer_abort(u->w);
             u->w = NULL;
             u->failed = 1;
@@ -407,13 +421,28 @@ static void run_put_end(job_t *j)
     sdb_proto_frame_t fr = { .hdr = j->f->hdr, .payload = j->f->payload };
     sdb_proto_msg_t m;
     int rc = sdb_proto_decode(&fr, &m);
+    int decoded = rc == 0;
     uint32_t crc = 0;
     j->done = 1;
     if (!rc)
         rc = sdb_writer_checksum(u->w, NULL, &crc);   /* the engine's CRC: no second pass */
-    if (!rc && (m.u.put_end.size != u->got || m.u.put_end.crc32 != crc ||
-                (u->declared != SDB_PROTO_UNSET && u->declared != u->got)))
+    char msg[512];
+    if (rc) {
+        if (decoded)
+            snprintf(msg, sizeof(msg), "PUT_END: %s", sdb_proto_strerror(rc));
+        else
+            errmsg_request(j->s->cfg, &j->f->hdr, 0, NULL, rc, msg, sizeof(msg));
+    } else if (m.u.put_end.size != u->got || m.u.put_end.crc32 != crc ||
+               (u->declared != SDB_PROTO_UNSET && u->declared != u->got)) {
         rc = SDB_ECHECKSUM;
+        int n = snprintf(msg, sizeof(msg), "received %llu bytes, CRC32 %08x; PUT_END says %llu bytes, "
+                         "CRC32 %08x", (unsigned long long)u->got, (unsigned)crc,
+                         (unsigned long long)m.u.put_end.size, (unsigned)m.u.put_end.crc32);
+        if (u->declared != SDB_PROTO_UNSET && n > 0 && (size_t)n < sizeof(msg))
+            snprintf(msg + n, sizeof(msg) - (size_t)n, "; PUT_BEGIN declared %llu bytes",
+                     (unsigned long long)u->declared);
+        strncat(msg, "; nothing stored", sizeof(msg) - strlen(msg) - 1);
+    }
     if (rc) {
         sdb_writer_abort(u->w);
     } else {
@@ -421,11 +450,14 @@ static void run_put_end(job_t *j)
         rc = sdb_writer_commit(u->w, &info);
         if (!rc)
             out_doc(&j->out, SDB_OP_DOC, u->rid, &info);
+        else if (rc == SDB_ECONFLICT)
+            errmsg_conflict(j->s->db, u->path, u->if_version, msg, sizeof(msg));
+        else
+            errmsg_storage(j->s->cfg, rc, msg, sizeof(msg));
     }
     u->w = NULL;
     if (rc)
-        out_error(&j->out, u->rid, rc, 0, rc == SDB_ECHECKSUM ?
-                  "content does not match PUT_END's size and CRC32; nothing stored" : NULL);
+        out_error(&j->out, u->rid, rc, 0, msg);
     j->err = rc;
     free(u);
     j->up = NULL;
@@ -517,8 +549,16 @@ static void do_hello(conn_t *c, qframe_t *f)
     }
     sdb_proto_frame_t fr = { .hdr = f->hdr, .payload = f->payload };
     sdb_proto_msg_t m;
-    if (sdb_proto_decode(&fr, &m)) {
-        conn_fatal(c, rid, SDB_EPROTO, "malformed HELLO");
+    int rc = sdb_proto_decode(&fr, &m);
+    if (rc == SDB_EINVAL) {
+        char msg[64];
+        snprintf(msg, sizeof(msg), "HELLO: undefined flag bits 0x%02x",
+                 (unsigned)(f->hdr.flags & ~SDB_FLAG_REQUEST_MASK));
+        conn_fatal(c, rid, SDB_EINVAL, msg);
+        return;
+    }
+    if (rc) {
+        conn_fatal(c, rid, SDB_EPROTO, "malformed HELLO (bad magic, or a field cut short)");
         return;
     }
     uint16_t version;
@@ -628,7 +668,10 @@ int ops_dispatch(conn_t *c, qframe_t *f)
                 return 0;
             }
             if (f->hdr.length > s->cfg->chunk_bytes) {
-                fail_upload(c, SDB_ETOOLARGE, "PUT_DATA over chunk_bytes");
+                char msg[96];
+                snprintf(msg, sizeof(msg), "PUT_DATA of %u bytes is over chunk_bytes (%u)",
+                         (unsigned)f->hdr.length, (unsigned)s->cfg->chunk_bytes);
+                fail_upload(c, SDB_ETOOLARGE, msg);
                 stats_record(s, SDB_OP_PUT_BEGIN, SDB_ETOOLARGE, u->t0);
                 free_frames(f);
                 return 0;
@@ -675,6 +718,7 @@ int ops_dispatch(conn_t *c, qframe_t *f)
     sdb_proto_frame_t fr = { .hdr = f->hdr, .payload = f->payload };
     sdb_proto_msg_t m;
     int rc = sdb_proto_decode(&fr, &m);
+    int decoded = rc == 0;
     if (!rc && sdb_proto_opcode_is_request(op) != 1)
         rc = SDB_EOPCODE;
     if (rc || op == SDB_OP_HELLO || op == SDB_OP_PING || op == SDB_OP_STATS || op == SDB_OP_PUT_BEGIN) {
@@ -701,14 +745,22 @@ int ops_dispatch(conn_t *c, qframe_t *f)
                 rc = SDB_ETOOLARGE;
             if (!rc)
                 rc = sdb_writer_open(s->db, path, m.u.put_begin.if_version, &u->w);
+            if (!rc) {
+                memcpy(u->path, path, strlen(path) + 1);
+                u->if_version = m.u.put_begin.if_version;
+            }
             free(path);
             if (rc) {
+                char msg[512];
+                errmsg_request(s->cfg, &f->hdr, decoded, &m, rc, msg, sizeof(msg));
                 u->failed = 1;
-                out_error(&o, rid, rc, 0, NULL);
+                out_error(&o, rid, rc, 0, msg);
                 stats_record(s, op, rc, t0);
             }
         } else if (rc) {
-            out_error(&o, rid, rc, 0, rc == SDB_EOPCODE ? "unknown or unsupported opcode" : NULL);
+            char msg[256];
+            errmsg_request(s->cfg, &f->hdr, 0, NULL, rc, msg, sizeof(msg));
+            out_error(&o, rid, rc, 0, msg);
             stats_record(s, op, rc, t0);
         } else if (op == SDB_OP_HELLO) {
             out_error(&o, rid, SDB_EPROTO, 0, "the session is already open");

@@ -307,8 +307,15 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         p += used;
         left -= used;
         if (rc < 0) {
-            conn_fatal(c, rc == SDB_ETOOLARGE ? fr.hdr.request_id : 0, rc,
-                       rc == SDB_ETOOLARGE ? "frame length over max_frame_bytes" : "malformed frame header");
+            char msg[160];
+            if (rc == SDB_ETOOLARGE)
+                snprintf(msg, sizeof(msg), "frame length %u is over the limit of %u bytes (%s)",
+                         (unsigned)fr.hdr.length, (unsigned)c->dec.max_payload,
+                         c->hello ? "max_frame_bytes" : "before HELLO_OK");
+            else
+                snprintf(msg, sizeof(msg), "malformed frame header (the magic byte must be 0x%02x "
+                         "and the reserved byte 0)", SDB_PROTO_MAGIC);
+            conn_fatal(c, rc == SDB_ETOOLARGE ? fr.hdr.request_id : 0, rc, msg);
             return;
         }
         if (rc == 0)
@@ -390,8 +397,11 @@ static void on_connection(uv_stream_t *server, int status)
         s->rejected_conns++;
         log_warn("conn %llu (%s): refused: %s", (unsigned long long)c->id, c->peer,
                  s->stopping ? "shutting down" : "max_connections reached");
+        char msg[96];
+        snprintf(msg, sizeof(msg), "too many connections (max_connections %u)",
+                 (unsigned)s->cfg->max_connections);
         conn_fatal(c, 0, s->stopping ? SDB_ESHUTDOWN : SDB_EBUSY,
-                   s->stopping ? "the server is shutting down" : "too many connections");
+                   s->stopping ? "the server is shutting down" : msg);
         return;
     }
     log_debug("conn %llu (%s): open", (unsigned long long)c->id, c->peer);
@@ -719,7 +729,17 @@ int server_run(server_config_t *cfg)
         return 1;
     int rc = sdb_open(path, &cfg->engine, &s->db);
     if (rc) {
-        log_error("cannot open database %s: %s", path, sdb_strerror(rc));
+        /* the engine's code says what kind of failure; the system's error
+           for the file itself, when opening it fails, says what exactly */
+        char why[160] = "";
+        if (rc != SDB_ELOCKED && rc != SDB_ECORRUPT && rc != SDB_ENOMEM) {
+            int fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+            if (fd < 0)
+                snprintf(why, sizeof(why), " (open: %s)", strerror(errno));
+            else
+                close(fd);
+        }
+        log_error("cannot open database %s: %s%s", path, sdb_strerror(rc), why);
         free(path);
         return 1;
     }

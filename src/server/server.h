@@ -54,6 +54,8 @@ typedef struct {
     uint64_t got;
     int failed;                   /* an ERROR was already sent: end silently */
     uint64_t t0;                  /* PUT_BEGIN time (us), for STATS */
+    uint64_t if_version;          /* PUT_BEGIN's, for the message of a conflict */
+    char path[SDB_MAX_PATH + 1];  /* PUT_BEGIN's path ("" when it was refused) */
 } upload_t;
 
 typedef struct {

@@ -354,7 +354,7 @@ START_TEST(test_put_get_buffer)
     free(data);
     /* Errors that leave the connection usable. */
     CK_RC(sdbc_get(c, "/nope", &data, &len, NULL), SDB_ENOTFOUND);
-    ck_assert_str_eq(sdbc_last_error_message(), "no such path, document or version");
+    ck_assert_str_eq(sdbc_last_error_message(), "no document is bound to \"/nope\"");
     CK_RC(sdbc_lookup(c, "", NULL), SDB_EINVAL);
     CK_RC(sdbc_lookup(c, NULL, NULL), SDB_EINVAL);
     char *longp = malloc(SDB_MAX_PATH + 2);

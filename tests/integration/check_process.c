@@ -439,6 +439,8 @@ START_TEST(test_permission_denied)
                   code, err);
     ck_assert_msg(strstr(err, db) != NULL && strstr(err, "permission denied") != NULL,
                   "streamdbd does not say 'permission denied' naming %s: %s", db, err);
+    ck_assert_msg(strstr(err, strerror(EACCES)) != NULL, "streamdbd does not give the system's "
+                  "error (%s): %s", strerror(EACCES), err);
     free(err);
 
     /* the CLI in local mode */

@@ -36,6 +36,16 @@ static void expect_fatal(tc_t *c, uint32_t rid, uint16_t status, const char *wha
                   what, it_rc_name(end), c->err);
 }
 
+/* Asserts that the last ERROR's message holds each of the given texts (what
+ * was wrong: the limit and its value, the argument and why). */
+#define MSG_HAS(c, ...)                                                                          \
+    do {                                                                                         \
+        const char *want_[] = { __VA_ARGS__ };                                                   \
+        for (size_t i_ = 0; i_ < sizeof want_ / sizeof *want_; i_++)                             \
+            ck_assert_msg(strstr((c)->msg, want_[i_]) != NULL, "the ERROR message lacks \"%s\": %s", \
+                          want_[i_], (c)->msg);                                                  \
+    } while (0)
+
 /* Reads the next frame and asserts a non-fatal ERROR for rid. */
 static void expect_error(tc_t *c, uint32_t rid, uint16_t status, const char *what)
 {
@@ -128,6 +138,7 @@ START_TEST(test_frame_limits)
     header(h, SDB_OP_PING, 0, 65537, 55);
     IT_OK(c, tc_send_raw(c, h, sizeof h));
     expect_fatal(c, 55, SDB_STATUS_TOO_LARGE, "PING of max_frame_bytes + 1");
+    MSG_HAS(c, "65537", "65536", "max_frame_bytes");
     tc_close(c);
     it_still_serving(&d, "a frame over max_frame_bytes");
 
@@ -144,6 +155,7 @@ START_TEST(test_frame_limits)
             IT_OK(c, tc_ping(c, "ok", 2));
         } else {
             expect_fatal(c, 9, SDB_STATUS_TOO_LARGE, "HELLO over 16384 bytes");
+            MSG_HAS(c, "16385", "16384", "before HELLO_OK");
         }
         tc_close(c);
     }
@@ -263,8 +275,29 @@ START_TEST(test_upload_frame_rules)
     IT_OK(c, tc_send_put_end(c, rid, 1, tc_crc("q", 1)));
     IT_OK(c, tc_recv_doc(c, rid, SDB_OP_DOC, NULL));
 
-    const char *gone[] = { "/abort/payload", "/abort/flag", "/data/flag", "/data/flag2" };
-    for (size_t k = 0; k < 4; k++)
+    /* a malformed PUT_END gets its ERROR and ends the upload, storing nothing */
+    uint8_t end[12] = { 4, 0, 0, 0, 0, 0, 0, 0 };   /* size 4, then the CRC32 */
+    uint32_t crc = tc_crc("data", 4);
+    for (int i = 0; i < 4; i++)
+        end[8 + i] = (uint8_t)(crc >> (8 * i));      /* little-endian, like the wire */
+    IT_OK(c, tc_send_put_begin(c, ++rid, "/end/flag", UNSET, UNSET));
+    IT_OK(c, tc_send_put_data(c, rid, "data", 4));
+    IT_OK(c, tc_send_frame(c, SDB_OP_PUT_END, 0x40, rid, end, sizeof end));
+    IT_OK(c, tc_send_ping(c, rid + 1000, "next", 4));
+    expect_error(c, rid, SDB_STATUS_INVALID, "PUT_END with flag 0x40");
+    ck_assert_msg(strstr(c->msg, "PUT_END") && strstr(c->msg, "0x40"), "message: %s", c->msg);
+    IT_OK(c, tc_recv(c, rid + 1000, SDB_OP_PONG));
+    IT_OK(c, tc_send_put_begin(c, ++rid, "/end/short", UNSET, UNSET));
+    IT_OK(c, tc_send_put_data(c, rid, "data", 4));
+    IT_OK(c, tc_send_frame(c, SDB_OP_PUT_END, 0, rid, end, 11));
+    IT_OK(c, tc_send_ping(c, rid + 1000, "next", 4));
+    expect_error(c, rid, SDB_STATUS_PROTOCOL, "PUT_END of 11 bytes");
+    ck_assert_msg(strstr(c->msg, "PUT_END") && strstr(c->msg, "malformed"), "message: %s", c->msg);
+    IT_OK(c, tc_recv(c, rid + 1000, SDB_OP_PONG));
+
+    const char *gone[] = { "/abort/payload", "/abort/flag", "/data/flag", "/data/flag2", "/end/flag",
+                           "/end/short" };
+    for (size_t k = 0; k < 6; k++)
         IT_RC(c, tc_lookup(c, gone[k], NULL), SDB_STATUS_NOT_FOUND);
 
     /* an unknown opcode during an upload breaks its framing: fatal PROTOCOL
@@ -316,6 +349,54 @@ START_TEST(test_entries_within_chunk)
 }
 END_TEST
 
+/* A conditional write that finds another version says which one is current. */
+START_TEST(test_conflict_message)
+{
+    td_t d;
+    start(&d, "conflict", BASE_CONF);
+    tc_t *c = it_session(&d, 0);
+    sdb_docinfo_t x;
+    IT_OK(c, tc_put(c, "/c/doc", "one", 3, UNSET, &x));
+    IT_OK(c, tc_put(c, "/c/doc", "two", 3, 1, &x));
+    IT_OK(c, tc_put(c, "/c/doc", "three", 5, 2, &x));
+    ck_assert_uint_eq(x.version, 3);
+    IT_RC(c, tc_put(c, "/c/doc", "stale", 5, 1, NULL), SDB_STATUS_CONFLICT);
+    MSG_HAS(c, "/c/doc", "if_version 1", "current version 3");
+    IT_RC(c, tc_put(c, "/c/doc", "new?", 4, 0, NULL), SDB_STATUS_CONFLICT);
+    MSG_HAS(c, "/c/doc", "if_version 0", "current version 3");
+    IT_RC(c, tc_put(c, "/c/none", "x", 1, 4, NULL), SDB_STATUS_CONFLICT);
+    MSG_HAS(c, "/c/none", "if_version 4", "not bound");
+    it_expect_get(c, "/c/doc", "three", 5, NULL);
+    tc_close(c);
+    td_stop(&d);
+}
+END_TEST
+
+/* A database at max_db_size: the upload fails with TOO_LARGE naming the
+ * limit, its value and the file, and the daemon logs it. */
+START_TEST(test_db_size_message)
+{
+    td_t d;
+    start(&d, "dbsize", "\"max_frame_bytes\": 65536, \"chunk_bytes\": 16384, "
+                        "\"engine\": {\"durability\": \"none\", \"max_db_size\": 1048576}");
+    tc_t *c = it_session(&d, 0);
+    enum { BIG = 2 << 20 };
+    uint8_t *data = it_bytes(BIG, 11);
+    IT_OK(c, tc_send_put(c, 40, "/big", data, BIG, UNSET));
+    IT_OK(c, tc_send_ping(c, 41, "p", 1));
+    expect_error(c, 40, SDB_STATUS_TOO_LARGE, "a document past max_db_size");
+    MSG_HAS(c, "max_db_size (1048576 bytes)", d.data);
+    IT_OK(c, tc_recv(c, 41, SDB_OP_PONG));
+    IT_RC(c, tc_lookup(c, "/big", NULL), SDB_STATUS_NOT_FOUND);
+    char *log = td_log_text(&d);
+    ck_assert_msg(strstr(log, "max_db_size (1048576 bytes)") != NULL, "the log does not say it: %s", log);
+    free(log);
+    free(data);
+    tc_close(c);
+    td_stop(&d);
+}
+END_TEST
+
 START_TEST(test_bad_path)
 {
     td_t d;
@@ -330,6 +411,9 @@ START_TEST(test_bad_path)
     const char *bad[] = { "", long_path, "/bad\xff\xfe", "/overlong\xc0\xaf" };
     const char *names[] = { "an empty path", "a path of 4097 bytes", "invalid UTF-8",
                             "an overlong UTF-8 form" };
+    const char *why[] = { "invalid path: it is empty", "invalid path: 4097 bytes, over the limit of 4096",
+                          "invalid path: not UTF-8 (byte 0xff at offset 4)",
+                          "invalid path: not UTF-8 (byte 0xc0 at offset 9)" };
     uint32_t rid = 100;
     for (size_t k = 0; k < 4; k++) {
         const uint8_t ops[] = { SDB_OP_LOOKUP, SDB_OP_GET, SDB_OP_DELETE };
@@ -338,23 +422,28 @@ START_TEST(test_bad_path)
             char what[128];
             snprintf(what, sizeof what, "%s with %s", sdb_proto_opcode_name(ops[o]), names[k]);
             expect_error(c, rid, SDB_STATUS_INVALID, what);
+            MSG_HAS(c, why[k]);
         }
         IT_OK(c, tc_send_id_path(c, SDB_OP_BIND, ++rid, &doc.id, bad[k]));
         expect_error(c, rid, SDB_STATUS_INVALID, names[k]);
+        MSG_HAS(c, why[k]);
         /* a refused PUT_BEGIN answers at once; the rest of the upload is
          * discarded without a second answer */
         IT_OK(c, tc_send_put(c, ++rid, bad[k], "data", 4, UNSET));
         IT_OK(c, tc_send_ping(c, rid + 1, "after", 5));
         expect_error(c, rid, SDB_STATUS_INVALID, names[k]);
+        MSG_HAS(c, why[k]);
         IT_OK(c, tc_recv(c, ++rid, SDB_OP_PONG));
     }
     /* a NUL byte inside a path (built by hand: C strings cannot hold it) */
     uint8_t p[16] = { 5, 0, '/', 'a', 0, 'b', 'c' };
     IT_OK(c, tc_send_frame(c, SDB_OP_LOOKUP, 0, ++rid, p, 7));
     expect_error(c, rid, SDB_STATUS_INVALID, "a path with a NUL byte");
+    MSG_HAS(c, "invalid path: a NUL byte at offset 2");
     uint8_t s[32] = { 0, 0, 0, 0, 0, 3, 0, '/', 0, 'x', 0, 0 };
     IT_OK(c, tc_send_frame(c, SDB_OP_SEARCH, 0, ++rid, s, 12));
     expect_error(c, rid, SDB_STATUS_INVALID, "a SEARCH prefix with a NUL byte");
+    MSG_HAS(c, "invalid SEARCH prefix: a NUL byte at offset 1");
     /* the longest path, 4096 bytes, is fine */
     long_path[4096] = '\0';
     sdb_docinfo_t x;
@@ -410,6 +499,10 @@ START_TEST(test_put_checksum)
         IT_OK(c, tc_send_put_end(c, rid, cases[k].end_size, end_crc));
         IT_OK(c, tc_send_ping(c, rid + 1000, "next", 4));
         expect_error(c, rid, SDB_STATUS_CHECKSUM, cases[k].what);
+        if (cases[k].early)
+            MSG_HAS(c, "more data than PUT_BEGIN's size (30000 bytes)");
+        else
+            MSG_HAS(c, "PUT_END says", "nothing stored");
         IT_OK(c, tc_recv(c, rid + 1000, SDB_OP_PONG));   /* no second answer for the upload */
     }
     /* nothing stored; the old version of /keep intact */
@@ -444,10 +537,12 @@ START_TEST(test_put_limits)
     IT_OK(c, tc_send_empty(c, SDB_OP_PUT_ABORT, 30));
     IT_OK(c, tc_send_ping(c, 31, "p", 1));
     expect_error(c, 30, SDB_STATUS_TOO_LARGE, "PUT_DATA over chunk_bytes");
+    MSG_HAS(c, "16385", "chunk_bytes (16384)");
     IT_OK(c, tc_recv(c, 31, SDB_OP_PONG));
     /* a declared size over max_document_bytes: refused at PUT_BEGIN */
     IT_OK(c, tc_send_put_begin(c, 32, "/lim/declared", 100001, UNSET));
     expect_error(c, 32, SDB_STATUS_TOO_LARGE, "declared size over max_document_bytes");
+    MSG_HAS(c, "100001", "max_document_bytes (100000)");
     IT_OK(c, tc_send_put_data(c, 32, data, 1000));
     IT_OK(c, tc_send_put_end(c, 32, 1000, tc_crc(data, 1000)));
     IT_OK(c, tc_ping(c, "q", 1));
@@ -455,7 +550,17 @@ START_TEST(test_put_limits)
     IT_OK(c, tc_send_put(c, 33, "/lim/grown", data, 120000, UNSET));
     IT_OK(c, tc_send_ping(c, 34, "r", 1));
     expect_error(c, 33, SDB_STATUS_TOO_LARGE, "content over max_document_bytes");
+    MSG_HAS(c, "120000", "max_document_bytes (100000");
     IT_OK(c, tc_recv(c, 34, SDB_OP_PONG));
+    /* undeclared content growing past it, one PUT_DATA at a time */
+    IT_OK(c, tc_send_put_begin(c, 35, "/lim/undeclared", UNSET, UNSET));
+    for (size_t off = 0; off < 120000; off += 15000)
+        IT_OK(c, tc_send_put_data(c, 35, data + off, 15000));
+    IT_OK(c, tc_send_put_end(c, 35, 120000, tc_crc(data, 120000)));
+    IT_OK(c, tc_send_ping(c, 36, "s", 1));
+    expect_error(c, 35, SDB_STATUS_TOO_LARGE, "undeclared content over max_document_bytes");
+    MSG_HAS(c, "passed max_document_bytes (100000 bytes)");
+    IT_OK(c, tc_recv(c, 36, SDB_OP_PONG));
     /* exactly max_document_bytes is fine */
     sdb_docinfo_t x;
     IT_OK(c, tc_put(c, "/lim/max", data, 100000, UNSET, &x));
@@ -551,6 +656,21 @@ START_TEST(test_hello_errors)
         expect_fatal(c, 8, SDB_STATUS_PROTOCOL, "malformed HELLO");
         tc_close(c);
     }
+    /* a HELLO with an undefined flag bit: INVALID (section 3), and fatal as
+       every failed HELLO */
+    c = it_connect(&d, 1);
+    {
+        uint8_t h[64];
+        size_t n;
+        sdb_proto_msg_t m = { .opcode = SDB_OP_HELLO, .request_id = 8 };
+        m.u.hello = (sdb_proto_hello_t){ 1, 1, { "", 0 }, { "x", 1 } };
+        ck_assert_int_eq(sdb_proto_encode(&m, h, sizeof h, &n), 0);
+        h[2] = 0x40;                               /* the header's flags byte */
+        IT_OK(c, tc_send_raw(c, h, n));
+    }
+    expect_fatal(c, 8, SDB_STATUS_INVALID, "HELLO with flag 0x40");
+    MSG_HAS(c, "HELLO", "0x40");
+    tc_close(c);
     it_still_serving(&d, "bad HELLOs");
     td_stop(&d);
 }
@@ -779,6 +899,7 @@ START_TEST(test_max_connections)
     tc_t *a = it_session(&d, 0), *b = it_session(&d, 1);
     tc_t *c = it_connect(&d, 0);
     expect_fatal(c, 0, SDB_STATUS_BUSY, "a third connection over max_connections 2");
+    MSG_HAS(c, "max_connections 2");
     tc_close(c);
     IT_OK(a, tc_ping(a, "a", 1));
     cJSON *j = it_stats(b);
@@ -1131,6 +1252,8 @@ Suite *suite_robust(void)
     tcase_add_test(tc, test_malformed_payload);
     tcase_add_test(tc, test_upload_frame_rules);
     tcase_add_test(tc, test_entries_within_chunk);
+    tcase_add_test(tc, test_conflict_message);
+    tcase_add_test(tc, test_db_size_message);
     tcase_add_test(tc, test_bad_path);
     tcase_add_test(tc, test_put_checksum);
     tcase_add_test(tc, test_put_limits);

@@ -1091,6 +1091,18 @@ START_TEST(test_unknown_opcode_and_flags)
     ck_assert_int_eq(decode_one(buf, len, &back), SDB_EINVAL);
     len = make_frame(buf, SDB_OP_LOOKUP, SDB_FLAG_CLOSING, 5, path, sizeof(path));
     ck_assert_int_eq(decode_one(buf, len, &back), SDB_EINVAL);
+    /* The upload frames too (streamdbd decodes them with this rule): an
+       undefined flag is INVALID, a payload on PUT_ABORT is malformed. */
+    len = make_frame(buf, SDB_OP_PUT_DATA, 0x40, 5, "data", 4);
+    ck_assert_int_eq(decode_one(buf, len, &back), SDB_EINVAL);
+    len = make_frame(buf, SDB_OP_PUT_DATA, SDB_FLAG_QUICK, 5, "data", 4);
+    ck_assert_int_eq(decode_one(buf, len, &back), 0);
+    len = make_frame(buf, SDB_OP_PUT_ABORT, 0x20, 5, NULL, 0);
+    ck_assert_int_eq(decode_one(buf, len, &back), SDB_EINVAL);
+    len = make_frame(buf, SDB_OP_PUT_ABORT, 0, 5, "x", 1);
+    ck_assert_int_eq(decode_one(buf, len, &back), SDB_EPROTO);
+    len = make_frame(buf, SDB_OP_PUT_ABORT, 0, 5, NULL, 0);
+    ck_assert_int_eq(decode_one(buf, len, &back), 0);
     /* Response flags: unknown bits ignored (forward compatible). */
     len = make_frame(buf, SDB_OP_OK, 0x7F, 5, NULL, 0);
     ck_assert_int_eq(decode_one(buf, len, &back), 0);
