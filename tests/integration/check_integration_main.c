@@ -16,6 +16,7 @@
 Suite *suite_server(void);
 Suite *suite_robust(void);
 Suite *suite_process(void);
+Suite *suite_hostile(void);
 
 int main(int argc, char **argv)
 {
@@ -28,6 +29,7 @@ int main(int argc, char **argv)
     SRunner *sr = srunner_create(suite_server());
     srunner_add_suite(sr, suite_robust());
     srunner_add_suite(sr, suite_process());
+    srunner_add_suite(sr, suite_hostile());
     const char *only_suite = argc > 1 ? argv[1] : NULL;
     const char *only_test = argc > 2 ? argv[2] : NULL;
     srunner_run(sr, only_suite, only_test, CK_NORMAL);
