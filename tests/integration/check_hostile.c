@@ -318,10 +318,10 @@ START_TEST(test_bare_connections_evicted)
                        "\"engine\": {\"durability\": \"none\"}");
     tc_t *a = it_session(&d, 0);
     tc_t *bare[3];
-    for (int i = 0; i < 3; i++) {
-        bare[i] = it_connect(&d, i % 2);
-        IT_OK(a, tc_ping(a, "sync", 4));    /* the daemon has accepted it */
-    }
+    /* all on TCP: the kernel's backlog hands them over in connect order,
+     * so "oldest" is well defined */
+    for (int i = 0; i < 3; i++)
+        bare[i] = it_connect(&d, 1);
     /* the third bare connection is over half of max_connections (2): the
      * oldest bare one is evicted */
     int rc = tc_read(bare[0]);
@@ -329,7 +329,8 @@ START_TEST(test_bare_connections_evicted)
                       (bare[0]->flags & SDB_FLAG_CLOSING),
                   "the oldest bare connection: %s", it_rc_name(rc));
     ck_assert_int_eq(tc_expect_closed(bare[0], td_scaled(3000)), TC_CLOSED);
-    /* a, bare[1], bare[2] and one more authenticated: full */
+    /* a, bare[1], bare[2] and one more authenticated (on TCP too: once it
+     * is answered, every bare one was accepted before it): full */
     tc_t *b = it_session(&d, 1);
     /* a fifth client that says HELLO evicts bare[1] rather than being refused */
     tc_t *c = it_session(&d, 0);
@@ -440,6 +441,51 @@ START_TEST(test_accept_failure_recovers)
 }
 END_TEST
 
+/* Out of file descriptors (EMFILE, the realistic failed accept): the
+ * connections over the limit are lost, but once some close the listener
+ * accepts again.  The daemon runs under `prlimit --nofile`. */
+START_TEST(test_accept_emfile_recovers)
+{
+    if (access("/usr/bin/prlimit", X_OK) != 0) {
+        /* a test that cannot run must not pass */
+        ck_abort_msg("SKIPPED: /usr/bin/prlimit is not installed");
+    }
+    char dir[256];
+    td_t d;
+    it_newdir(dir, sizeof dir, "emfile");
+    td_init(&d, dir);
+    td_write_config(&d, "\"engine\": {\"durability\": \"none\"}");
+    const char *wrap[] = { "/usr/bin/prlimit", "--nofile=40", NULL };
+    ck_assert_msg(td_spawn(&d, wrap, td_scaled(10000)) == 0, "streamdbd did not start under prlimit");
+    enum { N = 60 };
+    tc_t *cs[N];
+    int served = 0;
+    for (int i = 0; i < N; i++) {
+        cs[i] = it_connect(&d, 1);
+        cs[i]->timeout_ms = td_scaled(500);
+        served += tc_hello(cs[i], NULL, NULL) == 0;
+    }
+    ck_assert_msg(served > 0 && served < N, "%d of %d connections served under --nofile=40", served, N);
+    for (int i = 0; i < N; i++)
+        tc_close(cs[i]);
+    /* the listener still accepts */
+    tc_t *c = NULL;
+    int rc = -1;
+    for (int tries = 0; tries < 50 && rc != 0; tries++) {
+        tc_close(c);
+        c = it_connect(&d, 1);
+        c->timeout_ms = td_scaled(2000);
+        rc = tc_hello(c, NULL, NULL);
+        if (rc)
+            td_sleep_ms(50);
+    }
+    ck_assert_msg(rc == 0, "no connection served after running out of descriptors: %s", it_rc_name(rc));
+    IT_OK(c, tc_ping(c, "fd", 2));
+    tc_close(c);
+    td_stop(&d);
+}
+END_TEST
+
 Suite *suite_hostile(void)
 {
     Suite *s = suite_create("hostile");
@@ -458,6 +504,7 @@ Suite *suite_hostile(void)
     tcase_add_test(tc, test_handshake_deadline);
     tcase_add_test(tc, test_bare_connections_evicted);
     tcase_add_test(tc, test_accept_failure_recovers);
+    tcase_add_test(tc, test_accept_emfile_recovers);
     suite_add_tcase(s, tc);
     return s;
 }
