@@ -632,6 +632,7 @@ static void after_cb(uv_work_t *w, int status)
     c->up = j->up;
     c->down = j->down;
     c->list = j->list;
+    c->job_bytes = 0;
     if (j->done)
         stats_record(j->s, j->opcode, j->err, j->t0);
     conn_send(c, &j->out);
@@ -653,11 +654,14 @@ static void start_job(conn_t *c, job_t *j)
     c->down = NULL;
     c->list = NULL;
     c->busy = 1;
+    for (qframe_t *f = j->f; f; f = f->next)   /* still counted (invariant 2) */
+        c->job_bytes += f->hdr.length + QFRAME_COST;
     if (uv_queue_work(c->srv->loop, &j->work, work_cb, after_cb) < 0) {
         c->up = j->up;
         c->down = j->down;
         c->list = j->list;
         c->busy = 0;
+        c->job_bytes = 0;
         send_now(c, j->rid, SDB_EINTERNAL, "cannot queue the request");
         free_frames(j->f);
         free(j);
@@ -816,11 +820,14 @@ int ops_dispatch(conn_t *c, qframe_t *f)
                 free_frames(f);
                 return 0;
             }
-            /* take the following PUT_DATA frames of this upload in the same job */
+            /* take the following PUT_DATA frames of this upload in the same
+             * job: up to half the cap, so that reading goes on meanwhile
+             * (the job's frames still count, invariant 2) */
             qframe_t *last = f;
             uint64_t bytes = f->hdr.length;
+            uint64_t most = s->cfg->max_output_bytes / 2 < (4u << 20) ? s->cfg->max_output_bytes / 2 : (4u << 20);
             while (c->qhead && c->qhead->hdr.opcode == SDB_OP_PUT_DATA && c->qhead->hdr.request_id == rid &&
-                   c->qhead->hdr.length <= s->cfg->chunk_bytes && bytes < (4u << 20)) {
+                   c->qhead->hdr.length <= s->cfg->chunk_bytes && bytes < most) {
                 qframe_t *n = c->qhead;
                 c->qhead = n->next;
                 if (!c->qhead)

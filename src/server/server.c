@@ -289,7 +289,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 static int queue_full(const conn_t *c)
 {
     const server_config_t *cfg = c->srv->cfg;
-    return c->qcount >= cfg->max_inflight || c->qbytes > cfg->max_output_bytes;
+    return c->qcount >= cfg->max_inflight || c->qbytes + c->job_bytes > cfg->max_output_bytes;
 }
 
 static void update_reading(conn_t *c)
@@ -298,7 +298,7 @@ static void update_reading(conn_t *c)
     if (c->closing || c->close_after_flush || s->stopping)
         return;
     uint64_t outcap = s->cfg->max_output_bytes;
-    uint64_t in = c->qbytes + (c->in_len - c->in_off);
+    uint64_t in = c->qbytes + c->job_bytes + (c->in_len - c->in_off);
     int full = c->in_held || queue_full(c) || c->out_bytes > outcap || in > outcap;
     int low = !c->in_held && c->qcount <= s->cfg->max_inflight / 2 && c->out_bytes <= outcap / 2 &&
               in <= outcap / 2;

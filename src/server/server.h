@@ -12,9 +12,10 @@
  *     frame only after the previous request has answered: responses leave in
  *     request order, and a stream's frames are contiguous.
  *  2. Every byte a connection makes the daemon hold is counted against one of
- *     its two caps, both max_output_bytes: queued request bytes (qbytes: each
- *     frame's payload plus its bookkeeping, and the undecoded input held
- *     back when the queue filled in the middle of a read) and output
+ *     its two caps, both max_output_bytes: request bytes (qbytes: each
+ *     queued frame's payload plus its bookkeeping; job_bytes: the same for
+ *     the frames its job holds, e.g. a batch of PUT_DATA; and the undecoded
+ *     input held back when the queue filled in the middle of a read) and output
  *     (out_bytes: the capacity of the buffer being written, of the buffer
  *     collecting the next write, and the write request itself).  Frames are
  *     decoded only while the queue is under max_inflight frames and under
@@ -128,7 +129,8 @@ typedef struct conn {
     int yielded;                  /* its pump stopped to let others run (invariant 8) */
     qframe_t *qhead, **qtail;
     uint32_t qcount;
-    uint64_t qbytes;              /* queued request bytes, bookkeeping and held input */
+    uint64_t qbytes;              /* queued request bytes and their bookkeeping */
+    uint64_t job_bytes;           /* ... and those of the frames its job holds */
     uint8_t *in_held;             /* undecoded input held back (invariant 2) */
     size_t in_len, in_off;
     uint64_t out_bytes;           /* output memory: in flight, pending, write request */
