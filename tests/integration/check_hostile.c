@@ -314,8 +314,7 @@ END_TEST
 START_TEST(test_bare_connections_evicted)
 {
     td_t d;
-    start(&d, "evict", "\"max_connections\": 4, \"handshake_timeout_ms\": 60000, "
-                       "\"engine\": {\"durability\": \"none\"}");
+    start(&d, "evict", "\"max_connections\": 4, \"engine\": {\"durability\": \"none\"}");
     tc_t *a = it_session(&d, 0);
     tc_t *bare[3];
     /* all on TCP: the kernel's backlog hands them over in connect order,
