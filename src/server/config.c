@@ -43,6 +43,7 @@ static const keydef_t g_keys[] = {
     { "max_output_bytes", T_U64, OFF(max_output_bytes), 65536, 1ull << 40 },
     { "idle_timeout_ms", T_U64, OFF(idle_timeout_ms), 0, 1ull << 40 },
     { "frame_timeout_ms", T_U64, OFF(frame_timeout_ms), 0, 1ull << 40 },
+    { "handshake_timeout_ms", T_U64, OFF(handshake_timeout_ms), 0, 1ull << 40 },
     { "shutdown_timeout_ms", T_U64, OFF(shutdown_timeout_ms), 0, 1ull << 40 },
 };
 
@@ -86,6 +87,7 @@ void config_defaults(server_config_t *cfg)
     cfg->max_output_bytes = 4u << 20;
     cfg->idle_timeout_ms = 300000;
     cfg->frame_timeout_ms = 30000;
+    cfg->handshake_timeout_ms = 5000;
     cfg->shutdown_timeout_ms = 10000;
     sdb_config_default(&cfg->engine);
 }

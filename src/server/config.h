@@ -29,6 +29,7 @@ typedef struct {
     uint64_t max_output_bytes; /* per-connection output buffer cap */
     uint64_t idle_timeout_ms;
     uint64_t frame_timeout_ms;
+    uint64_t handshake_timeout_ms; /* a connection without HELLO after this is dropped */
     uint64_t shutdown_timeout_ms;
     sdb_config_t engine;
 } server_config_t;

@@ -1,7 +1,9 @@
 /*
- * ops.c -- request handling: the HELLO handshake and cheap requests on the
- * loop, engine calls as jobs on the thread pool, and the streamed PUT and GET.
- * Every response is encoded with the shared codec (streamdb_proto.h).
+ * ops.c -- request handling: the HELLO handshake and PING on the loop; every
+ * engine call (requests, writer open/abort, reader close, STATS's engine
+ * figures) as a job on the thread pool (server.h, invariant 6); the streamed
+ * PUT, GET and long listings, produced in batches of at most half the output
+ * cap.  Every response is encoded with the shared codec (streamdb_proto.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,10 +13,13 @@
 #include "server/log.h"
 #include "server/server.h"
 
-#define GET_BATCH (1u << 20)          /* DATA bytes produced per job */
+#define GET_BATCH (1u << 20)          /* DATA bytes produced per job, at most */
 #define LIST_PAGE_MAX 10000           /* entries per SEARCH page at most */
 
-enum { JOB_REQ, JOB_PUT_DATA, JOB_PUT_END, JOB_GET_MORE };
+enum {
+    JOB_REQ, JOB_PUT_BEGIN, JOB_PUT_DATA, JOB_PUT_END, JOB_PUT_ABORT, JOB_GET_MORE, JOB_LIST_MORE,
+    JOB_STATS, JOB_RELEASE
+};
 
 typedef struct job {
     uv_work_t work;
@@ -24,6 +29,11 @@ typedef struct job {
     qframe_t *f;                      /* request frame(s), owned; a chain for PUT_DATA */
     upload_t *up;                     /* handed over for the job's duration */
     download_t *down;
+    listing_t *list;
+    sdb_writer_t *release_w;          /* JOB_RELEASE: what to close */
+    sdb_reader_t *release_r;
+    sdb_stats_t st;                   /* JOB_STATS: the engine's figures */
+    int have_st;
     outbuf_t out;
     uint8_t opcode;
     uint32_t rid;
@@ -106,6 +116,17 @@ static void free_frames(qframe_t *f)
 
 /* ---- jobs ---- */
 
+size_t ops_batch_bytes(const server_t *s)
+{
+    /* half the output cap (invariant 3), but at least one whole frame */
+    size_t n = s->cfg->max_output_bytes / 2;
+    if (n > GET_BATCH)
+        n = GET_BATCH;
+    if (n < (size_t)s->cfg->chunk_bytes + SDB_PROTO_HEADER_SIZE)
+        n = (size_t)s->cfg->chunk_bytes + SDB_PROTO_HEADER_SIZE;
+    return n;
+}
+
 /* Copies a wire path into a NUL-terminated buffer for the engine. */
 static int path_arg(const sdb_proto_str_t *s, char *buf)
 {
@@ -119,8 +140,10 @@ static void get_batch(job_t *j)
 {
     download_t *d = j->down;
     uint32_t chunk = j->s->cfg->chunk_bytes;
-    size_t produced = 0;
-    while (d->left > 0 && produced < GET_BATCH) {
+    size_t produced = 0, batch = ops_batch_bytes(j->s);
+    while (d->left > 0 && produced < batch) {
+        if (produced > 0 && produced + (d->left < chunk ? d->left : chunk) > batch)
+            break;
         size_t want = d->left < chunk ? (size_t)d->left : chunk;
         if (out_reserve(&j->out, SDB_PROTO_HEADER_SIZE + want)) {
             j->err = SDB_ENOMEM;
@@ -174,7 +197,10 @@ typedef struct {
     sdb_proto_entries_builder_t b;
     uint32_t rid;
     uint32_t count, limit;
+    size_t budget;                    /* ENTRIES bytes for this job; over it: pause */
+    listing_t *piece;                 /* LIST_PATHS / LIST_VERSIONS: skip what was sent */
     int more;
+    int paused;                       /* the budget was reached: entries remain */
     int kind;
     int err;
 } lister_t;
@@ -193,9 +219,15 @@ static void lister_flush(lister_t *l)
     sdb_proto_entries_begin(&l->b, l->buf, l->cap);
 }
 
+/* Runs under the engine's lock: copies, but allocates only when an entry
+ * does not fit the output reserved before the listing started. */
 static int lister_cb(void *arg, const char *path, const sdb_docinfo_t *info)
 {
     lister_t *l = arg;
+    listing_t *p = l->piece;
+    if (p && p->started && (l->kind == SDB_ENTRY_VERSION ? info->version >= p->after_version
+                                                           : strcmp(path, p->after) <= 0))
+        return 0;                     /* sent by an earlier piece */
     if (l->limit && l->count >= l->limit) {
         l->more = 1;
         return 1;
@@ -209,6 +241,10 @@ static int lister_cb(void *arg, const char *path, const sdb_docinfo_t *info)
     if (info)
         e.info = *info;
     size_t sz = sdb_proto_entry_size(&e);
+    if (l->count > 0 && l->out->len + l->b.len + sz > l->budget) {
+        l->paused = 1;                /* invariant 3: the rest in a later job or page */
+        return 1;
+    }
     if (l->b.count > 0 && l->b.len + sz > l->chunk + SDB_PROTO_HEADER_SIZE)   /* payload <= chunk */
         lister_flush(l);
     if (sdb_proto_entries_add(&l->b, &e) != 0) {
@@ -219,50 +255,121 @@ static int lister_cb(void *arg, const char *path, const sdb_docinfo_t *info)
         }
     }
     l->count++;
+    if (p) {
+        p->started = 1;
+        if (l->kind == SDB_ENTRY_VERSION)
+            p->after_version = info->version;
+        else
+            memcpy(p->after, path, e.path.len + 1);
+    }
     return l->err != 0;
 }
 
+/* Sets l up for job j: the entries buffer, and the output reserved ahead so
+ * that the callback, under the engine's lock, does not allocate. */
+static int lister_init(lister_t *l, job_t *j)
+{
+    server_t *s = j->s;
+    l->out = &j->out;
+    l->rid = j->rid;
+    l->chunk = s->cfg->chunk_bytes;
+    l->budget = ops_batch_bytes(s);
+    l->cap = SDB_PROTO_HEADER_SIZE + 2 + (s->cfg->chunk_bytes > 8192 ? s->cfg->chunk_bytes : 8192) + 8192;
+    l->buf = malloc(l->cap);
+    if (!l->buf || out_reserve(&j->out, l->budget + l->cap + 64))
+        return SDB_ENOMEM;
+    sdb_proto_entries_begin(&l->b, l->buf, l->cap);
+    return 0;
+}
+
+/* Ends a listing job: flushes the entries, then LIST_END unless paused. */
+static int lister_end(lister_t *l, job_t *j, int rc, uint32_t total)
+{
+    if (!rc)
+        rc = l->err;
+    if (!rc)
+        lister_flush(l);
+    if (!rc)
+        rc = l->err;
+    if (!rc && !(l->paused && l->piece)) {
+        sdb_proto_msg_t e = { .opcode = SDB_OP_LIST_END, .request_id = j->rid };
+        e.u.list_end.count = total;
+        e.u.list_end.more = (uint8_t)(l->more || l->paused);
+        rc = out_msg(&j->out, &e);
+    }
+    free(l->buf);
+    return rc;
+}
+
+/* One piece of a LIST_PATHS / LIST_VERSIONS listing (j->list): at most a
+ * batch of entries after those already sent.  The listing ends (j->list
+ * freed, j->done) with LIST_END or an ERROR. */
+static void list_piece(job_t *j)
+{
+    listing_t *p = j->list;
+    lister_t l = { .piece = p, .kind = p->opcode == SDB_OP_LIST_VERSIONS ? SDB_ENTRY_VERSION : 0 };
+    int rc = lister_init(&l, j);
+    if (!rc)
+        rc = p->opcode == SDB_OP_LIST_PATHS ? sdb_list_paths(j->s->db, &p->id, lister_cb, &l)
+                                            : sdb_list_versions(j->s->db, &p->id, lister_cb, &l);
+    p->count += l.count;
+    rc = lister_end(&l, j, rc, p->count);
+    if (rc) {
+        if (p->count == l.count)
+            j->out.len = 0;          /* nothing sent yet: the error replaces the entries */
+        out_error(&j->out, j->rid, rc, 0, NULL);
+    }
+    if (rc || !l.paused) {
+        free(p->after);
+        free(p);
+        j->list = NULL;
+        j->done = 1;
+        j->err = rc;
+    }
+}
+
+/* SEARCH: one page, ended early (more = 1) once it holds a batch of
+ * entries, as PROTOCOL.md allows, so that a page stays consistent and
+ * bounded: returns 0 (the output holds the page) or an error.  LIST_PATHS
+ * and LIST_VERSIONS start a listing in pieces: returns 1 (answered). */
 static int run_listing(job_t *j, const sdb_proto_msg_t *m)
 {
     server_t *s = j->s;
-    lister_t l = { .out = &j->out, .rid = j->rid, .chunk = s->cfg->chunk_bytes };
-    l.cap = SDB_PROTO_HEADER_SIZE + 2 + (s->cfg->chunk_bytes > 8192 ? s->cfg->chunk_bytes : 8192) + 8192;
-    l.buf = malloc(l.cap);
-    if (!l.buf)
-        return SDB_ENOMEM;
-    sdb_proto_entries_begin(&l.b, l.buf, l.cap);
-    int rc;
-    if (m->opcode == SDB_OP_SEARCH) {
-        char *prefix = malloc(SDB_MAX_PATH + 1), *after = malloc(SDB_MAX_PATH + 1);
-        const sdb_proto_search_t *q = &m->u.search;
+    if (m->opcode != SDB_OP_SEARCH) {
+        listing_t *p = calloc(1, sizeof(*p));
+        char *after = p ? malloc(SDB_MAX_PATH + 1) : NULL;
+        if (!after) {
+            free(p);
+            return SDB_ENOMEM;
+        }
+        p->after = after;
+        p->opcode = m->opcode;
+        p->rid = j->rid;
+        p->t0 = j->t0;
+        p->id = m->u.id;
+        j->list = p;
+        j->done = 0;
+        list_piece(j);
+        return 1;                     /* list_piece answered */
+    }
+    lister_t l = { 0 };
+    int rc = lister_init(&l, j);
+    char *prefix = malloc(SDB_MAX_PATH + 1), *after = malloc(SDB_MAX_PATH + 1);
+    const sdb_proto_search_t *q = &m->u.search;
+    if (!rc)
         rc = !prefix || !after ? SDB_ENOMEM
              : q->prefix.len > SDB_MAX_PATH || q->start_after.len > SDB_MAX_PATH ? SDB_EINVAL
              : sdb_proto_str_copy(&q->prefix, prefix, SDB_MAX_PATH + 1) ? SDB_EINVAL
              : sdb_proto_str_copy(&q->start_after, after, SDB_MAX_PATH + 1) ? SDB_EINVAL : 0;
-        if (!rc) {
-            sdb_search_opts_t o = { .start_after = q->start_after.len ? after : NULL,
-                                    .limit = 0, .delimiter = (char)q->delimiter };
-            l.limit = q->limit == 0 || q->limit > LIST_PAGE_MAX ? LIST_PAGE_MAX : q->limit;
-            rc = sdb_search(s->db, prefix, &o, lister_cb, &l);
-        }
-        free(prefix);
-        free(after);
-    } else if (m->opcode == SDB_OP_LIST_PATHS) {
-        rc = sdb_list_paths(s->db, &m->u.id, lister_cb, &l);
-    } else {
-        l.kind = SDB_ENTRY_VERSION;
-        rc = sdb_list_versions(s->db, &m->u.id, lister_cb, &l);
-    }
-    if (!rc)
-        rc = l.err;
     if (!rc) {
-        lister_flush(&l);
-        sdb_proto_msg_t e = { .opcode = SDB_OP_LIST_END, .request_id = j->rid };
-        e.u.list_end.count = l.count;
-        e.u.list_end.more = (uint8_t)l.more;
-        rc = out_msg(&j->out, &e);
+        sdb_search_opts_t o = { .start_after = q->start_after.len ? after : NULL,
+                                .limit = 0, .delimiter = (char)q->delimiter };
+        l.limit = q->limit == 0 || q->limit > LIST_PAGE_MAX ? LIST_PAGE_MAX : q->limit;
+        rc = sdb_search(s->db, prefix, &o, lister_cb, &l);
     }
-    free(l.buf);
+    free(prefix);
+    free(after);
+    rc = lister_end(&l, j, rc, l.count);
     if (rc)
         j->out.len = 0;                 /* an error replaces partial entries */
     return rc;
@@ -340,6 +447,10 @@ static void run_request(job_t *j)
     case SDB_OP_LIST_PATHS:
     case SDB_OP_LIST_VERSIONS:
         rc = run_listing(j, &m);
+        if (rc == 1) {
+            free(path);
+            return;
+        }
         break;
     case SDB_OP_INFO: {
         char *text = NULL;
@@ -463,14 +574,85 @@ static void run_put_end(job_t *j)
     j->up = NULL;
 }
 
+/* PUT_BEGIN: opens the upload's writer (the upload is already the
+ * connection's, invariant 4; on failure it is marked failed). */
+static void run_put_begin(job_t *j)
+{
+    upload_t *u = j->up;
+    sdb_proto_frame_t fr = { .hdr = j->f->hdr, .payload = j->f->payload };
+    sdb_proto_msg_t m;
+    char *path = malloc(SDB_MAX_PATH + 1);
+    int rc = !path ? SDB_ENOMEM : sdb_proto_decode(&fr, &m);
+    int decoded = path && rc == 0;
+    if (!rc && path_arg(&m.u.put_begin.path, path))
+        rc = SDB_EINVAL;
+    if (!rc)
+        rc = sdb_writer_open(j->s->db, path, m.u.put_begin.if_version, &u->w);
+    if (!rc) {
+        memcpy(u->path, path, strlen(path) + 1);
+        u->if_version = m.u.put_begin.if_version;
+    }
+    free(path);
+    if (rc) {
+        char msg[512];
+        errmsg_request(j->s->cfg, &j->f->hdr, decoded, decoded ? &m : NULL, rc, msg, sizeof(msg));
+        u->failed = 1;
+        u->w = NULL;
+        out_error(&j->out, u->rid, rc, 0, msg);
+        j->err = rc;
+        j->done = 1;
+    }
+}
+
+/* PUT_ABORT of an upload that has not failed: OK, nothing stored. */
+static void run_put_abort(job_t *j)
+{
+    upload_t *u = j->up;
+    sdb_writer_abort(u->w);
+    out_simple(&j->out, SDB_OP_OK, u->rid);
+    j->t0 = u->t0;
+    j->done = 1;
+    free(u);
+    j->up = NULL;
+}
+
 static void work_cb(uv_work_t *w)
 {
     job_t *j = w->data;
     switch (j->kind) {
     case JOB_REQ: run_request(j); break;
+    case JOB_PUT_BEGIN: run_put_begin(j); break;
     case JOB_PUT_DATA: run_put_data(j); break;
     case JOB_PUT_END: run_put_end(j); break;
+    case JOB_PUT_ABORT: run_put_abort(j); break;
     case JOB_GET_MORE: get_batch(j); break;
+    case JOB_LIST_MORE: list_piece(j); break;
+    case JOB_STATS: j->have_st = sdb_stats(j->s->db, &j->st) == 0; break;
+    case JOB_RELEASE:
+        if (j->release_w)
+            sdb_writer_abort(j->release_w);
+        if (j->release_r)
+            sdb_reader_close(j->release_r);
+        break;
+    }
+}
+
+/* STATS on the loop, once the engine's figures have come back. */
+static void stats_result(job_t *j)
+{
+    char *json = stats_json(j->s, j->have_st ? &j->st : NULL);
+    if (json) {
+        sdb_proto_msg_t r = { .opcode = SDB_OP_STATS_RESULT, .request_id = j->rid };
+        r.u.raw.ptr = (const uint8_t *)json;
+        r.u.raw.len = strlen(json);
+        j->err = out_msg(&j->out, &r);
+        free(json);
+    } else {
+        j->err = SDB_ENOMEM;
+    }
+    if (j->err) {
+        j->out.len = 0;
+        out_error(&j->out, j->rid, j->err, 0, NULL);
     }
 }
 
@@ -479,8 +661,17 @@ static void after_cb(uv_work_t *w, int status)
     job_t *j = w->data;
     conn_t *c = j->c;
     (void)status;
+    j->s->jobs--;
+    if (j->kind == JOB_RELEASE) {
+        free(j);
+        return;
+    }
+    if (j->kind == JOB_STATS)
+        stats_result(j);
     c->up = j->up;
     c->down = j->down;
+    c->list = j->list;
+    c->job_bytes = 0;
     if (j->done)
         stats_record(j->s, j->opcode, j->err, j->t0);
     conn_send(c, &j->out);
@@ -497,30 +688,61 @@ static void start_job(conn_t *c, job_t *j)
     j->work.data = j;
     j->up = c->up;
     j->down = c->down;
+    j->list = c->list;
     c->up = NULL;
     c->down = NULL;
+    c->list = NULL;
     c->busy = 1;
+    for (qframe_t *f = j->f; f; f = f->next)   /* still counted (invariant 2) */
+        c->job_bytes += f->hdr.length + QFRAME_COST;
     if (uv_queue_work(c->srv->loop, &j->work, work_cb, after_cb) < 0) {
         c->up = j->up;
         c->down = j->down;
+        c->list = j->list;
         c->busy = 0;
+        c->job_bytes = 0;
         send_now(c, j->rid, SDB_EINTERNAL, "cannot queue the request");
         free_frames(j->f);
         free(j);
-    }
-}
-
-void ops_continue_get(conn_t *c)
-{
-    job_t *j = calloc(1, sizeof(*j));
-    if (!j) {
-        conn_fatal(c, c->down->rid, SDB_ENOMEM, NULL);
         return;
     }
-    j->kind = JOB_GET_MORE;
-    j->opcode = c->down->opcode;
-    j->rid = c->down->rid;
-    j->t0 = c->down->t0;
+    c->srv->jobs++;
+}
+
+void ops_release(server_t *s, sdb_writer_t *w, sdb_reader_t *r)
+{
+    job_t *j = calloc(1, sizeof(*j));
+    if (j) {
+        j->s = s;
+        j->kind = JOB_RELEASE;
+        j->work.data = j;
+        j->release_w = w;
+        j->release_r = r;
+        if (uv_queue_work(s->loop, &j->work, work_cb, after_cb) == 0) {
+            s->jobs++;
+            return;
+        }
+        free(j);
+    }
+    /* cannot hand it to a worker: do it here rather than leak it */
+    if (w)
+        sdb_writer_abort(w);
+    if (r)
+        sdb_reader_close(r);
+}
+
+void ops_continue(conn_t *c)
+{
+    job_t *j = calloc(1, sizeof(*j));
+    uint32_t rid = c->down ? c->down->rid : c->list->rid;
+    if (!j) {
+        conn_fatal(c, rid, SDB_ENOMEM, NULL);
+        return;
+    }
+    j->kind = c->down ? JOB_GET_MORE : JOB_LIST_MORE;
+    j->opcode = c->down ? c->down->opcode : c->list->opcode;
+    j->rid = rid;
+    j->t0 = c->down ? c->down->t0 : c->list->t0;
     start_job(c, j);
 }
 
@@ -596,7 +818,7 @@ static void fail_upload(conn_t *c, int err, const char *msg)
 {
     upload_t *u = c->up;
     send_now(c, u->rid, err, msg);
-    sdb_writer_abort(u->w);
+    ops_release(c->srv, u->w, NULL);
     u->w = NULL;
     u->failed = 1;
 }
@@ -676,18 +898,21 @@ int ops_dispatch(conn_t *c, qframe_t *f)
                 free_frames(f);
                 return 0;
             }
-            /* take the following PUT_DATA frames of this upload in the same job */
+            /* take the following PUT_DATA frames of this upload in the same
+             * job: up to half the cap, so that reading goes on meanwhile
+             * (the job's frames still count, invariant 2) */
             qframe_t *last = f;
             uint64_t bytes = f->hdr.length;
+            uint64_t most = s->cfg->max_output_bytes / 2 < (4u << 20) ? s->cfg->max_output_bytes / 2 : (4u << 20);
             while (c->qhead && c->qhead->hdr.opcode == SDB_OP_PUT_DATA && c->qhead->hdr.request_id == rid &&
                    !(c->qhead->hdr.flags & ~SDB_FLAG_REQUEST_MASK) &&
-                   c->qhead->hdr.length <= s->cfg->chunk_bytes && bytes < (4u << 20)) {
+                   c->qhead->hdr.length <= s->cfg->chunk_bytes && bytes < most) {
                 qframe_t *n = c->qhead;
                 c->qhead = n->next;
                 if (!c->qhead)
                     c->qtail = &c->qhead;
                 c->qcount--;
-                c->qbytes -= n->hdr.length;
+                c->qbytes -= n->hdr.length + QFRAME_COST;
                 bytes += n->hdr.length;
                 last->next = n;
                 n->next = NULL;
@@ -695,14 +920,23 @@ int ops_dispatch(conn_t *c, qframe_t *f)
             }
             return upload_job(c, JOB_PUT_DATA, f);
         }
-        if (op == SDB_OP_PUT_ABORT || u->failed) {
-            if (!u->failed) {
-                outbuf_t o = { 0 };
-                out_simple(&o, SDB_OP_OK, rid);
-                conn_send(c, &o);
-                stats_record(s, SDB_OP_PUT_ABORT, 0, u->t0);
+        if (op == SDB_OP_PUT_ABORT && !u->failed) {
+            job_t *j = calloc(1, sizeof(*j));
+            if (!j) {
+                fail_upload(c, SDB_ENOMEM, NULL);
+                free_frames(f);
+                return 0;
             }
-            sdb_writer_abort(u->w);
+            j->kind = JOB_PUT_ABORT;   /* the writer is aborted on a worker (invariant 6) */
+            j->f = f;
+            j->opcode = SDB_OP_PUT_ABORT;
+            j->rid = rid;
+            start_job(c, j);
+            return 1;
+        }
+        if (u->failed) {               /* its writer is gone already: end silently */
+            if (u->w)
+                ops_release(s, u->w, NULL);
             free(u);
             c->up = NULL;
             free_frames(f);
@@ -736,27 +970,29 @@ int ops_dispatch(conn_t *c, qframe_t *f)
             u->t0 = t0;
             u->declared = rc ? SDB_PROTO_UNSET : m.u.put_begin.size;
             c->up = u;
-            char *path = malloc(SDB_MAX_PATH + 1);
-            if (!rc && !path)
-                rc = SDB_ENOMEM;
-            if (!rc && path_arg(&m.u.put_begin.path, path))
+            if (!rc && (m.u.put_begin.path.len == 0 || m.u.put_begin.path.len > SDB_MAX_PATH))
                 rc = SDB_EINVAL;
             if (!rc && u->declared != SDB_PROTO_UNSET && u->declared > s->cfg->engine.max_document_size)
                 rc = SDB_ETOOLARGE;
-            if (!rc)
-                rc = sdb_writer_open(s->db, path, m.u.put_begin.if_version, &u->w);
             if (!rc) {
-                memcpy(u->path, path, strlen(path) + 1);
-                u->if_version = m.u.put_begin.if_version;
+                /* the writer opens on a worker (invariant 6) */
+                job_t *j = calloc(1, sizeof(*j));
+                if (j) {
+                    j->kind = JOB_PUT_BEGIN;
+                    j->f = f;
+                    j->opcode = op;
+                    j->rid = rid;
+                    j->t0 = t0;
+                    start_job(c, j);
+                    return 1;
+                }
+                rc = SDB_ENOMEM;
             }
-            free(path);
-            if (rc) {
-                char msg[512];
-                errmsg_request(s->cfg, &f->hdr, decoded, &m, rc, msg, sizeof(msg));
-                u->failed = 1;
-                out_error(&o, rid, rc, 0, msg);
-                stats_record(s, op, rc, t0);
-            }
+            char msg[512];
+            errmsg_request(s->cfg, &f->hdr, decoded, decoded ? &m : NULL, rc, msg, sizeof(msg));
+            u->failed = 1;
+            out_error(&o, rid, rc, 0, msg);
+            stats_record(s, op, rc, t0);
         } else if (rc) {
             char msg[256];
             errmsg_request(s->cfg, &f->hdr, 0, NULL, rc, msg, sizeof(msg));
@@ -771,17 +1007,20 @@ int ops_dispatch(conn_t *c, qframe_t *f)
             out_msg(&o, &r);
             stats_record(s, op, 0, t0);
         } else {
-            char *json = stats_json(s);
-            if (json) {
-                sdb_proto_msg_t r = { .opcode = SDB_OP_STATS_RESULT, .request_id = rid };
-                r.u.raw.ptr = (const uint8_t *)json;
-                r.u.raw.len = strlen(json);
-                out_msg(&o, &r);
-                free(json);
-                stats_record(s, op, 0, t0);
-            } else {
-                out_error(&o, rid, SDB_ENOMEM, 0, NULL);
+            /* STATS: the engine's figures are read on a worker (invariant 6) */
+            job_t *j = calloc(1, sizeof(*j));
+            if (j) {
+                j->kind = JOB_STATS;
+                j->f = f;
+                j->opcode = op;
+                j->rid = rid;
+                j->t0 = t0;
+                j->done = 1;
+                start_job(c, j);
+                return 1;
             }
+            out_error(&o, rid, SDB_ENOMEM, 0, NULL);
+            stats_record(s, op, SDB_ENOMEM, t0);
         }
         conn_send(c, &o);
         free_frames(f);

@@ -21,6 +21,7 @@
 
 #define READ_BUF (256 * 1024)
 #define SWEEP_MS 100
+#define PUMP_BATCH 64                 /* requests answered per pump (invariant 8) */
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 static void remove_own_socket(const char *path);
@@ -70,6 +71,8 @@ static void on_close(uv_handle_t *h)
     if (c->next) c->next->prev = c->prev;
     s->nconns--;
     sdb_proto_decoder_free(&c->dec);
+    free(c->pend.p);
+    free(c->in_held);
     free(c);
 }
 
@@ -83,23 +86,36 @@ static void drop_queue(conn_t *c)
     }
     c->qtail = &c->qhead;
     c->qcount = 0;
+    free(c->in_held);
+    c->in_held = NULL;
+    c->in_len = c->in_off = 0;
     c->qbytes = 0;
 }
 
 /* Aborts c's upload (it leaves no trace: its pages are reclaimed) and closes
- * its download.  Only while no job holds them. */
+ * its download or listing.  Only while no job holds them.  The engine calls
+ * run on the thread pool (invariant 6). */
 static void drop_streams(conn_t *c)
 {
+    sdb_writer_t *w = NULL;
+    sdb_reader_t *r = NULL;
     if (c->up) {
-        sdb_writer_abort(c->up->w);
+        w = c->up->w;
         free(c->up);
         c->up = NULL;
     }
     if (c->down) {
-        sdb_reader_close(c->down->r);
+        r = c->down->r;
         free(c->down);
         c->down = NULL;
     }
+    if (c->list) {
+        free(c->list->after);
+        free(c->list);
+        c->list = NULL;
+    }
+    if (w || r)
+        ops_release(c->srv, w, r);
 }
 
 /* Ends the connection: no job may be in flight (invariant 5). */
@@ -131,13 +147,17 @@ typedef struct {
     conn_t *c;
     uint8_t *buf;
     size_t len;
+    uint64_t cost;                /* what it counts in c->out_bytes */
 } wreq_t;
+
+static void conn_flush(conn_t *c);
 
 static void on_write(uv_write_t *req, int status)
 {
     wreq_t *w = (wreq_t *)req;
     conn_t *c = w->c;
-    c->out_bytes -= w->len;
+    c->out_bytes -= w->cost;
+    c->out_inflight = 0;
     c->srv->bytes_out += status == 0 ? w->len : 0;
     c->last_write_ms = server_now_ms(c->srv);
     free(w->buf);
@@ -149,11 +169,42 @@ static void on_write(uv_write_t *req, int status)
         conn_close(c);
         return;
     }
+    conn_flush(c);
     if (c->close_after_flush && c->out_bytes == 0) {
         conn_close(c);
         return;
     }
     conn_pump(c);
+}
+
+/* Writes the pending output when no write is in flight (invariant 3). */
+static void conn_flush(conn_t *c)
+{
+    if (c->out_inflight || c->pend.len == 0 || c->handle_closed)
+        return;
+    wreq_t *w = malloc(sizeof(*w));
+    if (!w) {
+        conn_close(c);
+        return;
+    }
+    w->c = c;
+    w->buf = c->pend.p;
+    w->len = c->pend.len;
+    /* the pending buffer's capacity was counted; add the request's */
+    w->cost = c->pend.cap + sizeof(*w);
+    c->out_bytes += sizeof(*w);
+    c->pend.p = NULL;
+    c->pend.len = c->pend.cap = 0;
+    c->out_inflight = w->cost;
+    uv_buf_t b = uv_buf_init((char *)w->buf, (unsigned)w->len);
+    int rc = uv_write(&w->req, &c->h.stream, &b, 1, on_write);
+    if (rc < 0) {
+        c->out_bytes -= w->cost;
+        c->out_inflight = 0;
+        free(w->buf);
+        free(w);
+        conn_close(c);
+    }
 }
 
 void conn_send(conn_t *c, outbuf_t *o)
@@ -164,30 +215,38 @@ void conn_send(conn_t *c, outbuf_t *o)
         o->len = o->cap = 0;
         return;
     }
-    wreq_t *w = malloc(sizeof(*w));
-    if (!w) {
+    if (c->out_bytes == 0)
+        c->last_write_ms = server_now_ms(c->srv);   /* the output deadline starts */
+    if (c->pend.len == 0) {
+        /* take the buffer over: no copy */
+        c->out_bytes -= c->pend.cap;
+        free(c->pend.p);
+        c->pend = *o;
+        c->out_bytes += c->pend.cap;
+    } else {
+        /* coalesce with what already waits (small replies, mostly) */
+        size_t need = c->pend.len + o->len;
+        if (need > c->pend.cap) {
+            size_t nc = c->pend.cap * 2 > need ? c->pend.cap * 2 : need;
+            uint8_t *p = realloc(c->pend.p, nc);
+            if (!p) {
+                free(o->p);
+                o->p = NULL;
+                o->len = o->cap = 0;
+                conn_close(c);
+                return;
+            }
+            c->out_bytes += nc - c->pend.cap;
+            c->pend.p = p;
+            c->pend.cap = nc;
+        }
+        memcpy(c->pend.p + c->pend.len, o->p, o->len);
+        c->pend.len += o->len;
         free(o->p);
-        o->p = NULL;
-        o->len = o->cap = 0;
-        conn_close(c);
-        return;
     }
-    w->c = c;
-    w->buf = o->p;
-    w->len = o->len;
     o->p = NULL;
     o->len = o->cap = 0;
-    if (c->out_bytes == 0)
-        c->last_write_ms = server_now_ms(c->srv);
-    c->out_bytes += w->len;
-    uv_buf_t b = uv_buf_init((char *)w->buf, (unsigned)w->len);
-    int rc = uv_write(&w->req, &c->h.stream, &b, 1, on_write);
-    if (rc < 0) {
-        c->out_bytes -= w->len;
-        free(w->buf);
-        free(w);
-        conn_close(c);
-    }
+    conn_flush(c);
 }
 
 void conn_fatal(conn_t *c, uint32_t rid, int err, const char *msg)
@@ -214,9 +273,24 @@ static char g_rbuf[READ_BUF];
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-    (void)h;
+    conn_t *c = h->data;
+    const server_config_t *cfg = c->srv->cfg;
     (void)hint;
-    *buf = uv_buf_init(g_rbuf, READ_BUF);
+    /* a read that the queue cannot take is held (invariant 2): keep reads
+     * within half the cap, but large enough for a whole data frame */
+    size_t n = cfg->max_output_bytes / 2;
+    if (n < (size_t)cfg->chunk_bytes + SDB_PROTO_HEADER_SIZE)
+        n = (size_t)cfg->chunk_bytes + SDB_PROTO_HEADER_SIZE;
+    if (n > READ_BUF)
+        n = READ_BUF;
+    *buf = uv_buf_init(g_rbuf, (unsigned)n);
+}
+
+/* The queue is full: decode no more frames for now (invariant 2). */
+static int queue_full(const conn_t *c)
+{
+    const server_config_t *cfg = c->srv->cfg;
+    return c->qcount >= cfg->max_inflight || c->qbytes + c->job_bytes > cfg->max_output_bytes;
 }
 
 static void update_reading(conn_t *c)
@@ -225,10 +299,10 @@ static void update_reading(conn_t *c)
     if (c->closing || c->close_after_flush || s->stopping)
         return;
     uint64_t outcap = s->cfg->max_output_bytes;
-    /* queued request bytes are bounded like output: max_output_bytes */
-    int full = c->qcount >= s->cfg->max_inflight || c->out_bytes > outcap || c->qbytes > outcap;
-    int low = c->qcount <= s->cfg->max_inflight / 2 && c->out_bytes <= outcap / 2 &&
-              c->qbytes <= outcap / 2;
+    uint64_t in = c->qbytes + c->job_bytes + (c->in_len - c->in_off);
+    int full = c->in_held || queue_full(c) || c->out_bytes > outcap || in > outcap;
+    int low = !c->in_held && c->qcount <= s->cfg->max_inflight / 2 && c->out_bytes <= outcap / 2 &&
+              in <= outcap / 2;
     if (c->reading && full) {
         uv_read_stop(&c->h.stream);
         c->reading = 0;
@@ -242,32 +316,130 @@ static void update_reading(conn_t *c)
     }
 }
 
+/* Decodes frames from p[0..n) into c's queue while it has room (invariant
+ * 2).  Returns the bytes used; the caller keeps the rest for later.  A
+ * malformed frame ends the connection (conn_fatal). */
+static size_t conn_decode(conn_t *c, const uint8_t *p, size_t n)
+{
+    uint64_t now = server_now_ms(c->srv);
+    size_t off = 0;
+    while (off < n && !c->close_after_flush && !c->closing && !queue_full(c)) {
+        int was_in = sdb_proto_decoder_in_frame(&c->dec);
+        size_t used = 0;
+        sdb_proto_frame_t fr;
+        int rc = sdb_proto_decoder_feed(&c->dec, p + off, n - off, &used, &fr);
+        if (!was_in && used > 0)
+            c->frame_start_ms = now;
+        off += used;
+        if (rc < 0) {
+            char msg[160];
+            if (rc == SDB_ETOOLARGE)
+                snprintf(msg, sizeof(msg), "frame length %u is over the limit of %u bytes (%s)",
+                         (unsigned)fr.hdr.length, (unsigned)c->dec.max_payload,
+                         c->hello ? "max_frame_bytes" : "before HELLO_OK");
+            else
+                snprintf(msg, sizeof(msg), "malformed frame header (the magic byte must be 0x%02x "
+                         "and the reserved byte 0)", SDB_PROTO_MAGIC);
+            conn_fatal(c, rc == SDB_ETOOLARGE ? fr.hdr.request_id : 0, rc, msg);
+            return n;
+        }
+        if (rc == 0)
+            break;
+        qframe_t *q = malloc(sizeof(*q));
+        uint8_t *copy = malloc(fr.hdr.length ? fr.hdr.length : 1);
+        if (!q || !copy) {
+            free(q);
+            free(copy);
+            conn_fatal(c, fr.hdr.request_id, SDB_ENOMEM, "out of memory");
+            return n;
+        }
+        memcpy(copy, fr.payload, fr.hdr.length);
+        q->hdr = fr.hdr;
+        q->payload = copy;
+        q->next = NULL;
+        *c->qtail = q;
+        c->qtail = &q->next;
+        c->qcount++;
+        c->qbytes += fr.hdr.length + QFRAME_COST;
+    }
+    return off;
+}
+
+/* Shutting down (SIGTERM): past the deadline, or with nothing left to
+ * finish, c gets ERROR SHUTTING_DOWN and closes; a stream in progress goes
+ * on until the deadline. */
+static void conn_pump_stopping(conn_t *c)
+{
+    server_t *s = c->srv;
+    if (c->closing || c->close_after_flush || c->busy)
+        return;
+    int late = server_now_ms(s) > s->stop_deadline_ms;
+    if ((c->down || c->list) && !late)
+        return;
+    drop_queue(c);
+    drop_streams(c);   /* an upload is aborted; a stream past the deadline cut short */
+    conn_fatal(c, 0, SDB_ESHUTDOWN, "the server is shutting down");
+}
+
+static void on_resume(uv_idle_t *h)
+{
+    server_t *s = h->data;
+    int more = 0;
+    for (conn_t *c = s->conns, *n; c; c = n) {
+        n = c->next;
+        if (c->yielded) {
+            c->yielded = 0;
+            if (!c->closing && !c->handle_closed)
+                conn_pump(c);
+            more |= c->yielded;
+        }
+    }
+    if (!more)
+        uv_idle_stop(h);
+}
+
 void conn_pump(conn_t *c)
 {
     server_t *s = c->srv;
-    while (!s->stopping && !c->busy && !c->closing && !c->close_after_flush) {
-        if (c->down) {                         /* invariant 3 */
-            if (c->out_bytes <= s->cfg->max_output_bytes / 2)
-                ops_continue_get(c);
+    uint64_t outcap = s->cfg->max_output_bytes;
+    int batch = 0;
+    while (!c->busy && !c->closing && !c->close_after_flush) {
+        if (++batch > PUMP_BATCH) {
+            c->yielded = 1;            /* invariant 8: the rest after the others */
+            uv_idle_start(&s->resume, on_resume);
             break;
         }
-        if (!c->qhead || c->out_bytes > s->cfg->max_output_bytes)
+        if (c->in_held && !queue_full(c) && !s->stopping) {
+            size_t used = conn_decode(c, c->in_held + c->in_off, c->in_len - c->in_off);
+            c->in_off += used;
+            if (c->in_off >= c->in_len) {
+                free(c->in_held);
+                c->in_held = NULL;
+                c->in_len = c->in_off = 0;
+            }
+            if (c->closing || c->close_after_flush)
+                break;
+        }
+        if (c->down || c->list) {                  /* invariant 3 */
+            if (c->out_bytes <= outcap / 2 && !(s->stopping && server_now_ms(s) > s->stop_deadline_ms))
+                ops_continue(c);
+            break;
+        }
+        if (s->stopping || !c->qhead || c->out_bytes > outcap)
             break;
         qframe_t *f = c->qhead;
         c->qhead = f->next;
         if (!c->qhead)
             c->qtail = &c->qhead;
         c->qcount--;
-        c->qbytes -= f->hdr.length;
+        c->qbytes -= f->hdr.length + QFRAME_COST;
         f->next = NULL;                        /* ops_dispatch owns f alone, not the queue */
         ops_dispatch(c, f);
     }
-    if (!c->closing && s->stopping && !c->busy && !c->close_after_flush) {
-        drop_streams(c);   /* shutting down: an upload is aborted, a stream cut short */
-        conn_fatal(c, 0, SDB_ESHUTDOWN, "the server is shutting down");
-    } else {
-        update_reading(c);
-    }
+    if (s->stopping)
+        conn_pump_stopping(c);
+    else
+        update_reading(c);   /* also while yielded: reading stops once full */
 }
 
 void conn_job_done(conn_t *c)
@@ -293,51 +465,84 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     s->bytes_in += (uint64_t)nread;
-    uint64_t now = server_now_ms(s);
-    c->last_active_ms = now;
+    c->last_active_ms = server_now_ms(s);
     const uint8_t *p = (const uint8_t *)buf->base;
-    size_t left = (size_t)nread;
-    while (left > 0 && !c->close_after_flush && !c->closing) {
-        int was_in = sdb_proto_decoder_in_frame(&c->dec);
-        size_t used = 0;
-        sdb_proto_frame_t fr;
-        int rc = sdb_proto_decoder_feed(&c->dec, p, left, &used, &fr);
-        if (!was_in && used > 0)
-            c->frame_start_ms = now;
-        p += used;
-        left -= used;
-        if (rc < 0) {
-            char msg[160];
-            if (rc == SDB_ETOOLARGE)
-                snprintf(msg, sizeof(msg), "frame length %u is over the limit of %u bytes (%s)",
-                         (unsigned)fr.hdr.length, (unsigned)c->dec.max_payload,
-                         c->hello ? "max_frame_bytes" : "before HELLO_OK");
-            else
-                snprintf(msg, sizeof(msg), "malformed frame header (the magic byte must be 0x%02x "
-                         "and the reserved byte 0)", SDB_PROTO_MAGIC);
-            conn_fatal(c, rc == SDB_ETOOLARGE ? fr.hdr.request_id : 0, rc, msg);
+    size_t n = (size_t)nread;
+    /* input already held goes first: decode nothing ahead of it */
+    size_t used = c->in_held ? 0 : conn_decode(c, p, n);
+    if (used < n && !c->closing && !c->close_after_flush) {
+        /* the queue filled: keep the rest undecoded, counted, until it drains */
+        size_t keep = c->in_len - c->in_off;
+        uint8_t *h = malloc(keep + n - used);
+        if (!h) {
+            conn_fatal(c, 0, SDB_ENOMEM, "out of memory");
             return;
         }
-        if (rc == 0)
-            break;
-        qframe_t *q = malloc(sizeof(*q));
-        uint8_t *copy = malloc(fr.hdr.length ? fr.hdr.length : 1);
-        if (!q || !copy) {
-            free(q);
-            free(copy);
-            conn_fatal(c, fr.hdr.request_id, SDB_ENOMEM, "out of memory");
-            return;
-        }
-        memcpy(copy, fr.payload, fr.hdr.length);
-        q->hdr = fr.hdr;
-        q->payload = copy;
-        q->next = NULL;
-        *c->qtail = q;
-        c->qtail = &q->next;
-        c->qcount++;
-        c->qbytes += fr.hdr.length;
+        if (keep)
+            memcpy(h, c->in_held + c->in_off, keep);
+        memcpy(h + keep, p + used, n - used);
+        free(c->in_held);
+        c->in_held = h;
+        c->in_len = keep + n - used;
+        c->in_off = 0;
     }
     conn_pump(c);
+}
+
+/* Invariant 7: makes room for c, a new connection, at the expense of the
+ * oldest connection that has not completed HELLO.  Returns 0 when c may
+ * stay, SDB_EBUSY when it must be refused. */
+static int make_room(server_t *s, conn_t *c)
+{
+    uint64_t live = 0, unauth = 0;
+    conn_t *oldest = NULL;
+    for (conn_t *o = s->conns; o; o = o->next) {
+        if (o->closing || o->close_after_flush)
+            continue;
+        live++;
+        if (!o->hello) {
+            unauth++;
+            if (o != c)
+                oldest = o;               /* the list is newest first */
+        }
+    }
+    uint64_t max_unauth = s->cfg->max_connections / 2 ? s->cfg->max_connections / 2 : 1;
+    if (live <= s->cfg->max_connections && unauth <= max_unauth)
+        return 0;
+    if (!oldest)
+        return SDB_EBUSY;
+    s->rejected_conns++;
+    log_warn("conn %llu (%s): evicted: no HELLO yet and %s", (unsigned long long)oldest->id, oldest->peer,
+             live > s->cfg->max_connections ? "max_connections reached"
+                                            : "half of max_connections await HELLO");
+    conn_fatal(oldest, 0, SDB_EBUSY, "too many connections without HELLO; evicted");
+    return 0;
+}
+
+static void on_connection(uv_stream_t *server, int status);
+
+static void on_accept_retry(uv_timer_t *t)
+{
+    server_t *s = t->data;
+    int tcp = s->retry_tcp, pipe = s->retry_pipe;
+    s->retry_tcp = s->retry_pipe = 0;
+    if (tcp && s->have_tcp)
+        on_connection((uv_stream_t *)&s->tcp, 0);
+    if (pipe && s->have_pipe)
+        on_connection((uv_stream_t *)&s->pipe, 0);
+}
+
+/* A connection could not be set up (no memory): libuv keeps the accepted
+ * socket and stops watching the listener until it is taken, so try again
+ * shortly rather than never accepting again. */
+static void accept_later(server_t *s, uv_stream_t *server)
+{
+    if (server == (uv_stream_t *)&s->tcp)
+        s->retry_tcp = 1;
+    else
+        s->retry_pipe = 1;
+    if (!uv_is_active((uv_handle_t *)&s->accept_retry))
+        uv_timer_start(&s->accept_retry, on_accept_retry, 50, 0);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -347,13 +552,22 @@ static void on_connection(uv_stream_t *server, int status)
         log_warn("accept: %s", uv_strerror(status));
         return;
     }
-    conn_t *c = calloc(1, sizeof(*c));
-    if (!c)
+    conn_t *c = NULL;
+    if (s->test_fail_accepts > 0)
+        s->test_fail_accepts--;
+    else
+        c = calloc(1, sizeof(*c));
+    if (!c) {
+        log_warn("accept: out of memory; trying again");
+        accept_later(s, server);
         return;
+    }
     int rc = server == (uv_stream_t *)&s->tcp ? uv_tcp_init(s->loop, &c->h.tcp)
                                                : uv_pipe_init(s->loop, &c->h.pipe, 0);
     if (rc < 0) {
         free(c);
+        log_warn("accept: %s; trying again", uv_strerror(rc));
+        accept_later(s, server);
         return;
     }
     c->h.handle.data = c;
@@ -367,7 +581,7 @@ static void on_connection(uv_stream_t *server, int status)
     s->conns = c;
     s->nconns++;
     sdb_proto_decoder_init(&c->dec, SDB_PROTO_MIN_FRAME);
-    c->last_active_ms = c->last_write_ms = server_now_ms(s);
+    c->accept_ms = c->last_active_ms = c->last_write_ms = server_now_ms(s);
     if (uv_accept(server, &c->h.stream) < 0) {
         c->closing = 1;
         conn_finish_close(c);
@@ -393,7 +607,7 @@ static void on_connection(uv_stream_t *server, int status)
         snprintf(c->peer, sizeof(c->peer), "unix");
     }
     s->total_conns++;
-    if (s->stopping || s->nconns > s->cfg->max_connections) {
+    if (s->stopping || make_room(s, c)) {
         s->rejected_conns++;
         log_warn("conn %llu (%s): refused: %s", (unsigned long long)c->id, c->peer,
                  s->stopping ? "shutting down" : "max_connections reached");
@@ -437,10 +651,18 @@ static void on_sweep(uv_timer_t *t)
             conn_close(c);
             continue;
         }
-        int idle = !c->busy && !c->qhead && !c->up && !c->down && c->out_bytes == 0;
+        if (cfg->handshake_timeout_ms && !c->hello && now - c->accept_ms > cfg->handshake_timeout_ms) {
+            log_info("conn %llu (%s): no HELLO within %llu ms, dropped", (unsigned long long)c->id, c->peer,
+                     (unsigned long long)cfg->handshake_timeout_ms);
+            conn_fatal(c, 0, SDB_ETIMEDOUT, "no HELLO within handshake_timeout_ms");
+            continue;
+        }
+        /* an open upload waiting for its next frame is idle too: the
+         * client, not the server, owes the next step */
+        int idle = !c->busy && !c->qhead && !c->in_held && !c->down && !c->list && c->out_bytes == 0;
         if (cfg->idle_timeout_ms && idle && now - c->last_active_ms > cfg->idle_timeout_ms) {
-            log_info("conn %llu (%s): idle for %llu ms, dropped", (unsigned long long)c->id, c->peer,
-                     (unsigned long long)cfg->idle_timeout_ms);
+            log_info("conn %llu (%s): idle for %llu ms%s, dropped", (unsigned long long)c->id, c->peer,
+                     (unsigned long long)cfg->idle_timeout_ms, c->up ? " in an upload" : "");
             conn_fatal(c, 0, SDB_ETIMEDOUT, "idle timeout");
         }
     }
@@ -451,7 +673,7 @@ static void on_sweep(uv_timer_t *t)
                 if (!c->busy)
                     conn_close(c);
             }
-            if (!s->conns)
+            if (!s->conns && s->jobs == 0)
                 uv_stop(s->loop);
         }
     }
@@ -479,10 +701,14 @@ static void begin_stop(server_t *s, const char *why)
         remove_own_socket(s->cfg->unix_socket);
     }
     s->have_tcp = s->have_pipe = 0;
+    uv_timer_stop(&s->accept_retry);
     for (conn_t *c = s->conns, *n; c; c = n) {
         n = c->next;
+        if (c->reading)
+            uv_read_stop(&c->h.stream);
+        c->reading = 0;
         drop_queue(c);             /* queued but unstarted requests are abandoned */
-        conn_pump(c);
+        conn_pump(c);              /* running requests and streams go on (drain) */
     }
 }
 
@@ -715,6 +941,10 @@ int server_run(server_config_t *cfg)
     server_t *s = &srv;
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
+    /* test hook (tests/integration): fail the first N connection setups as
+     * an allocation failure would */
+    const char *fail = getenv("STREAMDBD_TEST_FAIL_ACCEPTS");
+    s->test_fail_accepts = fail ? atoi(fail) : 0;
     char wbuf[16];
     snprintf(wbuf, sizeof(wbuf), "%d", cfg->workers);
     setenv("UV_THREADPOOL_SIZE", wbuf, 1);    /* before the first job */
@@ -757,6 +987,10 @@ int server_run(server_config_t *cfg)
         uv_timer_init(s->loop, &s->sweep);
         s->sweep.data = s;
         uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+        uv_idle_init(s->loop, &s->resume);
+        s->resume.data = s;
+        uv_timer_init(s->loop, &s->accept_retry);
+        s->accept_retry.data = s;
         uv_signal_init(s->loop, &s->sigterm);
         uv_signal_init(s->loop, &s->sigint);
         uv_signal_init(s->loop, &s->sighup);

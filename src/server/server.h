@@ -11,20 +11,50 @@
  *  1. A connection runs at most one job at a time, and takes the next queued
  *     frame only after the previous request has answered: responses leave in
  *     request order, and a stream's frames are contiguous.
- *  2. Frames are queued as they are decoded; reading stops while the queue
- *     holds max_inflight frames or more than max_output_bytes of payload, or
- *     the unsent output exceeds max_output_bytes, and resumes when all three
- *     fall to half.  So a connection holds at most about 2 x max_output_bytes
- *     plus one read buffer and one frame being decoded.  The frame and idle
- *     deadlines run only while the connection is read: a pause for
- *     backpressure is the server's, not a slow client's.
- *  3. A GET stream produces its next batch of DATA frames only while the
- *     unsent output is under half of max_output_bytes (a client that does not
- *     read stops the disk reads).
+ *  2. Every byte a connection makes the daemon hold is counted against one of
+ *     its two caps, both max_output_bytes: request bytes (qbytes: each
+ *     queued frame's payload plus its bookkeeping; job_bytes: the same for
+ *     the frames its job holds, e.g. a batch of PUT_DATA; and the undecoded
+ *     input held back when the queue filled in the middle of a read) and output
+ *     (out_bytes: the capacity of the buffer being written, of the buffer
+ *     collecting the next write, and the write request itself).  Frames are
+ *     decoded only while the queue is under max_inflight frames and under
+ *     the cap; the rest of a read waits undecoded.  Reading stops while
+ *     either side is over its cap (or the queue is full) and resumes when
+ *     all fall to half.  Requests are taken from the queue only while the
+ *     output is under the cap.  So a connection holds at most about
+ *     2 x max_output_bytes plus one frame being decoded (max_frame_bytes)
+ *     plus one response.  The frame and idle deadlines run only while the
+ *     connection is read: a pause for backpressure is the server's, not a
+ *     slow client's.
+ *  3. Output is coalesced: at most one write is in flight per connection;
+ *     responses produced meanwhile are appended to one pending buffer,
+ *     written as one when the previous write completes.  A GET stream or a
+ *     long listing produces its next batch (at most half of
+ *     max_output_bytes) only while the output is under half of
+ *     max_output_bytes (a client that does not read stops the disk reads).
  *  4. An upload (PUT_BEGIN .. PUT_END/PUT_ABORT) owns the connection; any
  *     other frame meanwhile is a fatal protocol error.  Closing aborts it.
  *  5. A connection is freed only after its job (if any) has come back and
  *     its handle is closed.
+ *  6. The loop thread never calls into the engine (it would wait on the
+ *     engine's locks): opening, aborting and closing writers and readers,
+ *     and STATS's engine figures, run on the thread pool.  An upload or
+ *     download dropped with its connection is closed by a detached job.
+ *  7. A connection that has not completed HELLO is dropped after
+ *     handshake_timeout_ms.  Such connections may hold at most half of
+ *     max_connections; a new connection beyond that, or beyond
+ *     max_connections while any exists, evicts the oldest of them (ERROR
+ *     BUSY), so that clients that do authenticate always find room.
+ *  8. Fairness: one pump of a connection answers at most PUMP_BATCH requests
+ *     inline, then yields to the loop and goes on in an idle callback, so
+ *     that a client pipelining thousands of PINGs delays others by one
+ *     batch, not by all of its backlog.
+ *  9. Shutdown (SIGTERM/SIGINT) drains: listeners close, reading stops and
+ *     queued requests that have not started are dropped; running jobs, GET
+ *     streams and listings go on until shutdown_timeout_ms, then are cut;
+ *     uploads are aborted.  Each connection gets ERROR SHUTTING_DOWN once
+ *     nothing of it runs.
  */
 #ifndef SDB_SERVER_H
 #define SDB_SERVER_H
@@ -41,6 +71,10 @@ typedef struct qframe {
     uint8_t *payload;
     struct qframe *next;
 } qframe_t;
+
+/* What a queued frame costs beyond its payload: the qframe_t and the two
+ * allocations' headers (invariant 2). */
+#define QFRAME_COST (sizeof(qframe_t) + 32)
 
 typedef struct {
     uint8_t *p;
@@ -66,6 +100,19 @@ typedef struct {
     uint64_t t0;
 } download_t;
 
+/* A LIST_PATHS / LIST_VERSIONS listing produced in pieces (invariant 3):
+ * each piece restarts the engine listing after the last entry sent. */
+typedef struct {
+    uint8_t opcode;
+    uint32_t rid;
+    uint64_t t0;
+    sdb_id_t id;
+    int started;                  /* an entry was sent: skip up to `after` */
+    char *after;                  /* LIST_PATHS: the last path sent (SDB_MAX_PATH + 1) */
+    uint64_t after_version;       /* LIST_VERSIONS: the last version sent */
+    uint32_t count;               /* entries sent so far */
+} listing_t;
+
 typedef struct server server_t;
 
 typedef struct conn {
@@ -81,12 +128,20 @@ typedef struct conn {
     int hello;                    /* HELLO accepted */
     int reading, closing, close_after_flush, handle_closed;
     int busy;                     /* a job is in flight */
+    int yielded;                  /* its pump stopped to let others run (invariant 8) */
     qframe_t *qhead, **qtail;
     uint32_t qcount;
-    uint64_t qbytes;
-    uint64_t out_bytes;           /* written to libuv, not yet completed */
+    uint64_t qbytes;              /* queued request bytes and their bookkeeping */
+    uint64_t job_bytes;           /* ... and those of the frames its job holds */
+    uint8_t *in_held;             /* undecoded input held back (invariant 2) */
+    size_t in_len, in_off;
+    uint64_t out_bytes;           /* output memory: in flight, pending, write request */
+    uint64_t out_inflight;        /* ... of which the write in flight */
+    outbuf_t pend;                /* responses waiting for the write in flight */
     upload_t *up;
     download_t *down;
+    listing_t *list;
+    uint64_t accept_ms;
     uint64_t last_active_ms, frame_start_ms, last_write_ms;
     char peer[64];
     struct conn *prev, *next;
@@ -108,6 +163,11 @@ struct server {
     int have_tcp, have_pipe;
     uv_timer_t sweep;
     uv_signal_t sigterm, sigint, sighup;
+    uv_idle_t resume;             /* pumps connections that yielded */
+    uv_timer_t accept_retry;      /* a listener whose accept failed, tried again */
+    int retry_tcp, retry_pipe;
+    uint64_t jobs;                /* thread-pool jobs not yet back (detached ones too) */
+    int test_fail_accepts;        /* test hook: fail this many connection allocations */
     conn_t *conns;
     uint64_t nconns, total_conns, rejected_conns, next_id;
     uint64_t bytes_in, bytes_out;
@@ -130,8 +190,16 @@ uint64_t server_now_ms(server_t *s);
  * started (the connection is busy), 0 when handled inline. */
 int ops_dispatch(conn_t *c, qframe_t *f);
 
-/* Starts the next DATA batch of c's download as a job. */
-void ops_continue_get(conn_t *c);
+/* Starts the next batch of c's download (c->down) or listing (c->list) as
+ * a job. */
+void ops_continue(conn_t *c);
+
+/* Closes a writer (aborting it) and a reader (either may be NULL) on the
+ * thread pool, detached from any connection (invariant 6). */
+void ops_release(server_t *s, sdb_writer_t *w, sdb_reader_t *r);
+
+/* Bytes of output a streaming job produces per batch. */
+size_t ops_batch_bytes(const server_t *s);
 
 /* Appends one encoded message to o.  0 or a negative error. */
 int out_msg(outbuf_t *o, const sdb_proto_msg_t *m);
@@ -150,8 +218,9 @@ void conn_pump(conn_t *c);
 void conn_job_done(conn_t *c);
 /* Records a completed request for STATS. */
 void stats_record(server_t *s, uint8_t opcode, int err, uint64_t t0_us);
-/* Builds the STATS JSON (malloc()ed). */
-char *stats_json(server_t *s);
+/* Builds the STATS JSON (malloc()ed) from the server's counters and the
+ * engine's figures st (NULL: none), on the loop thread. */
+char *stats_json(server_t *s, const sdb_stats_t *st);
 uint64_t now_us(void);
 
 #endif

@@ -40,7 +40,7 @@ static uint64_t percentile(const opstat_t *o, double q)
     return 1ull << (LAT_BUCKETS - 1);
 }
 
-char *stats_json(server_t *s)
+char *stats_json(server_t *s, const sdb_stats_t *engine)
 {
     cJSON *root = cJSON_CreateObject();
     if (!root)
@@ -71,8 +71,8 @@ char *stats_json(server_t *s)
     }
     cJSON_AddNumberToObject(root, "requests_total", (double)total);
     cJSON_AddNumberToObject(root, "errors_total", (double)errors);
-    sdb_stats_t st;
-    if (sdb_stats(s->db, &st) == 0) {
+    if (engine) {
+        const sdb_stats_t st = *engine;
         cJSON *e = cJSON_AddObjectToObject(root, "engine");
         cJSON_AddNumberToObject(e, "total_pages", (double)st.total_pages);
         cJSON_AddNumberToObject(e, "free_pages", (double)st.free_pages);

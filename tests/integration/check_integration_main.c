@@ -18,6 +18,7 @@
 Suite *suite_server(void);
 Suite *suite_robust(void);
 Suite *suite_process(void);
+Suite *suite_hostile(void);
 
 int main(int argc, char **argv)
 {
@@ -31,6 +32,7 @@ int main(int argc, char **argv)
         { "server", suite_server },
         { "robust", suite_robust },
         { "process", suite_process },
+        { "hostile", suite_hostile },
     };
     return ck_run_main("check_integration", suites, sizeof suites / sizeof suites[0], argc, argv);
 }

@@ -462,36 +462,51 @@ END_TEST
 
 /* ---- SIGTERM ---- */
 
+/* Waits until the daemon's log shows that it began to stop. */
+static void wait_stopping(td_t *d, const char *sig)
+{
+    char want[64];
+    snprintf(want, sizeof want, "%s: stopping", sig);
+    long long deadline = td_now_ms() + td_scaled(10000);
+    for (;;) {
+        char *log = td_log_text(d);
+        int seen = strstr(log, want) != NULL;
+        free(log);
+        if (seen)
+            return;
+        ck_assert_msg(td_now_ms() < deadline, "the daemon never logged \"%s\"", want);
+        td_sleep_ms(5);
+    }
+}
+
+/* SIGTERM drains: idle clients get SHUTTING_DOWN at once; a GET stream
+ * that is mid-way (its client has paused reading, so the daemon cannot
+ * have produced it all) is finished whole, then SHUTTING_DOWN; exit 0. */
 START_TEST(test_sigterm_idle)
 {
     char dir[256];
     td_t d;
     it_newdir(dir, sizeof dir, "term");
-    td_start(&d, dir, FAST_ENGINE);
-    tc_t *a = it_session(&d, 0), *b = it_session(&d, 1), *g = it_session(&d, 1);
+    td_start(&d, dir, "\"max_output_bytes\": 1048576, " FAST_ENGINE);
+    tc_t *a = it_session(&d, 0), *b = it_session(&d, 1);
+    tc_t *g = tc_connect_tcp(d.port, 16384);
+    ck_assert_ptr_nonnull(g);
+    IT_OK(g, tc_hello(g, NULL, NULL));
     IT_OK(a, tc_put(a, "/t", "t", 1, UNSET, NULL));
-    /* g has a GET stream of 16 MiB in progress and reads it slowly */
-    const size_t n = 16u << 20;
+    const size_t n = 32u << 20;
     uint8_t *big = it_bytes(n, 3);
     IT_OK(a, tc_put(a, "/big", big, n, UNSET, NULL));
-    free(big);
+    double out0 = it_stat(a, "bytes_out");
     IT_OK(g, tc_send_path(g, SDB_OP_GET, 9, "/big"));
     IT_OK(g, tc_recv(g, 9, SDB_OP_GET_HEADER));
+    /* g reads nothing more until the daemon has begun to stop: the
+     * daemon holds at most ~1 MiB of its output and the kernel a few MiB,
+     * far from 32 MiB, so the stream is mid-way at SIGTERM */
+    double sent = it_stat(a, "bytes_out") - out0;
+    ck_assert_msg(sent < (double)n / 2, "%.0f bytes of the stream were sent before SIGTERM", sent);
     long long t0 = td_now_ms();
     kill(d.pid, SIGTERM);
-    td_sleep_ms(100);
-    /* the stream is cut short by SHUTTING_DOWN, never completed with END */
-    int rc;
-    size_t got = 0;
-    while ((rc = tc_read(g)) == 1 && g->m.opcode == SDB_OP_DATA && g->m.request_id == 9)
-        got += g->m.u.raw.len;
-    ck_assert_msg(rc == 1 && g->m.opcode == SDB_OP_ERROR && g->status == SDB_STATUS_SHUTTING_DOWN &&
-                      g->m.request_id == 0 && (g->flags & SDB_FLAG_CLOSING),
-                  "a GET stream at SIGTERM, after %zu bytes: %s %s (%s)", got, it_rc_name(rc),
-                  rc == 1 ? sdb_proto_opcode_name(g->m.opcode) : "", g->err);
-    ck_assert_msg(got < n, "the whole stream was sent after SIGTERM");
-    ck_assert_int_eq(tc_expect_closed(g, td_scaled(3000)), TC_CLOSED);
-    tc_close(g);
+    wait_stopping(&d, "SIGTERM");
     for (int k = 0; k < 2; k++) {
         tc_t *c = k ? b : a;
         int rc = tc_read(c);
@@ -501,10 +516,29 @@ START_TEST(test_sigterm_idle)
                       rc == 1 ? it_rc_name(c->status) : c->err);
         ck_assert_int_eq(tc_expect_closed(c, td_scaled(3000)), TC_CLOSED);
     }
+    /* the whole stream arrives (tc_recv_get checks size and CRC), then the
+     * connection ends with SHUTTING_DOWN */
+    sdb_docinfo_t info;
+    size_t got = 0;
+    int rc = 0;
+    while ((rc = tc_read(g)) == 1 && g->m.opcode == SDB_OP_DATA && g->m.request_id == 9) {
+        ck_assert_msg(memcmp(g->m.u.raw.ptr, big + got, g->m.u.raw.len) == 0, "DATA differs at %zu", got);
+        got += g->m.u.raw.len;
+    }
+    (void)info;
+    ck_assert_msg(rc == 1 && g->m.opcode == SDB_OP_END && got == n,
+                  "a GET stream at SIGTERM: %zu of %zu bytes, then %s %s (%s)", got, n, it_rc_name(rc),
+                  rc == 1 ? sdb_proto_opcode_name(g->m.opcode) : "", rc == 1 ? g->msg : g->err);
+    rc = tc_read(g);
+    ck_assert_msg(rc == 1 && g->m.opcode == SDB_OP_ERROR && g->status == SDB_STATUS_SHUTTING_DOWN &&
+                      g->m.request_id == 0 && (g->flags & SDB_FLAG_CLOSING),
+                  "after the drained stream: %s", it_rc_name(rc));
+    ck_assert_int_eq(tc_expect_closed(g, td_scaled(3000)), TC_CLOSED);
+    tc_close(g);
+    free(big);
     int st = td_wait(&d, td_scaled(10000));
     ck_assert_msg(exit_code(st) == 0, "exit status 0x%x after SIGTERM", (unsigned)st);
-    ck_assert_msg(td_now_ms() - t0 < td_scaled(3000), "idle clients delayed the stop by %lld ms",
-                  td_now_ms() - t0);
+    ck_assert_msg(td_now_ms() - t0 < td_scaled(8000), "the stop took %lld ms", td_now_ms() - t0);
     struct stat sb;
     ck_assert_msg(stat(d.sock, &sb) != 0, "the Unix socket file remains");
     char *log = td_log_text(&d);
@@ -519,6 +553,40 @@ START_TEST(test_sigterm_idle)
     tc_close(a);
     st = td_signal_wait(&d, SIGINT, td_scaled(10000));
     ck_assert_msg(exit_code(st) == 0, "exit status 0x%x after SIGINT", (unsigned)st);
+}
+END_TEST
+
+/* SIGTERM with a stream whose client never reads: shutdown_timeout_ms
+ * later the stream is cut and the daemon exits 0. */
+START_TEST(test_sigterm_deadline)
+{
+    char dir[256];
+    td_t d;
+    it_newdir(dir, sizeof dir, "termdl");
+    td_start(&d, dir, "\"max_output_bytes\": 1048576, \"shutdown_timeout_ms\": 500, " FAST_ENGINE);
+    tc_t *a = it_session(&d, 0);
+    tc_t *g = tc_connect_tcp(d.port, 16384);
+    ck_assert_ptr_nonnull(g);
+    IT_OK(g, tc_hello(g, NULL, NULL));
+    const size_t n = 32u << 20;
+    uint8_t *big = it_bytes(n, 4);
+    IT_OK(a, tc_put(a, "/big", big, n, UNSET, NULL));
+    free(big);
+    tc_close(a);
+    IT_OK(g, tc_send_path(g, SDB_OP_GET, 9, "/big"));
+    IT_OK(g, tc_recv(g, 9, SDB_OP_GET_HEADER));
+    long long t0 = td_now_ms();
+    int st = td_signal_wait(&d, SIGTERM, td_scaled(15000));
+    long long ms = td_now_ms() - t0;
+    ck_assert_msg(exit_code(st) == 0, "exit status 0x%x after SIGTERM", (unsigned)st);
+    ck_assert_msg(ms >= 450, "the daemon stopped after %lld ms, before shutdown_timeout_ms 500", ms);
+    /* what g can still read ends short of the whole document */
+    size_t got = 0;
+    int rc;
+    while ((rc = tc_read(g)) == 1 && g->m.opcode == SDB_OP_DATA)
+        got += g->m.u.raw.len;
+    ck_assert_msg(got < n && !(rc == 1 && g->m.opcode == SDB_OP_END), "the stream completed (%zu bytes)", got);
+    tc_close(g);
 }
 END_TEST
 
@@ -908,6 +976,7 @@ Suite *suite_process(void)
     tcase_add_test(tc, test_file_modes);
     tcase_add_test(tc, test_permission_denied);
     tcase_add_test(tc, test_sigterm_idle);
+    tcase_add_test(tc, test_sigterm_deadline);
     tcase_add_test(tc, test_sigterm_during_upload);
     tcase_add_test(tc, test_sigkill_recovery);
     tcase_add_test(tc, test_sighup_reopens_log);
