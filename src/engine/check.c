@@ -31,8 +31,9 @@ static int salvage(sdb_t *db, FILE *rep)
     uint64_t found = 0;
     for (uint64_t p = FIRST_PAGE; p < npages && !rc; p++) {
         page_hdr_t h;
-        if (db->be->read(db->be, p * db->page_size, pg, db->page_size) ||
-            page_open(pg, pg + PAGE_HDR, db->cap, 1, &h, NULL) || h.type != PT_DATA || h.index != 0)
+        if ((rc = db->be->read(db->be, p * db->page_size, pg, db->page_size)))
+            break;                  /* an unread page is not an empty one */
+        if (page_open(pg, pg + PAGE_HDR, db->cap, 1, &h, NULL) || h.type != PT_DATA || h.index != 0)
             continue;
         /* follow consecutive pages of the same blob */
         docver_t v = { 0 };
@@ -83,7 +84,8 @@ static int salvage(sdb_t *db, FILE *rep)
         }
         p += ext.count - 1;
     }
-    fprintf(rep, "salvage: %" PRIu64 " documents recovered\n", found);
+    if (!rc)
+        fprintf(rep, "salvage: %" PRIu64 " documents recovered\n", found);
     free(pg);
     free(b.p);
     return rc;
@@ -426,10 +428,13 @@ int sdb_check(const char *file, int repair, char **report)
     }
     rc = damage ? SDB_ECORRUPT : SDB_OK;
 done:
+    if (ferror(rep) && !rc)
+        rc = SDB_ENOMEM;            /* the report is incomplete: never "clean" */
     fprintf(rep, "result: %s\n", rc ? sdb_strerror(rc) : "clean");
     db_free(db);                    /* closes be */
 out:
-    fclose(rep);
+    if ((fclose(rep) || !text) && !rc)
+        rc = SDB_ENOMEM;
     if (report)
         *report = text;
     else

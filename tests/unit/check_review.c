@@ -10,7 +10,8 @@
  * (SDB_STRESS_MS sets how long the stress runs; 600 ms by default.)  Two
  * tests interpose a libc function for the whole test binary, forwarding to
  * the real one: fsync() (counts directory syncs) and, outside sanitizer
- * builds, realloc() (fails one planner allocation while armed).
+ * builds, malloc(), calloc() and realloc() (fail one planner allocation,
+ * or the Nth allocation of sdb_check, while armed).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -1481,11 +1482,37 @@ END_TEST
 extern void *__libc_realloc(void *p, size_t n);
 static _Atomic int fail_touch_alloc;
 
+/* The allocation fault: while alloc_countdown is positive, each malloc,
+ * calloc or realloc counts it down, and the one that brings it to 0 fails
+ * (alloc_fired is then 1); the others go on (SQLite's faultsim, one-shot). */
+extern void *__libc_malloc(size_t n);
+extern void *__libc_calloc(size_t n, size_t m);
+static _Atomic long alloc_countdown;
+static _Atomic int alloc_fired;
+
+static int alloc_fail_now(void)
+{
+    if (atomic_load(&alloc_countdown) <= 0 || atomic_fetch_sub(&alloc_countdown, 1) != 1)
+        return 0;
+    atomic_store(&alloc_fired, 1);
+    return 1;
+}
+
+void *malloc(size_t n)
+{
+    return alloc_fail_now() ? NULL : __libc_malloc(n);
+}
+
+void *calloc(size_t n, size_t m)
+{
+    return alloc_fail_now() ? NULL : __libc_calloc(n, m);
+}
+
 void *realloc(void *p, size_t n)
 {
     if (n == 32 * 3 * sizeof(void *) && p == NULL && atomic_load(&fail_touch_alloc))
         return NULL;
-    return __libc_realloc(p, n);
+    return alloc_fail_now() ? NULL : __libc_realloc(p, n);
 }
 
 typedef struct {
@@ -1550,6 +1577,117 @@ START_TEST(test_plan_enomem)
     CK_OK(sdb_close(db));
 }
 END_TEST
+
+/* sdb_check and repair fail closed: an allocation that fails anywhere in
+ * them (the Nth one, for every N until a run makes fewer) ends in an error,
+ * never in "clean" (SDB_OK) nor in "damage found" (SDB_ECORRUPT, which
+ * would send a user to a repair that drops documents); and a repair that
+ * failed so leaves a file that a later repair still brings back whole.  _i
+ * 0: a clean file, checked; 1: a file with a damaged newest checkpoint,
+ * repaired; 2: a file with a damaged data page, repaired. */
+static void alloc_sweep_file(const char *file, int variant)
+{
+    sdb_config_t cfg = small_cfg(1);
+    sdb_test_foreground_checkpoints(1);
+    uint8_t d[2000];
+    char path[32];
+    for (int s = 0; s < 2; s++) {
+        sdb_t *db = NULL;
+        CK_OK(sdb_open(file, &cfg, &db));
+        for (int i = 0; i < 30; i++) {
+            snprintf(path, sizeof path, "/a/%d/%02d", s, i);
+            memset(d, 'a' + i % 26, sizeof d);
+            put_ok(db, path, d, 300 + (size_t)i * 50);
+        }
+        CK_OK(sdb_close(db));
+    }
+    sdb_test_foreground_checkpoints(0);
+    if (variant == 0)
+        return;
+    size_t len;
+    uint8_t *img = tu_read_file(file, &len);
+    uint64_t g[2] = { 0, 0 };
+    for (int k = 0; k < 2; k++)
+        for (int b = 7; b >= 0; b--)
+            g[k] = g[k] << 8 | img[(size_t)k * 512 + 16 + (size_t)b];
+    uint64_t newest = g[0] > g[1] ? g[0] : g[1];
+    int hit = 0;
+    for (size_t pg = 2; pg < len / 512 && !hit; pg++) {
+        uint8_t *h = img + pg * 512;
+        uint64_t seq = 0;
+        for (int b = 7; b >= 0; b--)
+            seq = seq << 8 | h[16 + b];
+        if ((variant == 1 && h[4] == 3 && seq == newest) ||
+            (variant == 2 && h[4] == 1 && h[48 + 10] == 'a' + 7)) {   /* /a/x/07's data */
+            h[48 + 10] ^= 0x01;
+            hit = 1;
+        }
+    }
+    ck_assert(hit);
+    tu_write_file(file, img, len);
+    free(img);
+}
+
+static int count_cb(void *arg, const char *path, const sdb_docinfo_t *info)
+{
+    (void)path;
+    (void)info;
+    ++*(int *)arg;
+    return 0;
+}
+
+START_TEST(test_check_alloc_fail_closed)
+{
+    char base[512], work[600];
+    tu_file(base, sizeof base, "allocsweep");
+    snprintf(work, sizeof work, "%s.work", base);
+    alloc_sweep_file(base, _i);
+    size_t len;
+    uint8_t *img = tu_read_file(base, &len);
+    int repair = _i > 0;
+    /* the answer without a fault: a failed allocation that the engine gets
+       around (a hash table that stays smaller) must give the same report */
+    tu_write_file(work, img, len);
+    char *ref = NULL;
+    CK_OK(sdb_check(work, repair, &ref));
+    long n = 1;
+    for (;; n++) {
+        tu_write_file(work, img, len);
+        char *report = NULL;
+        atomic_store(&alloc_fired, 0);
+        atomic_store(&alloc_countdown, n);
+        int rc = sdb_check(work, repair, &report);
+        atomic_store(&alloc_countdown, 0);
+        int fired = atomic_load(&alloc_fired);
+        ck_assert_msg(rc == SDB_OK ? report && strcmp(report, ref) == 0
+                                   : rc != SDB_ECORRUPT || !fired,
+                      "allocation %ld failed, and sdb_check (repair %d) answered %s:\n%s\n"
+                      "without the fault:\n%s", n, repair, rc ? sdb_strerror(rc) : "clean",
+                      report ? report : "(no report)", ref);
+        free(report);
+        if (repair) {       /* the file is whole still (or repaired): repair it now */
+            rc = sdb_check(work, 1, &report);
+            ck_assert_msg(rc == SDB_OK && (_i != 1 || !strstr(report, "lost:")),
+                          "repair after allocation %ld failed in a repair: %s\n%s", n,
+                          sdb_strerror(rc), report ? report : "");
+            free(report);
+            sdb_config_t cfg = small_cfg(1);
+            sdb_t *db = NULL;
+            CK_OK(sdb_open(work, &cfg, &db));
+            int paths = 0;
+            CK_OK(sdb_search(db, "", NULL, count_cb, &paths));
+            ck_assert_msg(paths == (_i == 1 ? 60 : 59), "allocation %ld: %d paths after repair",
+                          n, paths);
+            CK_OK(sdb_close(db));
+        }
+        if (!fired)                   /* every allocation of the run succeeded */
+            break;
+    }
+    ck_assert_msg(n > 20, "only %ld allocations swept", n);
+    free(ref);
+    free(img);
+}
+END_TEST
 #endif
 
 /* ---- Suite ---- */
@@ -1574,6 +1712,7 @@ Suite *suite_review(void)
     tcase_add_test(tc, test_readers_do_not_starve_writes);
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
     tcase_add_test(tc, test_plan_enomem);
+    tcase_add_loop_test(tc, test_check_alloc_fail_closed, 0, 3);
 #endif
     tcase_add_loop_test(tc, test_lazy_every_point, 0, 4);
     tcase_add_loop_test(tc, test_durable_every_write, 0, 4);
