@@ -75,6 +75,85 @@ static void free_pages(sdb_t *db, pgno_t start, uint64_t count)
     pthread_mutex_unlock(&db->fs_lock);
 }
 
+/* ---- the journal's reserved pages ----
+ *
+ * The page reserved for the next journal group is named by the group before
+ * it (or by the slot), so the journal cannot move it: if writing there
+ * failed for lack of space (a page with no block on a full file system: a
+ * hole, or past the end of the file), no commit could ever be made again,
+ * deletes included, until a checkpoint started a new chain.  So every page
+ * the journal reserves has been written (with zeros) first, and a group
+ * counts only once its successor's page is in hand.  The leader keeps a
+ * pool of such pages (db->jspare), topped up a run at a time; ordinary
+ * commits leave the last JSPARE_KEEP of them alone, so that commits that
+ * free space (deletes, unbinds, checkpoints) always find the pages their
+ * group needs on a full disk or at max_db_size. */
+
+#define JSPARE ((unsigned)(sizeof(((sdb_t *)0)->jspare) / sizeof(pgno_t)))
+#define JSPARE_KEEP 8
+
+/* Writes zeros over [pg, pg + n) (db_data_written's bookkeeping: an ENOSPC
+ * marks them unbacked).  0 or the write's error. */
+static int zero_pages(sdb_t *db, pgno_t pg, uint64_t n)
+{
+    uint8_t *z = calloc(n, db->page_size);
+    if (!z)
+        return SDB_ENOMEM;
+    int rc = db->be->write(db->be, pg * db->page_size, z, n * db->page_size);
+    free(z);
+    db_data_written(db, pg, n, rc);
+    return rc;
+}
+
+/* Tops the spare pool up (leader).  A failure leaves it shorter; *err gets
+ * the last error (or keeps its value). */
+static void spare_refill(sdb_t *db, int *err)
+{
+    int fails = 0;
+    while (db->njspare < JSPARE && fails < 4) {
+        pgno_t s;
+        uint64_t got;
+        int rc = alloc_pages(db, fails ? 1 : JSPARE - db->njspare, &s, &got);
+        if (!rc && (rc = zero_pages(db, s, got)) != SDB_OK)
+            free_pages(db, s, got);
+        if (rc) {
+            *err = rc;
+            if (rc != SDB_ENOSPC)  /* ENOSPC: the pages wait in quarantine; try others */
+                return;
+            fails++;
+            continue;
+        }
+        for (uint64_t i = 0; i < got; i++)
+            db->jspare[db->njspare++] = s + i;
+    }
+}
+
+/* Takes a page for the journal to reserve (the next group's first page, a
+ * new chain's head): one written already, so that writing there later needs
+ * no new block.  An ordinary commit takes it while the pool holds more than
+ * JSPARE_KEEP pages; a freeing one may empty the pool.  0, SDB_ENOSPC,
+ * SDB_ETOOLARGE, SDB_ENOMEM or SDB_EIO. */
+static int reserve_page(sdb_t *db, int freeing, pgno_t *pg)
+{
+    int err = SDB_ENOSPC;
+    if (db->njspare <= JSPARE_KEEP)
+        spare_refill(db, &err);
+    if (db->njspare > JSPARE_KEEP || (freeing && db->njspare > 0)) {
+        *pg = db->jspare[--db->njspare];
+        return SDB_OK;
+    }
+    return err;
+}
+
+/* Gives back a page reserve_page handed out and that nothing names. */
+static void unreserve_page(sdb_t *db, pgno_t pg)
+{
+    if (db->njspare < JSPARE)
+        db->jspare[db->njspare++] = pg;
+    else
+        free_pages(db, pg, 1);
+}
+
 static int pages_push(pgno_t **arr, size_t *n, size_t *cap, pgno_t pg)
 {
     if (*n == *cap) {
@@ -128,6 +207,7 @@ typedef struct {
     size_t npages, pages_cap;
     uint32_t crc;                  /* of the stream (without prefixes) */
     uint64_t bytes;
+    int spare_only;                /* a freeing group's retry: its pages come from jspare */
     int writeback;                 /* start the write-back of each run as it is written, so
                                       that a background checkpoint does not pile up dirty
                                       pages that commits' writes would then be throttled on */
@@ -135,6 +215,12 @@ typedef struct {
 
 static int chain_page(chain_t *c, pgno_t *pg)
 {
+    if (c->spare_only) {
+        if (c->db->njspare == 0)
+            return SDB_ENOSPC;
+        *pg = c->db->jspare[--c->db->njspare];
+        return SDB_OK;
+    }
     if (c->pool_left == 0) {
         /* past its hint a journal group needs one page (the next group's),
            a checkpoint that outgrew its estimate some more */
@@ -162,6 +248,11 @@ static int chain_flush(chain_t *c)
                              (uint64_t)c->run_n * c->db->page_size);
     if (c->db->cache)
         pcache_invalidate(c->db->cache, c->run_start, c->run_n);
+    if (rc == SDB_ENOSPC) {
+        pthread_mutex_lock(&c->db->fs_lock);
+        freespace_mark_unbacked(&c->db->fs, c->run_start, c->run_n);
+        pthread_mutex_unlock(&c->db->fs_lock);
+    }
     c->run_n = 0;
     return rc;
 }
@@ -213,13 +304,14 @@ static int chain_init(chain_t *c, sdb_t *db, uint8_t type, uint64_t seqno, pgno_
     if (type == PT_JOURNAL) {
         util_fast_random(c->prefix, 8);
         c->prefix_len = 8;
-        /* exactly the pages after `first` plus the one reserved for the
-           next group: a spare page would come back as a one-page hole just
-           where the next batch's data pages would run on contiguously */
+        /* exactly the pages after `first` (the next group's page comes
+           from reserve_page): a spare page would come back as a one-page
+           hole just where the next batch's data pages would run on
+           contiguously */
         uint32_t per = db->cap - c->prefix_len;
         c->hint = bytes_hint ? (bytes_hint + per - 1) / per : 1;
-        if (!first)
-            c->hint++;
+        if (first)
+            c->hint--;
     }
     if (!first) {
         int rc = chain_page(c, &first);
@@ -270,17 +362,20 @@ static void chain_done(chain_t *c)
     free(c->pages);
 }
 
-int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len)
+/* One attempt of journal_write_group; spare_only: its pages past the first
+ * come from the spare pool. */
+static int write_group(sdb_t *db, const uint8_t *recs, size_t len, int freeing, int spare_only)
 {
     chain_t c;
     pgno_t next = 0;
     int complete = 0;
     int rc = chain_init(&c, db, PT_JOURNAL, db->jseq, db->jnext, len);
     c.flags = db->unsynced_groups == 0 ? PF_ORDERED : 0;
+    c.spare_only = spare_only;
     if (!rc)
         rc = chain_append(&c, recs, len);
     if (!rc)
-        rc = chain_page(&c, &next);
+        rc = reserve_page(db, freeing, &next);
     if (!rc)
         rc = chain_finish(&c, next);
     complete = !rc;
@@ -297,14 +392,28 @@ int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len)
            to its pages: give them back (jnext stays reserved) and fail only
            the batch being committed (commit.c persist(); in lazy mode the
            records of earlier batches stay buffered and are written later). */
-        for (size_t i = 1; i < c.npages; i++)
-            free_pages(db, c.pages[i], 1);
+        for (size_t i = 1; i < c.npages; i++) {
+            if (spare_only)
+                unreserve_page(db, c.pages[i]);
+            else
+                free_pages(db, c.pages[i], 1);
+        }
         if (next)
-            free_pages(db, next, 1);
+            unreserve_page(db, next);
     } else {
         atomic_store(&db->fatal, SDB_EIO);   /* the journal's tail is unknown now */
     }
     chain_done(&c);
+    return rc;
+}
+
+int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len, int freeing)
+{
+    int rc = write_group(db, recs, len, freeing, 0);
+    /* a group of several pages that found no room: a freeing one tries
+       again on the pages kept for it */
+    if ((rc == SDB_ENOSPC || rc == SDB_ETOOLARGE) && freeing && !atomic_load(&db->fatal))
+        rc = write_group(db, recs, len, freeing, 1);
     return rc;
 }
 
@@ -451,12 +560,12 @@ int journal_checkpoint(sdb_t *db)
     if (!rc)
         rc = chain_finish(&c, 0);
     if (!rc)
-        rc = chain_page(&c, &jhead);
+        rc = reserve_page(db, 1, &jhead);     /* a checkpoint frees the journal */
     if (rc) {
         for (size_t i = 0; i < c.npages; i++)
             free_pages(db, c.pages[i], 1);
         if (jhead)
-            free_pages(db, jhead, 1);
+            unreserve_page(db, jhead);
         chain_done(&c);
         if (rc == SDB_EIO)
             atomic_store(&db->fatal, SDB_EIO);
@@ -486,7 +595,7 @@ int journal_checkpoint(sdb_t *db)
         free_pages(db, db->cppages[i], 1);
     for (size_t i = 0; i < db->njpages; i++)
         free_pages(db, db->jpages[i], 1);
-    free_pages(db, db->jnext, 1);
+    unreserve_page(db, db->jnext);          /* written with zeros (or a torn group) */
     free(db->cppages);
     db->cppages = c.pages;
     db->ncppages = c.npages;
@@ -496,6 +605,7 @@ int journal_checkpoint(sdb_t *db)
     db->jnext = jhead;
     db->jseq = cp_seq + 1;
     db->jbuf.len = 0;
+    db->jbuf_adds = db->jbuf_frees = 0;
     db->slot = s;
     chain_done(&c);
     journal_release_pending(db, cp_seq);

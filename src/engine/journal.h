@@ -14,8 +14,11 @@ int rec_delete_doc(buf_t *b, const sdb_id_t *id);
 int rec_drop_version(buf_t *b, const sdb_id_t *id, uint64_t version);
 
 /* Writes recs as the next journal group at db->jnext (leader only) and
- * advances jseq/jnext.  Does not sync.  0 or an I/O / space error. */
-int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len);
+ * advances jseq/jnext.  freeing: the records only free space (deletes,
+ * unbinds), so the group may take the journal's last reserved pages.  Does
+ * not sync.  0 or an I/O / space error (SDB_ENOSPC, SDB_ETOOLARGE: nothing
+ * of the group counts, the handle goes on). */
+int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len, int freeing);
 
 /* Writes a checkpoint of the whole state and switches the header slot
  * (leader only, or at close).  Syncs as needed.  0 or an error. */
