@@ -399,7 +399,7 @@ int sdb_check(const char *file, int repair, char **report)
                         for (docver_t *v = d->cur; v && !rc; v = v->older)
                             for (uint32_t k = 0; k < v->nextents && !rc; k++)
                                 rc = freespace_mark_used(&db->fs, v->ext[k].start, v->ext[k].count);
-                pgno_t jn;
+                pgno_t jn = 0;
                 uint64_t got;
                 if (!rc)
                     rc = freespace_alloc(&db->fs, 1, &jn, &got);
