@@ -975,18 +975,20 @@ static int apply_held(sdb_t *db, const buf_t *g, const pgno_t *pages, size_t n, 
  * after the group bridge's checkpoint folded in (a foreground checkpoint
  * starts a new chain; a background one continues the same chain, which the
  * replay then simply follows). */
-static int try_slot(sdb_t *db, const slot_t *s, const slot_t *bridge)
+static int try_slot(sdb_t *db, const slot_t *s, const slot_t *bridge, int preloaded)
 {
     buf_t b = { 0 };
     int rc;
-    db->paths = pathidx_new();
+    if (!preloaded)
+        db->paths = pathidx_new();
     if (!db->paths)
         return SDB_ENOMEM;
     db->slot = *s;
     memcpy(db->file_id, s->file_id, 16);
     db->ncppages = 0;
     db->njpages = 0;
-    if (s->cp_head) {
+    uint64_t tolerant_until = preloaded ? UINT64_MAX : s->cp_tolerant_until;
+    if (s->cp_head && !preloaded) {
         rc = load_checkpoint(db, s, &b);
         if (!rc)
             rc = apply_checkpoint(db, b.p, b.len);
@@ -1017,7 +1019,7 @@ static int try_slot(sdb_t *db, const slot_t *s, const slot_t *bridge)
             break;
         }
         if (have_held &&
-            (rc = apply_held(db, &held, hgp, nhgp, held_seq <= s->cp_tolerant_until)))
+            (rc = apply_held(db, &held, hgp, nhgp, held_seq <= tolerant_until)))
             break;
         buf_t tb = held; held = b; b = tb;
         pgno_t *tp = hgp; hgp = gp; gp = tp;
@@ -1032,7 +1034,7 @@ static int try_slot(sdb_t *db, const slot_t *s, const slot_t *bridge)
     if (!rc && have_held) {
         rc = records_check_data(db, held.p, held.len);
         if (rc == SDB_OK) {
-            rc = apply_held(db, &held, hgp, nhgp, held_seq <= s->cp_tolerant_until);
+            rc = apply_held(db, &held, hgp, nhgp, held_seq <= tolerant_until);
         } else if (rc == SDB_ECORRUPT) {
             p = held_p;                 /* the journal ends before the torn commit */
             seq--;
@@ -1207,7 +1209,7 @@ int journal_open(sdb_t *db)
     db->page_size = s->page_size;
     db->cap = s->page_size - PAGE_HDR;
     db->crc_op_full = crc32_combine_gen(db->cap);
-    rc = try_slot(db, s, NULL);
+    rc = try_slot(db, s, NULL, 0);
     db->slot_fallback = 0;
     if (rc == SDB_ECORRUPT && ok[0] && ok[1]) {
         /* The newest slot is valid but its checkpoint (or a group after it)
@@ -1224,7 +1226,7 @@ int journal_open(sdb_t *db)
         s = &slots[s == &slots[0]];
         state_destroy(db);
         db->fallback_from = *newer;
-        rc = try_slot(db, s, newer);
+        rc = try_slot(db, s, newer, 0);
         if (!rc) {
             db->slot_fallback = db->jseq - 1 >= newer->cp_seq ? 1 : 2;
             if (db->slot_fallback == 2 && !db->tolerate_cut)
@@ -1250,5 +1252,20 @@ int journal_open(sdb_t *db)
     }
     state_destroy(db);
     freespace_destroy(&db->fs);
+    return rc;
+}
+
+int journal_replay_partial(sdb_t *db, const slot_t *s, const pgno_t *cp, size_t ncp)
+{
+    db->page_size = s->page_size;
+    db->cap = s->page_size - PAGE_HDR;
+    db->crc_op_full = crc32_combine_gen(db->cap);
+    int rc = try_slot(db, s, NULL, 1);
+    for (size_t i = 0; !rc && i < ncp; i++)
+        rc = pages_push(&db->cppages, &db->ncppages, &db->cppages_cap, cp[i]);
+    db->slot_fallback = 3;          /* (journal_derive_free: jnext may be a checkpoint page) */
+    if (!rc)
+        rc = journal_derive_free(db, (db->be->size(db->be) + db->page_size - 1) / db->page_size);
+    db->slot_fallback = 0;
     return rc;
 }

@@ -50,6 +50,14 @@ void journal_bg_stop(sdb_t *db);
  * (checkpoint + journal replay) and derives the free space.  Open only. */
 int journal_open(sdb_t *db);
 
+/* sdb_check's repair when no checkpoint loads: the state already holds
+ * what could be read of slot s's damaged checkpoint (check.c); replays the
+ * journal after it, every group tolerantly (the state lacks what the
+ * damaged pages held), and derives the free space with the checkpoint's
+ * pages that verified, cp[0..ncp), in use (a repair that fails before its
+ * new slot is written must find them as they were).  0 or an error. */
+int journal_replay_partial(sdb_t *db, const slot_t *s, const pgno_t *cp, size_t ncp);
+
 /* Reads and checks the two header slots of be: ok[i] says whether slot i
  * is valid (magic, version, CRC; slot 1 at the page size slot 0 names, or
  * found by trying each; both naming the same page size and file).
