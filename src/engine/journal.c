@@ -595,7 +595,8 @@ int journal_checkpoint(sdb_t *db)
         free_pages(db, db->cppages[i], 1);
     for (size_t i = 0; i < db->njpages; i++)
         free_pages(db, db->jpages[i], 1);
-    unreserve_page(db, db->jnext);          /* written with zeros (or a torn group) */
+    free_pages(db, db->jnext, 1);   /* (not to the pool: after a fallback or in an old
+                                       file it may never have been written) */
     free(db->cppages);
     db->cppages = c.pages;
     db->ncppages = c.npages;
