@@ -91,6 +91,299 @@ static int salvage(sdb_t *db, FILE *rep)
     return rc;
 }
 
+/* ---- a damaged checkpoint, read around its damage ---- */
+
+#define REC_NEED ((size_t)-1)      /* cp_record_len: the record runs past the bytes given */
+
+/* Length of the checkpoint record (VERSION or BIND) at p[0..n), REC_NEED
+ * when it runs past n, 0 when it is not a well-formed one: the extents
+ * must lie in the file and hold exactly the version's size, a path must be
+ * valid UTF-8 starting with '/'. */
+static size_t cp_record_len(const sdb_t *db, const uint8_t *p, size_t n, uint64_t filepages)
+{
+    if (p[0] == REC_VERSION) {
+        const size_t fixed = 1 + 16 + 8 + 8 + 4 + 8 + 8 + 16 + 4;
+        if (n < fixed)
+            return REC_NEED;
+        uint64_t version = get_u64(p + 17), size = get_u64(p + 25), pages = 0;
+        uint32_t ne = get_u32(p + 69);
+        if (version == 0 || ne > (size + db->cap - 1) / db->cap)
+            return 0;
+        if (n - fixed < (size_t)ne * 12)
+            return REC_NEED;
+        for (uint32_t i = 0; i < ne; i++) {
+            uint64_t start = get_u64(p + fixed + 12 * (size_t)i);
+            uint32_t cnt = get_u32(p + fixed + 12 * (size_t)i + 8);
+            if (start < FIRST_PAGE || cnt == 0 || start + cnt > filepages)
+                return 0;
+            pages += cnt;
+        }
+        return pages == (size + db->cap - 1) / db->cap ? fixed + 12 * (size_t)ne : 0;
+    }
+    if (p[0] == REC_BIND) {
+        if (n < 19)
+            return REC_NEED;
+        uint16_t len = get_u16(p + 17);
+        if (len == 0)
+            return 0;
+        if (n - 19 < len)
+            return REC_NEED;
+        return p[19] == '/' && util_utf8_valid(p + 19, len) ? 19 + (size_t)len : 0;
+    }
+    return 0;
+}
+
+/* Walks the records of p[from..end): returns where the walk stopped, in
+ * *nrec how many it passed, in *need 1 when it stopped at a record that
+ * runs past end (else at a malformed one, or at end; -1: out of memory).
+ * Paths must come in increasing byte order, after *last (updated). */
+static size_t cp_walk(const sdb_t *db, const uint8_t *p, size_t from, size_t end,
+                      uint64_t filepages, buf_t *last, size_t *nrec, int *need)
+{
+    size_t off = from;
+    *nrec = 0;
+    *need = 0;
+    while (off < end) {
+        size_t k = cp_record_len(db, p + off, end - off, filepages);
+        if (k == REC_NEED) {
+            *need = 1;
+            break;
+        }
+        if (k == 0)
+            break;
+        if (p[off] == REC_BIND) {
+            size_t len = k - 19;
+            const uint8_t *path = p + off + 19;
+            int c = last->len ? memcmp(path, last->p, len < last->len ? len : last->len) : 1;
+            if (c < 0 || (c == 0 && len <= last->len))
+                break;              /* out of order: not a record boundary after all */
+            last->len = 0;
+            if (buf_put(last, path, len)) {
+                *need = -1;         /* out of memory: the caller fails */
+                break;
+            }
+        }
+        off += k;
+        ++*nrec;
+    }
+    return off;
+}
+
+/* Applies the records of p[from..to) one by one.  A BIND whose document is
+ * not there (its VERSION records were in a damaged page) is reported and
+ * skipped.  *open_doc gets the id of a trailing run of VERSION records (a
+ * document whose list of versions may go on in the next, damaged, page).
+ * 0 or an error. */
+static int cp_apply(sdb_t *db, const uint8_t *p, size_t from, size_t to, uint64_t filepages,
+                    FILE *rep, sdb_id_t *open_doc, int *have_open)
+{
+    *have_open = 0;
+    for (size_t off = from; off < to;) {
+        size_t k = cp_record_len(db, p + off, to - off, filepages);
+        if (k == 0 || k == REC_NEED)
+            return SDB_ECORRUPT;
+        sdb_id_t id;
+        memcpy(id.b, p + off + 1, 16);
+        if (p[off] == REC_BIND && !doc_find(db, &id)) {
+            char ids[37];
+            sdb_id_format(&id, ids);
+            fprintf(rep, "lost: path \"%.*s\" of document %s (the document's versions were in "
+                         "a damaged checkpoint page)\n", (int)(k - 19), (const char *)p + off + 19,
+                    ids);
+        } else {
+            int rc = apply_records(db, p + off, k, 0);
+            if (rc)
+                return rc;
+        }
+        *have_open = p[off] == REC_VERSION;
+        *open_doc = id;
+        off += k;
+    }
+    return SDB_OK;
+}
+
+/* Loads into the (empty) state what can be read of slot s's checkpoint when
+ * some of its pages fail their checks: the records of the pages that verify
+ * (found by following the chain, or by their stamp where a damaged page
+ * hides the link), resuming after each damaged stretch at the first offset
+ * from which the records parse, in path order, up to the next damage or the
+ * end.  Reports on "lost:" lines what the damaged pages held as far as it
+ * can be named: the paths between the last one before the damage and the
+ * first after it, the paths whose document's versions were there, and a
+ * document whose list of versions the damage cut.  0, SDB_ECORRUPT (too
+ * little is readable) or another error. */
+static int cp_partial(sdb_t *db, const slot_t *s, FILE *rep, pgno_t **used, size_t *nused)
+{
+    uint64_t filepages = db->be->size(db->be) / db->page_size;
+    uint64_t np = s->cp_pages;
+    if (!s->cp_head || np == 0 || np > filepages || s->cp_bytes > np * db->cap)
+        return SDB_ECORRUPT;
+    uint8_t *stream = malloc(s->cp_bytes ? s->cp_bytes : 1);
+    uint8_t *have = calloc(np, 1);
+    pgno_t *at = calloc(np, sizeof(pgno_t));
+    uint8_t *amb = calloc(np, 1);
+    uint8_t *pg = malloc(db->page_size);
+    buf_t last = { 0 };
+    *nused = 0;
+    *used = malloc(np * sizeof(pgno_t));
+    int rc = stream && have && at && amb && pg && *used ? SDB_OK : SDB_ENOMEM;
+    /* every page of this checkpoint that verifies, by index */
+    for (uint64_t p = FIRST_PAGE; !rc && p < filepages; p++) {
+        page_hdr_t h;
+        if ((rc = db->be->read(db->be, p * db->page_size, pg, db->page_size)))
+            break;
+        if (page_open(pg, pg + PAGE_HDR, db->cap, 1, &h, NULL) || h.type != PT_CHECKPOINT ||
+            h.seqno != s->generation || memcmp(h.owner, s->file_id, 16) || h.index >= np)
+            continue;
+        if (at[h.index] && at[h.index] != p)
+            amb[h.index] = 1;       /* an earlier attempt at the same generation */
+        at[h.index] = p;
+    }
+    /* follow the chain; where it breaks, an index found once goes on */
+    pgno_t p = s->cp_head;
+    for (uint64_t i = 0; !rc && i < np; i++) {
+        page_hdr_t h;
+        int ok = p >= FIRST_PAGE && p < filepages &&
+                 !(rc = db->be->read(db->be, p * db->page_size, pg, db->page_size)) &&
+                 !page_open(pg, pg + PAGE_HDR, db->cap, 1, &h, NULL) && h.type == PT_CHECKPOINT &&
+                 h.seqno == s->generation && !memcmp(h.owner, s->file_id, 16) && h.index == i;
+        if (rc)
+            break;
+        if (!ok && at[i] && !amb[i]) {
+            p = at[i];
+            ok = !(rc = db->be->read(db->be, p * db->page_size, pg, db->page_size)) &&
+                 !page_open(pg, pg + PAGE_HDR, db->cap, 1, &h, NULL);
+        }
+        uint64_t off = i * db->cap;
+        uint64_t want = s->cp_bytes - off < db->cap ? s->cp_bytes - off : db->cap;
+        if (ok && off < s->cp_bytes && h.data_len == want &&
+            !!(h.flags & PF_LAST) == (i + 1 == np)) {
+            memcpy(stream + off, pg + PAGE_HDR, want);
+            have[i] = 1;
+            (*used)[(*nused)++] = p;
+            p = h.next;
+        } else {
+            fprintf(rep, "checkpoint: page %" PRIu64 " of %" PRIu64 " of generation %" PRIu64
+                         " is damaged\n", i + 1, np, s->generation);
+            p = 0;
+        }
+    }
+    /* the stretches of pages that verified, each walked and applied */
+    sdb_id_t open_doc;
+    int have_open = 0, any = 0;
+    for (uint64_t i = 0; !rc && i < np;) {
+        if (!have[i]) {
+            i++;
+            continue;
+        }
+        uint64_t j = i;
+        while (j < np && have[j])
+            j++;
+        size_t from = (size_t)(i * db->cap);
+        size_t end = j == np ? (size_t)s->cp_bytes : (size_t)(j * db->cap);
+        size_t start = from, stop = from, nrec = 0;
+        int need = 0;
+        char *before = NULL;
+        if (last.len && !(before = strndup((const char *)last.p, last.len))) {
+            rc = SDB_ENOMEM;
+            break;
+        }
+        if (i == 0) {
+            stop = cp_walk(db, stream, 0, end, filepages, &last, &nrec, &need);
+            if (need < 0)
+                rc = SDB_ENOMEM;
+        } else {
+            /* after damage: the first offset from which the records walk to
+               the end, or to the next damage */
+            buf_t save = { 0 };
+            for (start = from; start < end; start++) {
+                save.len = 0;
+                if (last.len && buf_put(&save, last.p, last.len)) {
+                    rc = SDB_ENOMEM;
+                    break;
+                }
+                stop = cp_walk(db, stream, start, end, filepages, &save, &nrec, &need);
+                if (need < 0) {
+                    rc = SDB_ENOMEM;
+                    break;
+                }
+                if (nrec >= 2 && (stop == end || (need && j < np)))
+                    break;
+            }
+            if (!rc && start < end) {
+                last.len = 0;
+                rc = buf_put(&last, save.p, save.len);
+            }
+            free(save.p);
+            if (!rc && start >= end)
+                nrec = 0;
+        }
+        if (!rc && i > 0) {
+            fprintf(rep, "lost: whatever the damaged checkpoint pages before page %" PRIu64
+                         " held: the paths after \"%s\"", i + 1, before ? before : "");
+            /* ... and before the first one read after them */
+            size_t off = start, k;
+            while (nrec && off < stop && (k = cp_record_len(db, stream + off, stop - off,
+                                                             filepages)) && k != REC_NEED) {
+                if (stream[off] == REC_BIND) {
+                    fprintf(rep, " and before \"%.*s\"", (int)(k - 19), stream + off + 19);
+                    break;
+                }
+                off += k;
+            }
+            fprintf(rep, ", and documents without a path\n");
+        }
+        free(before);
+        if (!rc && have_open && i > 0) {
+            /* the document whose versions ran into the damage: its current
+               version may be lost, and an older one must not take its place */
+            char ids[37];
+            sdb_id_format(&open_doc, ids);
+            buf_t del = { 0 };
+            doc_t *d = doc_find(db, &open_doc);
+            if (d) {
+                fprintf(rep, "lost: document %s (its versions run into a damaged checkpoint "
+                             "page) and its paths:", ids);
+                for (uint32_t k = 0; k < d->npaths; k++)
+                    fprintf(rep, "%s\"%.*s\"", k ? ", " : " ", (int)d->paths[k]->len,
+                            d->paths[k]->bytes);
+                fputc('\n', rep);
+                rc = rec_delete_doc(&del, &open_doc);
+                if (!rc)
+                    rc = apply_records(db, del.p, del.len, 0);
+            }
+            free(del.p);
+            have_open = 0;
+        }
+        if (!rc && nrec) {
+            rc = cp_apply(db, stream, start, stop, filepages, rep, &open_doc, &have_open);
+            any = 1;
+        }
+        i = j;
+    }
+    if (!rc && have_open && !have[np - 1]) {
+        char ids[37];
+        sdb_id_format(&open_doc, ids);
+        buf_t del = { 0 };
+        fprintf(rep, "lost: document %s (its versions run into a damaged checkpoint page)\n", ids);
+        rc = rec_delete_doc(&del, &open_doc);
+        if (!rc)
+            rc = apply_records(db, del.p, del.len, 0);
+        free(del.p);
+    }
+    if (!rc && !have[np - 1])
+        fprintf(rep, "lost: whatever the damaged last checkpoint pages held\n");
+    if (!rc && !any)
+        rc = SDB_ECORRUPT;
+    free(last.p);
+    free(pg);
+    free(amb);
+    free(at);
+    free(have);
+    free(stream);
+    return rc;
+}
+
 /* ---- what a repair loses ---- */
 
 typedef struct {
@@ -262,6 +555,37 @@ int sdb_check(const char *file, int repair, char **report)
 
     db->tolerate_cut = 1;          /* load what precedes a cut; it is reported below */
     int loaded = size ? journal_open(db) : SDB_ECORRUPT;
+    if (loaded == SDB_ECORRUPT && (ok0 || ok1)) {
+        /* No checkpoint loads whole (nor the older slot's with its journal):
+           take what the newest one's intact pages hold, then its journal */
+        const slot_t *s = ok0 && ok1 ? (s1.generation > s0.generation ? &s1 : &s0)
+                                     : ok0 ? &s0 : &s1;
+        fprintf(rep, "checkpoint: generation %" PRIu64 " (the newest header slot) is damaged and "
+                     "no older state leads up to it: reading around the damage\n", s->generation);
+        db->page_size = s->page_size;
+        db->cap = s->page_size - PAGE_HDR;
+        db->crc_op_full = crc32_combine_gen(db->cap);
+        memcpy(db->file_id, s->file_id, 16);
+        db->paths = pathidx_new();
+        pgno_t *cpp = NULL;
+        size_t ncpp = 0;
+        int prc = db->paths ? cp_partial(db, s, rep, &cpp, &ncpp) : SDB_ENOMEM;
+        if (!prc)
+            prc = journal_replay_partial(db, s, cpp, ncpp);
+        free(cpp);
+        if (prc == SDB_OK) {
+            loaded = 0;
+            damage = 1;
+        } else {
+            state_destroy(db);
+            freespace_destroy(&db->fs);
+            if (prc != SDB_ECORRUPT) {
+                fprintf(rep, "checkpoint: reading around the damage failed: %s\n", sdb_strerror(prc));
+                rc = prc;
+                goto done;
+            }
+        }
+    }
     if (loaded) {
         fprintf(rep, "metadata: cannot be loaded (%s)\n", sdb_strerror(loaded));
         damage = 1;

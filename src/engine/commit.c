@@ -263,7 +263,7 @@ static int plan(sdb_t *db, commit_req_t *r, touchset_t *ts, buf_t *b)
 
 /* Makes the batch's records durable (durable mode) or buffers them (lazy
  * mode).  *tag receives the journal sequence they belong to. */
-static int persist(sdb_t *db, const buf_t *b, int force_sync, uint64_t *tag)
+static int persist(sdb_t *db, const buf_t *b, int force_sync, int freeing, uint64_t *tag)
 {
     int rc = SDB_OK;
     *tag = db->jseq;
@@ -272,7 +272,7 @@ static int persist(sdb_t *db, const buf_t *b, int force_sync, uint64_t *tag)
             return SDB_OK;
         /* one sync covers the data pages and the journal group: replay checks
            the data of the last group before it counts (journal.c) */
-        if (b->len && (rc = journal_write_group(db, b->p, b->len)))
+        if (b->len && (rc = journal_write_group(db, b->p, b->len, freeing)))
             return rc;
         if ((rc = db_sync(db)))
             return rc;
@@ -282,6 +282,11 @@ static int persist(sdb_t *db, const buf_t *b, int force_sync, uint64_t *tag)
     size_t mark = db->jbuf.len;    /* the records of earlier batches (applied already) */
     if (buf_put(&db->jbuf, b->p, b->len))
         return SDB_ENOMEM;
+    int adds_before = db->jbuf_adds, frees_before = db->jbuf_frees;
+    if (b->len && !freeing)
+        db->jbuf_adds = 1;
+    if (b->len && freeing)
+        db->jbuf_frees = 1;
     /* sync at least once a second, and early when many freed pages wait for
        a sync before they can be reused (so churn does not grow the file) */
     pthread_mutex_lock(&db->fs_lock);
@@ -291,17 +296,22 @@ static int persist(sdb_t *db, const buf_t *b, int force_sync, uint64_t *tag)
     if (db->jbuf.len >= db->cap - 8 || ((force_sync || timed) && db->jbuf.len)) {
         if (atomic_load(&db->data_dirty) && (rc = db_sync(db))) {
             db->jbuf.len = mark;
+            db->jbuf_adds = adds_before;
+            db->jbuf_frees = frees_before;
             return rc;
         }
-        rc = journal_write_group(db, db->jbuf.p, db->jbuf.len);
+        rc = journal_write_group(db, db->jbuf.p, db->jbuf.len, freeing);
         if (rc) {
             /* this batch fails and is not applied: take its records back.
                After a failure that is not fatal (no room for the group) the
                earlier batches' records stay buffered for the next attempt. */
             db->jbuf.len = mark;
+            db->jbuf_adds = adds_before;
+            db->jbuf_frees = frees_before;
             return rc;
         }
         db->jbuf.len = 0;
+        db->jbuf_adds = db->jbuf_frees = 0;
     }
     if (force_sync || timed) {
         if ((rc = db_sync(db)))
@@ -373,12 +383,26 @@ static void lead(sdb_t *db)
         pthread_mutex_unlock(&db->q_lock);
     }
 
+    /* a batch that only frees space (no put, no bind) may use the journal's
+       last reserved pages: a full database can always be emptied */
+    int adds = 0, frees = 0;
+    for (size_t i = 0; i < n; i++) {
+        int op = batch[i]->op;
+        if (batch[i]->rc == SDB_OK && (op == OP_PUT || op == OP_BIND))
+            adds = 1;
+        if (batch[i]->rc == SDB_OK && (op == OP_DELETE || op == OP_DELETE_ID || op == OP_UNBIND))
+            frees = 1;
+    }
+    /* (lazy mode: a group holds the records of earlier batches too; it is
+       a freeing one when they include a delete, whose group carries the
+       acknowledged puts buffered with it; a flush of puts alone is not) */
+    int freeing = !adds && (frees || db->jbuf_frees || !db->jbuf_adds);
     int rc = atomic_load(&db->fatal);
     uint64_t tag = 0;
     if (!rc && b.len == 0 && !force_sync)
         goto finish;               /* only refused requests or no-ops */
     if (!rc)
-        rc = persist(db, &b, force_sync, &tag);
+        rc = persist(db, &b, force_sync, freeing, &tag);
     if (!rc && b.len) {
         state_write_lock(db);
         rc = apply_records(db, b.p, b.len, tag);

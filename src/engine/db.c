@@ -239,6 +239,13 @@ void db_data_written(sdb_t *db, pgno_t start, uint64_t n, int rc)
     atomic_store(&db->data_dirty, 1);
     if (rc == SDB_EIO)             /* a failing disk: stop acknowledging (ENOSPC is not sticky) */
         atomic_store(&db->fatal, SDB_EIO);
+    if (rc == SDB_ENOSPC) {
+        /* the file system had no block for (some of) these pages: once given
+           back they wait in quarantine while written pages are free */
+        pthread_mutex_lock(&db->fs_lock);
+        freespace_mark_unbacked(&db->fs, start, n);
+        pthread_mutex_unlock(&db->fs_lock);
+    }
 }
 
 /* ---- writers ---- */
@@ -982,7 +989,7 @@ int sdb_stats(sdb_t *db, sdb_stats_t *out)
     state_read_unlock(db);
     pthread_mutex_lock(&db->fs_lock);
     out->total_pages = db->fs.npages;
-    out->free_pages = db->fs.nfree;
+    out->free_pages = db->fs.nfree + db->fs.nquar;   /* quarantined pages: handed out last */
     pthread_mutex_unlock(&db->fs_lock);
     out->file_bytes = db->be->size(db->be);
     out->cache_hits = atomic_load(&db->cache_hits);

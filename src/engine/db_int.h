@@ -128,8 +128,15 @@ struct sdb {
     uint64_t jseq;                 /* sequence of the group being built */
     pgno_t jnext;                  /* page reserved for that group */
     buf_t jbuf;                    /* records not yet written (lazy mode) */
+    int jbuf_adds, jbuf_frees;     /* jbuf holds records of puts or binds / of deletes or
+                                      unbinds (only: freeing batches, commit.c lead) */
     pgno_t *jpages;                /* journal pages since the checkpoint */
     size_t njpages, jpages_cap;
+    pgno_t jspare[16];             /* pages written with zeros, kept for the journal to
+                                      reserve (journal.c reserve_page): writing there cannot
+                                      fail for lack of space, and the last ones are only for
+                                      commits that free space */
+    unsigned njspare;
     pgno_t *cppages;               /* pages of the current checkpoint */
     size_t ncppages, cppages_cap;
     uint64_t cp_mark_gen;          /* doc_t.cp_mark of the checkpoint being encoded */
@@ -242,8 +249,9 @@ void db_free(sdb_t *db);
 void state_init(sdb_t *db);
 
 /* Bookkeeping after data pages [start, start+n) were written with result
- * rc: drops them from the page cache, marks data unsynced, and makes EIO
- * sticky.  (db.c; writers and the commit leader.) */
+ * rc: drops them from the page cache, marks data unsynced, makes EIO
+ * sticky, and marks the pages unbacked after ENOSPC (freespace_free then
+ * quarantines them).  (db.c; writers, the commit leader, the journal.) */
 void db_data_written(sdb_t *db, pgno_t start, uint64_t n, int rc);
 
 /* Drops one reference to v; the last one frees it and its pages. */

@@ -14,17 +14,21 @@ static int grow(freespace_t *fs, uint64_t npages)
         uint64_t nw = fs->words ? fs->words : 64;
         while (nw < need)
             nw *= 2;
-        uint64_t *b = realloc(fs->bits, nw * sizeof(uint64_t));
-        if (!b)
-            return SDB_ENOMEM;
-        memset(b + fs->words, 0, (nw - fs->words) * sizeof(uint64_t));
-        fs->bits = b;
+        uint64_t **maps[3] = { &fs->bits, &fs->unbacked, &fs->quar };
+        for (int m = 0; m < 3; m++) {
+            uint64_t *b = realloc(*maps[m], nw * sizeof(uint64_t));
+            if (!b)
+                return SDB_ENOMEM;     /* the maps grown so far only have spare words */
+            memset(b + fs->words, 0, (nw - fs->words) * sizeof(uint64_t));
+            *maps[m] = b;
+        }
         fs->words = nw;
     }
     return SDB_OK;
 }
 
 static inline int bit(const freespace_t *fs, uint64_t i) { return (fs->bits[i >> 6] >> (i & 63)) & 1; }
+static inline int bitm(const uint64_t *m, uint64_t i) { return (m[i >> 6] >> (i & 63)) & 1; }
 static inline void setb(freespace_t *fs, uint64_t i) { fs->bits[i >> 6] |= 1ull << (i & 63); }
 static inline void clrb(freespace_t *fs, uint64_t i) { fs->bits[i >> 6] &= ~(1ull << (i & 63)); }
 
@@ -47,6 +51,8 @@ int freespace_init(freespace_t *fs, uint64_t npages, uint64_t max_pages)
 void freespace_destroy(freespace_t *fs)
 {
     free(fs->bits);
+    free(fs->unbacked);
+    free(fs->quar);
     memset(fs, 0, sizeof(*fs));
 }
 
@@ -97,10 +103,31 @@ static uint64_t find_run(const freespace_t *fs, uint64_t from, uint64_t min, uin
     return UINT64_MAX;
 }
 
+/* Returns the quarantine to the free set (the pages may have blocks now:
+ * room was made on the file system, or they are tried once more). */
+static void release_quarantine(freespace_t *fs)
+{
+    for (uint64_t w = 0; fs->nquar && w < (fs->npages + 63) / 64; w++) {
+        uint64_t q = fs->quar[w];
+        if (!q)
+            continue;
+        fs->bits[w] |= q;
+        fs->unbacked[w] &= ~q;
+        fs->quar[w] = 0;
+        uint64_t n = (uint64_t)__builtin_popcountll(q);
+        fs->nfree += n;
+        fs->nquar -= n;
+        if (w * 64 < fs->hint)
+            fs->hint = w * 64 < FIRST_PAGE ? FIRST_PAGE : w * 64;
+    }
+}
+
 int freespace_alloc(freespace_t *fs, uint64_t want, pgno_t *start, uint64_t *got)
 {
     if (want == 0)
         want = 1;
+    if (fs->nfree == 0 && fs->nquar > 0)
+        release_quarantine(fs);
     if (fs->nfree > 0) {
         uint64_t len = 0, min = want < 32 ? want : 32;
         uint64_t s = find_run(fs, fs->hint, min, want, &len);
@@ -117,6 +144,10 @@ int freespace_alloc(freespace_t *fs, uint64_t want, pgno_t *start, uint64_t *got
             return SDB_OK;
         }
         fs->hint = fs->npages;             /* nothing free below the end */
+        if (fs->nquar > 0) {               /* (only runs too short were free) */
+            release_quarantine(fs);
+            return freespace_alloc(fs, 1, start, got);
+        }
     }
     /* near the limit, hand out what remains (callers take 1..want pages) */
     if (fs->npages >= fs->max_pages)
@@ -134,8 +165,13 @@ int freespace_alloc(freespace_t *fs, uint64_t want, pgno_t *start, uint64_t *got
 void freespace_free(freespace_t *fs, pgno_t start, uint64_t count)
 {
     for (uint64_t i = start; i < start + count; i++) {
-        if (i < FIRST_PAGE || i >= fs->npages || bit(fs, i))
+        if (i < FIRST_PAGE || i >= fs->npages || bit(fs, i) || bitm(fs->quar, i))
             continue;                      /* never double-count */
+        if (bitm(fs->unbacked, i)) {
+            fs->quar[i >> 6] |= 1ull << (i & 63);
+            fs->nquar++;
+            continue;
+        }
         setb(fs, i);
         fs->nfree++;
     }
@@ -146,4 +182,10 @@ void freespace_free(freespace_t *fs, pgno_t start, uint64_t count)
 int freespace_is_free(const freespace_t *fs, pgno_t pg)
 {
     return pg < fs->npages && bit(fs, pg);
+}
+
+void freespace_mark_unbacked(freespace_t *fs, pgno_t start, uint64_t count)
+{
+    for (uint64_t i = start; i < start + count && i < fs->npages; i++)
+        fs->unbacked[i >> 6] |= 1ull << (i & 63);
 }

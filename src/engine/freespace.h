@@ -13,9 +13,12 @@
 
 typedef struct {
     uint64_t *bits;
-    uint64_t words;       /* allocated words */
+    uint64_t *unbacked;   /* 1: a write there failed for lack of space (ENOSPC) */
+    uint64_t *quar;       /* 1: unbacked and given back: held out of the free set */
+    uint64_t words;       /* allocated words (of each bitmap) */
     uint64_t npages;      /* pages in the file (the logical end) */
     uint64_t nfree;
+    uint64_t nquar;       /* pages in quarantine (quar) */
     uint64_t hint;        /* no free page below this */
     uint64_t max_pages;   /* growth limit from max_db_size */
 } freespace_t;
@@ -31,14 +34,23 @@ void freespace_destroy(freespace_t *fs);
 int freespace_mark_used(freespace_t *fs, pgno_t start, uint64_t count);
 
 /* Allocates up to want (>= 1) contiguous pages: a free run of at least
- * min(want, 32) pages, else any free run, else new pages at the end of the
- * file (no more than max_pages allows).  Stores the run in *start and *got
- * (1..want).  Returns 0, or SDB_ETOOLARGE when the file is at max_pages with
- * no free page, or SDB_ENOMEM. */
+ * min(want, 32) pages, else any free run, else (the quarantine released)
+ * a page of the quarantine, else new pages at the end of the file (no more
+ * than max_pages allows).  Stores the run in *start and *got (1..want).
+ * Returns 0, or SDB_ETOOLARGE when the file is at max_pages with no free
+ * page, or SDB_ENOMEM. */
 int freespace_alloc(freespace_t *fs, uint64_t want, pgno_t *start, uint64_t *got);
 
-/* Returns [start, start+count) to the free set. */
+/* Returns [start, start+count) to the free set; a page marked unbacked goes
+ * to the quarantine instead: on a full file system it has no block (a hole,
+ * or past the end of the file), so handing it out again would fail the same
+ * way while written pages are free.  The quarantine is released when no
+ * other page is free (freespace_alloc). */
 void freespace_free(freespace_t *fs, pgno_t start, uint64_t count);
+
+/* Marks [start, start+count) unbacked: a write there failed with ENOSPC.
+ * Pages past the end are ignored. */
+void freespace_mark_unbacked(freespace_t *fs, pgno_t start, uint64_t count);
 
 /* 1 when the page is free. */
 int freespace_is_free(const freespace_t *fs, pgno_t pg);

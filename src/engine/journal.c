@@ -78,6 +78,85 @@ static void free_pages(sdb_t *db, pgno_t start, uint64_t count)
     pthread_mutex_unlock(&db->fs_lock);
 }
 
+/* ---- the journal's reserved pages ----
+ *
+ * The page reserved for the next journal group is named by the group before
+ * it (or by the slot), so the journal cannot move it: if writing there
+ * failed for lack of space (a page with no block on a full file system: a
+ * hole, or past the end of the file), no commit could ever be made again,
+ * deletes included, until a checkpoint started a new chain.  So every page
+ * the journal reserves has been written (with zeros) first, and a group
+ * counts only once its successor's page is in hand.  The leader keeps a
+ * pool of such pages (db->jspare), topped up a run at a time; ordinary
+ * commits leave the last JSPARE_KEEP of them alone, so that commits that
+ * free space (deletes, unbinds, checkpoints) always find the pages their
+ * group needs on a full disk or at max_db_size. */
+
+#define JSPARE ((unsigned)(sizeof(((sdb_t *)0)->jspare) / sizeof(pgno_t)))
+#define JSPARE_KEEP 8
+
+/* Writes zeros over [pg, pg + n) (db_data_written's bookkeeping: an ENOSPC
+ * marks them unbacked).  0 or the write's error. */
+static int zero_pages(sdb_t *db, pgno_t pg, uint64_t n)
+{
+    uint8_t *z = calloc(n, db->page_size);
+    if (!z)
+        return SDB_ENOMEM;
+    int rc = db->be->write(db->be, pg * db->page_size, z, n * db->page_size);
+    free(z);
+    db_data_written(db, pg, n, rc);
+    return rc;
+}
+
+/* Tops the spare pool up (leader).  A failure leaves it shorter; *err gets
+ * the last error (or keeps its value). */
+static void spare_refill(sdb_t *db, int *err)
+{
+    int fails = 0;
+    while (db->njspare < JSPARE && fails < 4) {
+        pgno_t s;
+        uint64_t got;
+        int rc = alloc_pages(db, fails ? 1 : JSPARE - db->njspare, &s, &got);
+        if (!rc && (rc = zero_pages(db, s, got)) != SDB_OK)
+            free_pages(db, s, got);
+        if (rc) {
+            *err = rc;
+            if (rc != SDB_ENOSPC)  /* ENOSPC: the pages wait in quarantine; try others */
+                return;
+            fails++;
+            continue;
+        }
+        for (uint64_t i = 0; i < got; i++)
+            db->jspare[db->njspare++] = s + i;
+    }
+}
+
+/* Takes a page for the journal to reserve (the next group's first page, a
+ * new chain's head): one written already, so that writing there later needs
+ * no new block.  An ordinary commit takes it while the pool holds more than
+ * JSPARE_KEEP pages; a freeing one may empty the pool.  0, SDB_ENOSPC,
+ * SDB_ETOOLARGE, SDB_ENOMEM or SDB_EIO. */
+static int reserve_page(sdb_t *db, int freeing, pgno_t *pg)
+{
+    int err = SDB_ENOSPC;
+    if (db->njspare <= JSPARE_KEEP)
+        spare_refill(db, &err);
+    if (db->njspare > JSPARE_KEEP || (freeing && db->njspare > 0)) {
+        *pg = db->jspare[--db->njspare];
+        return SDB_OK;
+    }
+    return err;
+}
+
+/* Gives back a page reserve_page handed out and that nothing names. */
+static void unreserve_page(sdb_t *db, pgno_t pg)
+{
+    if (db->njspare < JSPARE)
+        db->jspare[db->njspare++] = pg;
+    else
+        free_pages(db, pg, 1);
+}
+
 static int pages_push(pgno_t **arr, size_t *n, size_t *cap, pgno_t pg)
 {
     if (*n == *cap) {
@@ -131,6 +210,7 @@ typedef struct {
     size_t npages, pages_cap;
     uint32_t crc;                  /* of the stream (without prefixes) */
     uint64_t bytes;
+    int spare_only;                /* a freeing group's retry: its pages come from jspare */
     int writeback;                 /* start the write-back of each run as it is written, so
                                       that a background checkpoint does not pile up dirty
                                       pages that commits' writes would then be throttled on */
@@ -138,6 +218,12 @@ typedef struct {
 
 static int chain_page(chain_t *c, pgno_t *pg)
 {
+    if (c->spare_only) {
+        if (c->db->njspare == 0)
+            return SDB_ENOSPC;
+        *pg = c->db->jspare[--c->db->njspare];
+        return SDB_OK;
+    }
     if (c->pool_left == 0) {
         /* past its hint a journal group needs one page (the next group's),
            a checkpoint that outgrew its estimate some more */
@@ -165,6 +251,11 @@ static int chain_flush(chain_t *c)
                              (uint64_t)c->run_n * c->db->page_size);
     if (c->db->cache)
         pcache_invalidate(c->db->cache, c->run_start, c->run_n);
+    if (rc == SDB_ENOSPC) {
+        pthread_mutex_lock(&c->db->fs_lock);
+        freespace_mark_unbacked(&c->db->fs, c->run_start, c->run_n);
+        pthread_mutex_unlock(&c->db->fs_lock);
+    }
     c->run_n = 0;
     return rc;
 }
@@ -216,13 +307,14 @@ static int chain_init(chain_t *c, sdb_t *db, uint8_t type, uint64_t seqno, pgno_
     if (type == PT_JOURNAL) {
         util_fast_random(c->prefix, 8);
         c->prefix_len = 8;
-        /* exactly the pages after `first` plus the one reserved for the
-           next group: a spare page would come back as a one-page hole just
-           where the next batch's data pages would run on contiguously */
+        /* exactly the pages after `first` (the next group's page comes
+           from reserve_page): a spare page would come back as a one-page
+           hole just where the next batch's data pages would run on
+           contiguously */
         uint32_t per = db->cap - c->prefix_len;
         c->hint = bytes_hint ? (bytes_hint + per - 1) / per : 1;
-        if (!first)
-            c->hint++;
+        if (first)
+            c->hint--;
     }
     if (!first) {
         int rc = chain_page(c, &first);
@@ -273,17 +365,20 @@ static void chain_done(chain_t *c)
     free(c->pages);
 }
 
-int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len)
+/* One attempt of journal_write_group; spare_only: its pages past the first
+ * come from the spare pool. */
+static int write_group(sdb_t *db, const uint8_t *recs, size_t len, int freeing, int spare_only)
 {
     chain_t c;
     pgno_t next = 0;
     int complete = 0;
     int rc = chain_init(&c, db, PT_JOURNAL, db->jseq, db->jnext, len);
     c.flags = db->unsynced_groups == 0 ? PF_ORDERED : 0;
+    c.spare_only = spare_only;
     if (!rc)
         rc = chain_append(&c, recs, len);
     if (!rc)
-        rc = chain_page(&c, &next);
+        rc = reserve_page(db, freeing, &next);
     if (!rc)
         rc = chain_finish(&c, next);
     complete = !rc;
@@ -300,14 +395,28 @@ int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len)
            to its pages: give them back (jnext stays reserved) and fail only
            the batch being committed (commit.c persist(); in lazy mode the
            records of earlier batches stay buffered and are written later). */
-        for (size_t i = 1; i < c.npages; i++)
-            free_pages(db, c.pages[i], 1);
+        for (size_t i = 1; i < c.npages; i++) {
+            if (spare_only)
+                unreserve_page(db, c.pages[i]);
+            else
+                free_pages(db, c.pages[i], 1);
+        }
         if (next)
-            free_pages(db, next, 1);
+            unreserve_page(db, next);
     } else {
         atomic_store(&db->fatal, SDB_EIO);   /* the journal's tail is unknown now */
     }
     chain_done(&c);
+    return rc;
+}
+
+int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len, int freeing)
+{
+    int rc = write_group(db, recs, len, freeing, 0);
+    /* a group of several pages that found no room: a freeing one tries
+       again on the pages kept for it */
+    if ((rc == SDB_ENOSPC || rc == SDB_ETOOLARGE) && freeing && !atomic_load(&db->fatal))
+        rc = write_group(db, recs, len, freeing, 1);
     return rc;
 }
 
@@ -454,12 +563,12 @@ int journal_checkpoint(sdb_t *db)
     if (!rc)
         rc = chain_finish(&c, 0);
     if (!rc)
-        rc = chain_page(&c, &jhead);
+        rc = reserve_page(db, 1, &jhead);     /* a checkpoint frees the journal */
     if (rc) {
         for (size_t i = 0; i < c.npages; i++)
             free_pages(db, c.pages[i], 1);
         if (jhead)
-            free_pages(db, jhead, 1);
+            unreserve_page(db, jhead);
         chain_done(&c);
         if (rc == SDB_EIO)
             atomic_store(&db->fatal, SDB_EIO);
@@ -489,7 +598,8 @@ int journal_checkpoint(sdb_t *db)
         free_pages(db, db->cppages[i], 1);
     for (size_t i = 0; i < db->njpages; i++)
         free_pages(db, db->jpages[i], 1);
-    free_pages(db, db->jnext, 1);
+    free_pages(db, db->jnext, 1);   /* (not to the pool: after a fallback or in an old
+                                       file it may never have been written) */
     free(db->cppages);
     db->cppages = c.pages;
     db->ncppages = c.npages;
@@ -499,6 +609,7 @@ int journal_checkpoint(sdb_t *db)
     db->jnext = jhead;
     db->jseq = cp_seq + 1;
     db->jbuf.len = 0;
+    db->jbuf_adds = db->jbuf_frees = 0;
     db->slot = s;
     chain_done(&c);
     journal_release_pending(db, cp_seq);
@@ -868,18 +979,20 @@ static int apply_held(sdb_t *db, const buf_t *g, const pgno_t *pages, size_t n, 
  * after the group bridge's checkpoint folded in (a foreground checkpoint
  * starts a new chain; a background one continues the same chain, which the
  * replay then simply follows). */
-static int try_slot(sdb_t *db, const slot_t *s, const slot_t *bridge)
+static int try_slot(sdb_t *db, const slot_t *s, const slot_t *bridge, int preloaded)
 {
     buf_t b = { 0 };
     int rc;
-    db->paths = pathidx_new();
+    if (!preloaded)
+        db->paths = pathidx_new();
     if (!db->paths)
         return SDB_ENOMEM;
     db->slot = *s;
     memcpy(db->file_id, s->file_id, 16);
     db->ncppages = 0;
     db->njpages = 0;
-    if (s->cp_head) {
+    uint64_t tolerant_until = preloaded ? UINT64_MAX : s->cp_tolerant_until;
+    if (s->cp_head && !preloaded) {
         rc = load_checkpoint(db, s, &b);
         if (!rc)
             rc = apply_checkpoint(db, b.p, b.len);
@@ -910,7 +1023,7 @@ static int try_slot(sdb_t *db, const slot_t *s, const slot_t *bridge)
             break;
         }
         if (have_held &&
-            (rc = apply_held(db, &held, hgp, nhgp, held_seq <= s->cp_tolerant_until)))
+            (rc = apply_held(db, &held, hgp, nhgp, held_seq <= tolerant_until)))
             break;
         buf_t tb = held; held = b; b = tb;
         pgno_t *tp = hgp; hgp = gp; gp = tp;
@@ -925,7 +1038,7 @@ static int try_slot(sdb_t *db, const slot_t *s, const slot_t *bridge)
     if (!rc && have_held) {
         rc = records_check_data(db, held.p, held.len);
         if (rc == SDB_OK) {
-            rc = apply_held(db, &held, hgp, nhgp, held_seq <= s->cp_tolerant_until);
+            rc = apply_held(db, &held, hgp, nhgp, held_seq <= tolerant_until);
         } else if (rc == SDB_ECORRUPT) {
             p = held_p;                 /* the journal ends before the torn commit */
             seq--;
@@ -1100,7 +1213,7 @@ int journal_open(sdb_t *db)
     db->page_size = s->page_size;
     db->cap = s->page_size - PAGE_HDR;
     db->crc_op_full = crc32_combine_gen(db->cap);
-    rc = try_slot(db, s, NULL);
+    rc = try_slot(db, s, NULL, 0);
     db->slot_fallback = 0;
     if (rc == SDB_ECORRUPT && ok[0] && ok[1]) {
         /* The newest slot is valid but its checkpoint (or a group after it)
@@ -1117,7 +1230,7 @@ int journal_open(sdb_t *db)
         s = &slots[s == &slots[0]];
         state_destroy(db);
         db->fallback_from = *newer;
-        rc = try_slot(db, s, newer);
+        rc = try_slot(db, s, newer, 0);
         if (!rc) {
             db->slot_fallback = db->jseq - 1 >= newer->cp_seq ? 1 : 2;
             if (db->slot_fallback == 2 && !db->tolerate_cut)
@@ -1143,5 +1256,20 @@ int journal_open(sdb_t *db)
     }
     state_destroy(db);
     freespace_destroy(&db->fs);
+    return rc;
+}
+
+int journal_replay_partial(sdb_t *db, const slot_t *s, const pgno_t *cp, size_t ncp)
+{
+    db->page_size = s->page_size;
+    db->cap = s->page_size - PAGE_HDR;
+    db->crc_op_full = crc32_combine_gen(db->cap);
+    int rc = try_slot(db, s, NULL, 1);
+    for (size_t i = 0; !rc && i < ncp; i++)
+        rc = pages_push(&db->cppages, &db->ncppages, &db->cppages_cap, cp[i]);
+    db->slot_fallback = 3;          /* (journal_derive_free: jnext may be a checkpoint page) */
+    if (!rc)
+        rc = journal_derive_free(db, (db->be->size(db->be) + db->page_size - 1) / db->page_size);
+    db->slot_fallback = 0;
     return rc;
 }

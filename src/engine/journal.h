@@ -14,8 +14,11 @@ int rec_delete_doc(buf_t *b, const sdb_id_t *id);
 int rec_drop_version(buf_t *b, const sdb_id_t *id, uint64_t version);
 
 /* Writes recs as the next journal group at db->jnext (leader only) and
- * advances jseq/jnext.  Does not sync.  0 or an I/O / space error. */
-int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len);
+ * advances jseq/jnext.  freeing: the records only free space (deletes,
+ * unbinds), so the group may take the journal's last reserved pages.  Does
+ * not sync.  0 or an I/O / space error (SDB_ENOSPC, SDB_ETOOLARGE: nothing
+ * of the group counts, the handle goes on). */
+int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len, int freeing);
 
 /* Writes a checkpoint of the whole state and switches the header slot
  * (leader only, or at close).  Syncs as needed.  0 or an error. */
@@ -46,6 +49,14 @@ void journal_bg_stop(sdb_t *db);
 /* Creates a new file's header slots, or loads the state of an existing file
  * (checkpoint + journal replay) and derives the free space.  Open only. */
 int journal_open(sdb_t *db);
+
+/* sdb_check's repair when no checkpoint loads: the state already holds
+ * what could be read of slot s's damaged checkpoint (check.c); replays the
+ * journal after it, every group tolerantly (the state lacks what the
+ * damaged pages held), and derives the free space with the checkpoint's
+ * pages that verified, cp[0..ncp), in use (a repair that fails before its
+ * new slot is written must find them as they were).  0 or an error. */
+int journal_replay_partial(sdb_t *db, const slot_t *s, const pgno_t *cp, size_t ncp);
 
 /* Reads and checks the two header slots of be: ok[i] says whether slot i
  * is valid (magic, version, CRC; slot 1 at the page size slot 0 names, or

@@ -2945,6 +2945,90 @@ START_TEST(test_repair_newest_checkpoint)
 }
 END_TEST
 
+/* The newest checkpoint is damaged and the older one is gone too (commits
+ * after the newest checkpoint reused its pages): repair reads the newest
+ * checkpoint around the damaged page and replays the journal after it.
+ * Every path is either back with its id and exact bytes or named by the
+ * report (on a lost: line, or between the two paths that bound the
+ * damaged page); only a page's worth is lost. */
+START_TEST(test_repair_checkpoint_read_around)
+{
+    sdb_test_foreground_checkpoints(1);
+    live_t L;
+    live_open(&L, NULL, 0);
+    static rpm_t m;
+    rp_workload(L.db, &m);
+    for (int i = 0; i < 40; i++)                 /* reuse what the checkpoint freed */
+        rp_put(L.db, &m, i, 2, 500 + (size_t)i);
+    uint8_t *img;
+    size_t len;
+    CK_OK(backend_fault_image(L.fb, &img, &len));
+    sdb_close(L.db);
+    L.fb->close(L.fb);
+    const size_t ps = 512;
+    uint64_t g0 = le64(img + 16), g1 = le64(img + ps + 16);
+    /* a page in the middle of the newest checkpoint */
+    uint64_t gen = g0 > g1 ? g0 : g1, cp_pages = le64(img + (g1 > g0 ? ps : 0) + 48);
+    int hit = 0;
+    for (size_t pg = 2; pg < len / ps && !hit; pg++) {
+        uint8_t *h = img + pg * ps;
+        if (h[4] == 3 && le64(h + 16) == gen && h[12] == cp_pages / 2) {
+            h[48 + 10] ^= 0x01;
+            hit = 1;
+        }
+    }
+    ck_assert(hit);
+    char file[512];
+    tu_file(file, sizeof file, "rp-around");
+    tu_write_file(file, img, len);
+    free(img);
+    sdb_config_t cfg = fault_cfg();
+    sdb_t *db = NULL;
+    CK_RC(sdb_open(file, &cfg, &db), SDB_ECORRUPT);   /* not a state it can prove */
+    char *report = NULL;
+    int rc = sdb_check(file, 1, &report);
+    ck_assert_msg(rc == SDB_OK, "repair: %d (%s)\n%.3000s", rc, sdb_strerror(rc), report);
+    ck_assert_msg(strstr(report, "reading around the damage") && !strstr(report, "lost+found"),
+                  "%.3000s", report);
+    /* the paths that bound the damaged page */
+    const char *g = strstr(report, "held: the paths after \"");
+    ck_assert_msg(g != NULL, "%.3000s", report);
+    char lo[64] = "", hi[64] = "";
+    ck_assert_msg(sscanf(g, "held: the paths after \"%63[^\"]\" and before \"%63[^\"]\"", lo, hi) == 2,
+                  "%.3000s", report);
+    db = open_file(file, &cfg);
+    int back = 0, lost = 0, bound = 0;
+    for (int k = 0; k < m.n; k++) {
+        if (!m.path[k][0] || !m.bound[k])
+            continue;
+        bound++;
+        void *d = NULL;
+        size_t n = 0;
+        sdb_docinfo_t info;
+        rc = sdb_get(db, m.path[k], &d, &n, &info);
+        if (rc == SDB_OK) {
+            ck_assert_msg(n == m.len[k] && memcmp(d, m.data[k], n) == 0 &&
+                          tu_id_eq(&info.id, &m.id[k]), "%s: wrong bytes or id", m.path[k]);
+            free(d);
+            back++;
+            continue;
+        }
+        ck_assert_msg(rc == SDB_ENOTFOUND, "%s: %s", m.path[k], sdb_strerror(rc));
+        char q[40];
+        snprintf(q, sizeof q, "\"%s\"", m.path[k]);
+        ck_assert_msg(strstr(report, q) || (strcmp(m.path[k], lo) > 0 && strcmp(m.path[k], hi) < 0),
+                      "%s is gone and the report does not say so:\n%.3000s", m.path[k], report);
+        lost++;
+    }
+    ck_assert_msg(lost <= 12 && back + lost == bound, "%d of %d paths back, %d lost:\n%.3000s", back,
+                  bound, lost, report);
+    free(report);
+    CK_OK(sdb_close(db));
+    expect_check(file, SDB_OK, "after repair");
+    sdb_test_foreground_checkpoints(0);
+}
+END_TEST
+
 /* One flipped bit in a journal group in the middle of the journal: repair
  * keeps every commit before it and lists every one after it, by path and
  * document id; a plain open refuses the file. */
@@ -3070,6 +3154,7 @@ Suite *suite_durability(void)
     tc = tcase(s, "repair", 120);
     tcase_add_loop_test(tc, test_repair_newest_checkpoint, 0, 3);
     tcase_add_test(tc, test_repair_damaged_journal_group);
+    tcase_add_test(tc, test_repair_checkpoint_read_around);
 
     tc = tcase(s, "concurrency", 180);
     tcase_add_test(tc, test_locked);
