@@ -3,10 +3,12 @@
 # suite need.  The Makefile runs it when `pkg-config --exists libuv libcjson
 # zlib check` fails; .ci/run runs it on a bare CI machine.
 #
-# Usage: scripts/install-deps.sh [EXTRA_PACKAGE...]
+# Usage: scripts/install-deps.sh [--ci] [EXTRA_PACKAGE...]
 #   Installs the base packages below plus any extra Debian packages named
-#   (`make valgrind` asks for valgrind this way).  Packages already installed
-#   are skipped; when nothing is missing, apt is not touched at all.
+#   (`make valgrind` asks for valgrind this way).  --ci adds CI_PACKAGES: every
+#   tool a test needs (so that CI skips no test) and the compilers of the clang,
+#   TSan and fuzz builds.  Packages already installed are skipped; when nothing
+#   is missing, apt is not touched at all.
 #   Runs apt-get directly as root, through sudo otherwise.
 # Exit status: 0 when every package is installed afterwards, 1 otherwise.
 set -euo pipefail
@@ -19,7 +21,19 @@ BASE_PACKAGES=(
     libcjson-dev      # JSON config and STATS (pkg-config name: libcjson)
     check             # unit test framework (pulls in libsubunit-dev)
 )
-PACKAGES=("${BASE_PACKAGES[@]}" "$@")
+CI_PACKAGES=(
+    valgrind          # make valgrind; integration test_valgrind
+    systemd           # systemd-analyze verify of the unit (tests/packaging/test_install.sh)
+    clang             # make CC=clang; make fuzz (libFuzzer); TSan build
+    llvm              # llvm-symbolizer for sanitizer reports
+    libclang-rt-dev   # the libFuzzer and sanitizer runtimes of clang
+)
+PACKAGES=("${BASE_PACKAGES[@]}")
+if [[ ${1:-} == --ci ]]; then
+    shift
+    PACKAGES+=("${CI_PACKAGES[@]}")
+fi
+PACKAGES+=("$@")
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'install-deps: %s\n' "$*" >&2; exit 1; }

@@ -34,6 +34,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "../check_run.h"   /* CK_SKIP */
 #include "streamdb.h"
 #include "streamdb_client.h"
 #include "streamdb_proto.h"

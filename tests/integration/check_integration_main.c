@@ -3,7 +3,8 @@
  * real streamdbd (tdaemon.h) and speak the protocol to it (tclient.h).  Each
  * test runs in a forked process (CK_FORK).  The daemon binary is
  * $SDB_STREAMDBD, else `streamdbd` beside this binary.
- * Usage: check_integration [SUITE [TEST]] (or CK_RUN_SUITE / CK_RUN_CASE).
+ * Usage: check_integration [SUITE [TCASE]] (or CK_RUN_SUITE / CK_RUN_CASE); a
+ * selection that matches nothing here exits 3 (tests/check_run.h).
  */
 #include <check.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "../check_run.h"
 #include "tdaemon.h"
 
 Suite *suite_server(void);
@@ -25,13 +27,10 @@ int main(int argc, char **argv)
                 td_binary());
         return EXIT_FAILURE;
     }
-    SRunner *sr = srunner_create(suite_server());
-    srunner_add_suite(sr, suite_robust());
-    srunner_add_suite(sr, suite_process());
-    const char *only_suite = argc > 1 ? argv[1] : NULL;
-    const char *only_test = argc > 2 ? argv[2] : NULL;
-    srunner_run(sr, only_suite, only_test, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    static const ck_suite_def_t suites[] = {
+        { "server", suite_server },
+        { "robust", suite_robust },
+        { "process", suite_process },
+    };
+    return ck_run_main("check_integration", suites, sizeof suites / sizeof suites[0], argc, argv);
 }

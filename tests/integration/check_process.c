@@ -501,8 +501,7 @@ START_TEST(test_ipv6_listener)
 {
     int fd = socket(AF_INET6, SOCK_STREAM, 0);
     if (fd < 0) {
-        printf("test_ipv6_listener: no IPv6 on this machine, skipped\n");
-        return;
+        CK_SKIP("no IPv6 on this machine (socket(AF_INET6): %s)", strerror(errno));
     }
     close(fd);
     char dir[256], addr[64], cli[PATH_MAX];
@@ -568,12 +567,10 @@ START_TEST(test_valgrind)
 {
     char vg[PATH_MAX];
     if (td_asan()) {
-        fprintf(stderr, "note: test_valgrind skipped: the daemon is built with ASan here\n");
-        return;
+        CK_SKIP("the daemon is built with ASan here (valgrind cannot run it)");
     }
     if (!find_valgrind(vg, sizeof vg)) {
-        fprintf(stderr, "note: test_valgrind skipped: valgrind is not installed\n");
-        return;
+        CK_SKIP("valgrind is not installed (scripts/install-deps.sh valgrind)");
     }
     char dir[256], vglog[300], logopt[320];
     td_t d;

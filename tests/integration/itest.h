@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../check_run.h"   /* CK_SKIP */
 #include "tclient.h"
 #include "tdaemon.h"
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "../check_run.h"   /* CK_SKIP */
 #include "streamdb.h"
 
 /* ---- Assertions on return codes ---- */
