@@ -2524,6 +2524,30 @@ static char *dump_state(sdb_t *db, const sdb_id_t *ids, size_t n)
     return t.s;
 }
 
+/* Waits until the background checkpoint of db, if one runs, waits between
+ * two slices (sdb_test_checkpoint_pause) or has ended, so that the test, not
+ * the scheduler, decides when it moves on.  The deadline is a safety net. */
+static void bg_wait_still(sdb_t *db)
+{
+    for (long n = 0; sdb_test_checkpoint_running(db) && !sdb_test_checkpoint_pausing(db); n++) {
+        ck_assert_msg(n < 120000, "the background checkpoint neither pauses nor ends (2 min)");
+        usleep(1000);
+    }
+}
+
+/* Lets the paused background checkpoint of db run n more slices at least
+ * (more when this thread is slow to pause it again), or to its end. */
+static void bg_slices(sdb_t *db, unsigned n)
+{
+    for (unsigned k = 0; k < n && sdb_test_checkpoint_running(db); k++) {
+        sdb_test_checkpoint_pause(db, 0);
+        while (sdb_test_checkpoint_pausing(db))   /* it left the pause: a slice runs */
+            sched_yield();
+        sdb_test_checkpoint_pause(db, 1);
+        bg_wait_still(db);
+    }
+}
+
 /* Random puts, deletes, delete_ids, binds and unbinds (versions_to_keep is
  * the default 2, so that overwrites drop versions) while checkpoints are encoded
  * one entry per slice, each slice after a few calls (the checkpoint waits
@@ -2532,7 +2556,13 @@ static char *dump_state(sdb_t *db, const sdb_id_t *ids, size_t n)
  * it must reopen to exactly the live state: every path's document and
  * version, every document's retained versions.  Loop 1 runs in lazy mode
  * (durable 0): there the image is compared after an sdb_flush every 10
- * calls, and the calls in between stay buffered. */
+ * calls, and the calls in between stay buffered.
+ * No timing: before each call the test waits until a running checkpoint
+ * stands still between slices (bg_wait_still), then lets it run at least one
+ * more slice on a third of the calls, so the calls, the random sequence and
+ * a lower bound on the checkpoint's progress do not depend on the scheduler
+ * (on a busy machine the checkpoint once fell behind the calls and none had
+ * switched at the end). */
 START_TEST(test_bg_checkpoint_random_ops)
 {
     enum { NP = 40, NOPS = 800, MAXIDS = 900 };
@@ -2547,12 +2577,11 @@ START_TEST(test_bg_checkpoint_random_ops)
     uint64_t bg = 0;
     sdb_test_checkpoint_pause(db, 1);
     for (int i = 0; i < NOPS; i++) {
-        if (sdb_test_checkpoint_pausing(db) && rand_r(&rs) % 3 == 0) {
-            sdb_test_checkpoint_pause(db, 0);     /* one more slice, about */
-            while (sdb_test_checkpoint_pausing(db))
-                usleep(50);
-            sdb_test_checkpoint_pause(db, 1);
-        }
+        bg_wait_still(db);
+        if (!sdb_test_checkpoint_running(db))
+            sdb_test_checkpoint_soon(db);         /* the next commit starts one */
+        else if (rand_r(&rs) % 3 == 0)
+            bg_slices(db, 1 + rand_r(&rs) % 8);
         int kind = (int)(rand_r(&rs) % 10);
         snprintf(path, sizeof path, "/r/p%u", rand_r(&rs) % NP);
         snprintf(alias, sizeof alias, "/r/p%u", rand_r(&rs) % NP);
@@ -2607,9 +2636,10 @@ START_TEST(test_bg_checkpoint_random_ops)
         free(live);
         free(got);
     }
-    sdb_test_checkpoint_pause(db, 0);
     sdb_test_checkpoint_counts(db, NULL, &bg);
-    ck_assert_msg(bg >= 1, "no background checkpoint switched");
+    ck_assert_msg(bg >= 1, "no background checkpoint switched during the %d calls", NOPS);
+    sdb_test_checkpoint_pause(db, 0);
+    bg_wait_still(db);                            /* the last one ends */
     free(ids);
     CK_OK(sdb_close(db));
 }
