@@ -1485,6 +1485,11 @@ static void run_group(const fault_plan_t *plan, gput_t *a, uint64_t *w_open, uin
         pthread_join(th[t], NULL);
     pthread_barrier_destroy(&bar);
     backend_fault_counts(fb, &w1, &s1, &crashed);
+    /* a crash plan within the clean run's writes fires (the puts are all
+       acknowledged or failed by it) */
+    if (plan->crash_at_write)
+        ck_assert_msg(crashed, "the crash at write %llu never fired (%llu writes)",
+                      (unsigned long long)plan->crash_at_write, (unsigned long long)w1);
     *w_open = w0;
     *writes = w1 - w0;
     *syncs = s1 - s0;
@@ -1872,6 +1877,7 @@ START_TEST(test_eio_put_sticky)
     backend_fault_set_error(L.fb, SDB_EIO);
     const uint8_t *x = content_for(43, 5000);
     CK_RC(sdb_put(L.db, "/a", x, 5000, NULL), SDB_EIO);
+    ck_assert_uint_gt(backend_fault_injected(L.fb), 0);   /* the error fired */
     expect_read_clean(L.db, "/a", a, 3000);
     expect_read_clean(L.db, "/b", b, 1000);
     backend_fault_set_error(L.fb, 0);
@@ -1904,6 +1910,7 @@ START_TEST(test_eio_journal_sticky)
     CK_OK(sdb_put(L.db, "/b", a, 1000, NULL));
     backend_fault_set_error(L.fb, SDB_EIO);
     CK_RC(sdb_bind(L.db, &ia.id, "/a2"), SDB_EIO);
+    ck_assert_uint_gt(backend_fault_injected(L.fb), 0);   /* the error fired */
     backend_fault_set_error(L.fb, 0);
     expect_writes_refused(L.db, &ia.id, "after an I/O error during a bind");
     expect_read_clean(L.db, "/a", a, 3000);
@@ -2673,11 +2680,13 @@ START_TEST(test_bg_checkpoint_no_space)
     for (int i = 0; i < 10000 && !sdb_test_checkpoint_pausing(db); i++)
         usleep(1000);
     ck_assert(sdb_test_checkpoint_pausing(db));
+    uint64_t inj0 = backend_fault_injected(fb);
     backend_fault_set_error(fb, SDB_ENOSPC);              /* the disk is full */
     sdb_test_checkpoint_pause(db, 0);
     while (sdb_test_checkpoint_running(db))
         usleep(1000);
     backend_fault_set_error(fb, 0);                       /* room again */
+    ck_assert_msg(backend_fault_injected(fb) > inj0, "the checkpoint never met the full disk");
     sdb_test_checkpoint_counts(db, NULL, &bg);
     ck_assert_msg(bg == bg0, "a checkpoint that could not be written switched");
     CK_OK(sdb_stats(db, &st1));
