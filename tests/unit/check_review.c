@@ -1480,6 +1480,12 @@ END_TEST
  * test fails the planner's first allocation (32 entries of 24 bytes) with a
  * realloc() interposed for the whole test binary (forwarding to glibc's);
  * not under sanitizers, which own realloc. */
+/* clang says __has_feature(thread_sanitizer), not __SANITIZE_THREAD__ */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer) && !defined(__SANITIZE_THREAD__)
+#define __SANITIZE_THREAD__ 1
+#endif
+#endif
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 extern void *__libc_realloc(void *p, size_t n);
 static _Atomic int fail_touch_alloc;
