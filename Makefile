@@ -91,7 +91,7 @@ $(INTEG_OBJ): CFLAGS_ALL += $(CHECK_CFLAGS) $(CJSON_CFLAGS)
 $(BUILD)/src/server/%.o $(BUILD)/src/client/%.o $(BUILD)/src/cli/%.o: \
     CFLAGS_ALL += $(UV_CFLAGS) $(CJSON_CFLAGS)
 
-.PHONY: all deps lib run demo test check test-parallel-make bench reliability sanitize valgrind coverage clean install uninstall help
+.PHONY: all deps lib run demo test check test-parallel-make tsan fuzz bench reliability sanitize valgrind coverage clean install uninstall help
 all: deps lib $(BUILD)/streamdbd $(BUILD)/streamdb $(BUILD)/streamdb-demo
 
 deps:
@@ -229,6 +229,57 @@ test check: deps lib $(BUILD)/check_all $(BUILD)/check_cli $(BUILD)/streamdbd $(
 test-parallel-make: deps
 	$(Q)CC='$(CC)' MAKE='$(MAKE)' bash tests/packaging/test_parallel_make.sh
 
+# ThreadSanitizer build (build-tsan) of the unit tests, run on the suites and
+# test cases where threads meet (TSAN_CASES: SUITE or SUITE:TCASE), without
+# forking so that TSan sees every thread; any report fails the run.
+TSAN_CASES ?= review durability:concurrency durability:background
+TSAN_CC ?= clang
+tsan: deps
+	$(Q)$(MAKE) BUILD=build-tsan CC=$(TSAN_CC) OPT="-O1 -g -fsanitize=thread" LDLIBS="-fsanitize=thread" \
+	    build-tsan/check_all
+	$(Q)for c in $(TSAN_CASES); do s=$${c%%:*}; t=$${c#$$s}; t=$${t#:}; \
+	    echo "==> TSan: build-tsan/check_all $$s $$t"; \
+	    TSAN_OPTIONS="halt_on_error=1 exitcode=66 $${TSAN_OPTIONS:-}" CK_FORK=no \
+	        CK_TIMEOUT_MULTIPLIER=$${CK_TIMEOUT_MULTIPLIER:-5} build-tsan/check_all $$s $$t || exit 1; \
+	done
+
+# ---- fuzzing (clang's libFuzzer, in build-fuzz) -----------------------------
+# `make fuzz` builds every fuzz/fuzz_*.c target with -fsanitize=fuzzer,address,
+# undefined and runs each for FUZZ_SECONDS, starting from the committed seeds
+# in fuzz/corpus/<target> (what it finds goes to build-fuzz/corpus/<target>;
+# a crashing input to build-fuzz/crash-*).  It prints each target's number of
+# executions.  `make fuzz-seeds` rewrites the committed seeds (gen_seeds.c).
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_BUILD := build-fuzz
+FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_LIB_FLAGS := BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT="-O1 -g -fsanitize=fuzzer-no-link $(FUZZ_SAN)"
+FUZZ_LINK = $(FUZZ_CC) $(OPT_FUZZ) $(WARN) -Iinclude -Isrc -Iproto
+OPT_FUZZ := -O1 -g -fsanitize=fuzzer $(FUZZ_SAN)
+.PHONY: fuzz fuzz-build fuzz-seeds
+fuzz-build: deps
+	$(Q)$(MAKE) $(FUZZ_LIB_FLAGS) $(FUZZ_BUILD)/libstreamdb.a
+	$(Q)for t in $(FUZZ_TARGETS); do \
+	    $(FUZZ_LINK) -o $(FUZZ_BUILD)/$$t.tmp.$$$$ fuzz/$$t.c $(FUZZ_BUILD)/libstreamdb.a \
+	        $(LDLIBS_ALL) && mv -f $(FUZZ_BUILD)/$$t.tmp.$$$$ $(FUZZ_BUILD)/$$t || exit 1; done
+
+fuzz: fuzz-build
+	$(Q)fail=0; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	    echo "==> $$t for $(FUZZ_SECONDS) s (log: $(FUZZ_BUILD)/$$t.log)"; \
+	    ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1} $(FUZZ_BUILD)/$$t -max_total_time=$(FUZZ_SECONDS) \
+	        -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/ \
+	        $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t >$(FUZZ_BUILD)/$$t.log 2>&1 || \
+	        { fail=1; tail -n 40 $(FUZZ_BUILD)/$$t.log; echo "==> $$t FAILED"; }; \
+	    sed -n 's/^stat::number_of_executed_units: */    executions: /p' $(FUZZ_BUILD)/$$t.log; \
+	done; exit $$fail
+
+fuzz-seeds: deps lib
+	$(Q)mkdir -p $(addprefix fuzz/corpus/,$(FUZZ_TARGETS))
+	$(Q)$(CC) $(CFLAGS_ALL) -o $(BUILD)/gen_seeds fuzz/gen_seeds.c $(BUILD)/libstreamdb.a $(LDLIBS_ALL)
+	$(Q)$(BUILD)/gen_seeds fuzz/corpus && du -sh fuzz/corpus
+
 bench: deps lib $(BUILD)/streamdbd $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "==> $$b"; $$b || exit 1; done
 
@@ -337,6 +388,8 @@ help:
 	@echo "  test, check    build and run the unit and integration tests (SUITE=name [TEST=tcase] for one;"
 	@echo "                 NO_SKIP=1: a skipped check fails)"
 	@echo "  test-parallel-make  two makes at once on a copy of the tree: no broken artefact"
+	@echo "  tsan           the concurrency tests under ThreadSanitizer (build-tsan)"
+	@echo "  fuzz           libFuzzer targets fuzz/fuzz_*.c (clang) for FUZZ_SECONDS (default 30) each"
 	@echo "  bench          build and run tests/bench/*.c"
 	@echo "  reliability    kill -9 cycles and bit-flip trials (docs/RELIABILITY.md; minutes)"
 	@echo "  sanitize       run the tests under ASan+UBSan (build dir build-san)"

@@ -87,6 +87,11 @@ sdb_backend_t *backend_fault_new(const fault_plan_t *plan, const void *initial, 
 /* Makes every call fail with err (0 = stop failing) without crashing. */
 void backend_fault_set_error(sdb_backend_t *be, int err);
 
+/* How many calls have failed so far because of the crash or the error set
+ * with backend_fault_set_error: a fault-injection test asserts that it is
+ * above 0, i.e. that the fault it is about really fired. */
+uint64_t backend_fault_injected(sdb_backend_t *be);
+
 /* Counts of write and sync calls so far; crashed is 1 once the crash fired. */
 void backend_fault_counts(sdb_backend_t *be, uint64_t *writes, uint64_t *syncs, int *crashed);
 

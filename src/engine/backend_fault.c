@@ -30,6 +30,7 @@ typedef struct {
     uint64_t writes, syncs;
     int crashed;
     int error;
+    uint64_t injected;           /* calls failed by the crash or the error (tests assert it) */
 } fault_backend_t;
 
 static void free_pending(fault_backend_t *f)
@@ -48,6 +49,8 @@ static int fa_read(sdb_backend_t *be, uint64_t off, void *buf, size_t len)
     fault_backend_t *f = (fault_backend_t *)be;
     pthread_mutex_lock(&f->lock);
     int rc = f->crashed ? SDB_EIO : f->error ? f->error : f->cur->read(f->cur, off, buf, len);
+    if (f->crashed || f->error)
+        f->injected++;
     pthread_mutex_unlock(&f->lock);
     return rc;
 }
@@ -59,6 +62,7 @@ static int fa_write(sdb_backend_t *be, uint64_t off, const void *buf, size_t len
     pthread_mutex_lock(&f->lock);
     if (f->crashed || f->error) {
         rc = f->crashed ? SDB_EIO : f->error;
+        f->injected++;
         goto out;
     }
     f->writes++;
@@ -73,6 +77,7 @@ static int fa_write(sdb_backend_t *be, uint64_t off, const void *buf, size_t len
     memcpy(p->data, buf, len);
     if (f->plan.crash_at_write && f->writes == f->plan.crash_at_write) {
         f->crashed = 1;
+        f->injected++;
         f->torn = p;             /* never reached `cur`: the call failed */
         rc = SDB_EIO;
         goto out;
@@ -97,11 +102,13 @@ static int fa_sync(sdb_backend_t *be)
     pthread_mutex_lock(&f->lock);
     if (f->crashed || f->error) {
         rc = f->crashed ? SDB_EIO : f->error;
+        f->injected++;
         goto out;
     }
     f->syncs++;
     if (f->plan.crash_at_sync && f->syncs == f->plan.crash_at_sync) {
         f->crashed = 1;
+        f->injected++;
         /* the last unsynced write is the one that may be torn */
         for (pending_t *p = f->head; p; p = p->next)
             if (!p->next)
@@ -172,6 +179,15 @@ void backend_fault_set_error(sdb_backend_t *be, int err)
     pthread_mutex_lock(&f->lock);
     f->error = err;
     pthread_mutex_unlock(&f->lock);
+}
+
+uint64_t backend_fault_injected(sdb_backend_t *be)
+{
+    fault_backend_t *f = (fault_backend_t *)be;
+    pthread_mutex_lock(&f->lock);
+    uint64_t n = f->injected;
+    pthread_mutex_unlock(&f->lock);
+    return n;
 }
 
 void backend_fault_counts(sdb_backend_t *be, uint64_t *writes, uint64_t *syncs, int *crashed)

@@ -1474,7 +1474,7 @@ static void *gput_thread(void *p)
 /* GT threads put GPUTS documents each on a fault backend with `plan`; the
  * disk as a power cut would leave it right after the last put is in *img. */
 static void run_group(const fault_plan_t *plan, gput_t *a, uint64_t *w_open, uint64_t *writes,
-                      uint64_t *syncs, uint8_t **img, size_t *len)
+                      uint64_t *syncs, uint8_t **img, size_t *len, int *fired)
 {
     live_t L;
     live_open_plan(&L, plan, NULL, 0);
@@ -1494,6 +1494,8 @@ static void run_group(const fault_plan_t *plan, gput_t *a, uint64_t *w_open, uin
         pthread_join(th[t], NULL);
     pthread_barrier_destroy(&bar);
     backend_fault_counts(fb, &w1, &s1, &crashed);
+    if (fired)
+        *fired += crashed;
     *w_open = w0;
     *writes = w1 - w0;
     *syncs = s1 - s0;
@@ -1567,7 +1569,7 @@ START_TEST(test_group_merged_writes_crash)
     uint64_t w_open, writes, syncs;
     uint8_t *img;
     size_t len;
-    run_group(&slow, a, &w_open, &writes, &syncs, &img, &len);
+    run_group(&slow, a, &w_open, &writes, &syncs, &img, &len, NULL);
     for (int t = 0; t < GT; t++)
         for (int i = 0; i < GPUTS; i++)
             ck_assert_msg(a[t].acked[i], "put /g/%d/%d failed without a fault", t, i);
@@ -1579,18 +1581,22 @@ START_TEST(test_group_merged_writes_crash)
     verify_group_image(img, len, a, "no crash");
     free(img);
 
+    int fired = 0;
     for (uint64_t k = 1; k <= writes; k++) {
         fault_plan_t p = { .crash_at_write = w_open + k, .keep_unsynced = (int)(k % 3),
                            .tear_last = (int)(k / 3 % 2), .seed = (uint32_t)k,
                            .sync_delay_ms = 3 };
         uint64_t w2, n2, s2;
-        run_group(&p, a, &w2, &n2, &s2, &img, &len);
+        run_group(&p, a, &w2, &n2, &s2, &img, &len, &fired);
         char where[128];
         snprintf(where, sizeof where, "crash at write %llu of the puts (keep %d, tear %d)",
                  (unsigned long long)k, p.keep_unsynced, p.tear_last);
         verify_group_image(img, len, a, where);
         free(img);
     }
+    /* how the puts merge into writes varies from run to run, so a late crash
+       point may lie past a run's last write; the early ones always fire */
+    ck_assert_msg(fired > 0, "none of the %llu crash points fired", (unsigned long long)writes);
 }
 END_TEST
 
@@ -1881,6 +1887,7 @@ START_TEST(test_eio_put_sticky)
     backend_fault_set_error(L.fb, SDB_EIO);
     const uint8_t *x = content_for(43, 5000);
     CK_RC(sdb_put(L.db, "/a", x, 5000, NULL), SDB_EIO);
+    ck_assert_uint_gt(backend_fault_injected(L.fb), 0);   /* the error fired */
     expect_read_clean(L.db, "/a", a, 3000);
     expect_read_clean(L.db, "/b", b, 1000);
     backend_fault_set_error(L.fb, 0);
@@ -1913,6 +1920,7 @@ START_TEST(test_eio_journal_sticky)
     CK_OK(sdb_put(L.db, "/b", a, 1000, NULL));
     backend_fault_set_error(L.fb, SDB_EIO);
     CK_RC(sdb_bind(L.db, &ia.id, "/a2"), SDB_EIO);
+    ck_assert_uint_gt(backend_fault_injected(L.fb), 0);   /* the error fired */
     backend_fault_set_error(L.fb, 0);
     expect_writes_refused(L.db, &ia.id, "after an I/O error during a bind");
     expect_read_clean(L.db, "/a", a, 3000);
@@ -2533,6 +2541,30 @@ static char *dump_state(sdb_t *db, const sdb_id_t *ids, size_t n)
     return t.s;
 }
 
+/* Waits until the background checkpoint of db, if one runs, waits between
+ * two slices (sdb_test_checkpoint_pause) or has ended, so that the test, not
+ * the scheduler, decides when it moves on.  The deadline is a safety net. */
+static void bg_wait_still(sdb_t *db)
+{
+    for (long n = 0; sdb_test_checkpoint_running(db) && !sdb_test_checkpoint_pausing(db); n++) {
+        ck_assert_msg(n < 120000, "the background checkpoint neither pauses nor ends (2 min)");
+        usleep(1000);
+    }
+}
+
+/* Lets the paused background checkpoint of db run n more slices at least
+ * (more when this thread is slow to pause it again), or to its end. */
+static void bg_slices(sdb_t *db, unsigned n)
+{
+    for (unsigned k = 0; k < n && sdb_test_checkpoint_running(db); k++) {
+        sdb_test_checkpoint_pause(db, 0);
+        while (sdb_test_checkpoint_pausing(db))   /* it left the pause: a slice runs */
+            sched_yield();
+        sdb_test_checkpoint_pause(db, 1);
+        bg_wait_still(db);
+    }
+}
+
 /* Random puts, deletes, delete_ids, binds and unbinds (versions_to_keep is
  * the default 2, so that overwrites drop versions) while checkpoints are encoded
  * one entry per slice, each slice after a few calls (the checkpoint waits
@@ -2541,7 +2573,13 @@ static char *dump_state(sdb_t *db, const sdb_id_t *ids, size_t n)
  * it must reopen to exactly the live state: every path's document and
  * version, every document's retained versions.  Loop 1 runs in lazy mode
  * (durable 0): there the image is compared after an sdb_flush every 10
- * calls, and the calls in between stay buffered. */
+ * calls, and the calls in between stay buffered.
+ * No timing: before each call the test waits until a running checkpoint
+ * stands still between slices (bg_wait_still), then lets it run at least one
+ * more slice on a third of the calls, so the calls, the random sequence and
+ * a lower bound on the checkpoint's progress do not depend on the scheduler
+ * (on a busy machine the checkpoint once fell behind the calls and none had
+ * switched at the end). */
 START_TEST(test_bg_checkpoint_random_ops)
 {
     enum { NP = 40, NOPS = 800, MAXIDS = 900 };
@@ -2556,12 +2594,11 @@ START_TEST(test_bg_checkpoint_random_ops)
     uint64_t bg = 0;
     sdb_test_checkpoint_pause(db, 1);
     for (int i = 0; i < NOPS; i++) {
-        if (sdb_test_checkpoint_pausing(db) && rand_r(&rs) % 3 == 0) {
-            sdb_test_checkpoint_pause(db, 0);     /* one more slice, about */
-            while (sdb_test_checkpoint_pausing(db))
-                usleep(50);
-            sdb_test_checkpoint_pause(db, 1);
-        }
+        bg_wait_still(db);
+        if (!sdb_test_checkpoint_running(db))
+            sdb_test_checkpoint_soon(db);         /* the next commit starts one */
+        else if (rand_r(&rs) % 3 == 0)
+            bg_slices(db, 1 + rand_r(&rs) % 8);
         int kind = (int)(rand_r(&rs) % 10);
         snprintf(path, sizeof path, "/r/p%u", rand_r(&rs) % NP);
         snprintf(alias, sizeof alias, "/r/p%u", rand_r(&rs) % NP);
@@ -2616,9 +2653,10 @@ START_TEST(test_bg_checkpoint_random_ops)
         free(live);
         free(got);
     }
-    sdb_test_checkpoint_pause(db, 0);
     sdb_test_checkpoint_counts(db, NULL, &bg);
-    ck_assert_msg(bg >= 1, "no background checkpoint switched");
+    ck_assert_msg(bg >= 1, "no background checkpoint switched during the %d calls", NOPS);
+    sdb_test_checkpoint_pause(db, 0);
+    bg_wait_still(db);                            /* the last one ends */
     free(ids);
     CK_OK(sdb_close(db));
 }
@@ -2652,11 +2690,13 @@ START_TEST(test_bg_checkpoint_no_space)
     for (int i = 0; i < 10000 && !sdb_test_checkpoint_pausing(db); i++)
         usleep(1000);
     ck_assert(sdb_test_checkpoint_pausing(db));
+    uint64_t inj0 = backend_fault_injected(fb);
     backend_fault_set_error(fb, SDB_ENOSPC);              /* the disk is full */
     sdb_test_checkpoint_pause(db, 0);
     while (sdb_test_checkpoint_running(db))
         usleep(1000);
     backend_fault_set_error(fb, 0);                       /* room again */
+    ck_assert_msg(backend_fault_injected(fb) > inj0, "the checkpoint never met the full disk");
     sdb_test_checkpoint_counts(db, NULL, &bg);
     ck_assert_msg(bg == bg0, "a checkpoint that could not be written switched");
     CK_OK(sdb_stats(db, &st1));

@@ -1640,7 +1640,10 @@ static int dr_run(const dr_op_t *ops, const fault_plan_t *plan, unsigned keep, d
     }
     if (!alt->ndocs && !alt->seed[0])
         *alt = *acked;
-    backend_fault_counts(fb, writes, NULL, NULL);
+    int crashed = 0;
+    backend_fault_counts(fb, writes, NULL, &crashed);
+    ck_assert_msg(!plan->crash_at_write || crashed, "the crash at write %llu never fired",
+                  (unsigned long long)plan->crash_at_write);
     CK_OK(backend_fault_image(fb, img, len));
     fb->close(fb);
     free(t);
@@ -1696,9 +1699,16 @@ END_TEST
  * test fails the planner's first allocation (32 entries of 24 bytes) with a
  * realloc() interposed for the whole test binary (forwarding to glibc's);
  * not under sanitizers, which own realloc. */
+/* clang says __has_feature(thread_sanitizer), not __SANITIZE_THREAD__ */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer) && !defined(__SANITIZE_THREAD__)
+#define __SANITIZE_THREAD__ 1
+#endif
+#endif
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 extern void *__libc_realloc(void *p, size_t n);
 static _Atomic int fail_touch_alloc;
+static _Atomic int touch_alloc_failed;   /* allocations failed: the fault fired */
 
 /* The allocation fault: while alloc_countdown is positive, each malloc,
  * calloc or realloc counts it down, and the one that brings it to 0 fails
@@ -1728,8 +1738,10 @@ void *calloc(size_t n, size_t m)
 
 void *realloc(void *p, size_t n)
 {
-    if (n == 32 * 3 * sizeof(void *) && p == NULL && atomic_load(&fail_touch_alloc))
+    if (n == 32 * 3 * sizeof(void *) && p == NULL && atomic_load(&fail_touch_alloc)) {
+        atomic_fetch_add(&touch_alloc_failed, 1);
         return NULL;
+    }
     return alloc_fail_now() ? NULL : __libc_realloc(p, n);
 }
 
@@ -1769,11 +1781,16 @@ START_TEST(test_plan_enomem)
         a[i] = (om_arg_t){ db, &stop, 0 };
         ck_assert_int_eq(pthread_create(&th[i], NULL, om_writer, &a[i]), 0);
     }
-    usleep(300000);
+    /* until the planner's allocation has failed 50 times (no timing: the
+       deadline is a safety net) */
+    for (int i = 0; i < 120000 && atomic_load(&touch_alloc_failed) < 50; i++)
+        usleep(1000);
     atomic_store(&stop, 1);
     for (int i = 0; i < 4; i++)
         pthread_join(th[i], NULL);
     atomic_store(&fail_touch_alloc, 0);
+    ck_assert_msg(atomic_load(&touch_alloc_failed) >= 50, "the planner's allocation failed %d "
+                  "times, not 50", atomic_load(&touch_alloc_failed));
     for (int i = 0; i < 4; i++)
         ck_assert_msg(a[i].bad == 0, "a put failed with %s (not ENOMEM) while the planner "
                       "could not allocate", sdb_strerror(a[i].bad));
