@@ -288,6 +288,13 @@ typedef struct {
  * journal_pages is as of the last commit.  Errors: SDB_EINVAL. */
 int sdb_stats(sdb_t *db, sdb_stats_t *out);
 
+/* Describes the system error behind the last failed file operation on db
+ * (SDB_EIO, SDB_ENOSPC): the call, the offset and the system's text, e.g.
+ * "pwrite at offset 8192: No space left on device", written NUL-terminated
+ * into buf[cap].  For messages only; the wording may change.  Returns 1, or
+ * 0 when no file operation has failed (or db is not on a file). */
+int sdb_last_os_error(sdb_t *db, char *buf, size_t cap);
+
 /* Makes everything written so far durable and drops old versions beyond
  * versions_to_keep.  Errors: SDB_EIO, SDB_ENOSPC, SDB_ENOMEM. */
 int sdb_flush(sdb_t *db);

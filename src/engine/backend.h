@@ -47,6 +47,10 @@ struct sdb_backend {
     void (*release)(sdb_backend_t *be, uint64_t off, uint64_t len);
     /* Releases everything (the file lock too).  Never fails. */
     void (*close)(sdb_backend_t *be);
+    /* Writes into buf[cap] what the last failed system call was and the
+     * system's error ("pwrite at offset 8192: File too large") and returns
+     * 1, or returns 0 when none has failed.  Optional (may be NULL). */
+    int (*last_error)(sdb_backend_t *be, char *buf, size_t cap);
 };
 
 /* Opens or creates path (mode 0600) with an exclusive advisory lock.

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -32,9 +33,32 @@ typedef struct {
     int fd;
     int use_mmap;
     _Atomic uint64_t size;
-    pthread_mutex_t map_lock;
+    pthread_mutex_t map_lock;    /* also guards last_err */
     _Atomic(uint8_t *) *segs;    /* MAX_SEGS entries */
+    char last_err[160];          /* the last failed call and its errno text, or "" */
 } file_backend_t;
+
+/* Remembers a failed system call (errno e) for fb_last_error(): the SDB_E*
+ * code says what kind of failure, this says which call and why. */
+static void fb_note(file_backend_t *f, const char *call, uint64_t off, int e)
+{
+    char text[96];
+    const char *t = strerror_r(e, text, sizeof(text));
+    pthread_mutex_lock(&f->map_lock);
+    snprintf(f->last_err, sizeof(f->last_err), "%s at offset %llu: %s", call, (unsigned long long)off, t);
+    pthread_mutex_unlock(&f->map_lock);
+}
+
+static int fb_last_error(sdb_backend_t *be, char *buf, size_t cap)
+{
+    file_backend_t *f = (file_backend_t *)be;
+    pthread_mutex_lock(&f->map_lock);
+    int have = f->last_err[0] != 0;
+    if (have)
+        snprintf(buf, cap, "%s", f->last_err);
+    pthread_mutex_unlock(&f->map_lock);
+    return have;
+}
 
 static int fb_read(sdb_backend_t *be, uint64_t off, void *buf, size_t len)
 {
@@ -45,6 +69,7 @@ static int fb_read(sdb_backend_t *be, uint64_t off, void *buf, size_t len)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
+            fb_note(f, "pread", off, errno);
             return SDB_EIO;
         }
         if (n == 0) {            /* past the end: zeros */
@@ -68,7 +93,9 @@ static int fb_write(sdb_backend_t *be, uint64_t off, const void *buf, size_t len
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return util_errno_to_sdb(errno) == SDB_ENOSPC ? SDB_ENOSPC : SDB_EIO;
+            int e = errno;
+            fb_note(f, "pwrite", off, e);
+            return util_errno_to_sdb(e) == SDB_ENOSPC ? SDB_ENOSPC : SDB_EIO;
         }
         p += n;
         off += (uint64_t)n;
@@ -87,6 +114,8 @@ static int fb_sync(sdb_backend_t *be)
     do {
         rc = fdatasync(f->fd);
     } while (rc < 0 && errno == EINTR);
+    if (rc < 0)
+        fb_note(f, "fdatasync", 0, errno);
     return rc < 0 ? SDB_EIO : SDB_OK;
 }
 
@@ -231,6 +260,7 @@ static int file_open(const char *path, int use_mmap, int create, sdb_backend_t *
     f->be.writeback = fb_writeback;
     f->be.release = fb_release;
     f->be.close = fb_close;
+    f->be.last_error = fb_last_error;
     *out = &f->be;
     return SDB_OK;
 fail:

@@ -978,6 +978,14 @@ int sdb_info(sdb_t *db, const sdb_id_t *id, char **text)
     return SDB_OK;
 }
 
+int sdb_last_os_error(sdb_t *db, char *buf, size_t cap)
+{
+    if (!db || !buf || cap == 0)
+        return 0;
+    buf[0] = '\0';
+    return db->be && db->be->last_error ? db->be->last_error(db->be, buf, cap) : 0;
+}
+
 int sdb_stats(sdb_t *db, sdb_stats_t *out)
 {
     if (!db || !out)

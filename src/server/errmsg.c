@@ -61,21 +61,24 @@ int errmsg_path(const char *what, const sdb_proto_str_t *path, char *msg, size_t
     return 1;
 }
 
-void errmsg_storage(const server_config_t *cfg, int rc, char *msg, size_t cap)
+void errmsg_storage(const server_config_t *cfg, sdb_t *db, int rc, char *msg, size_t cap)
 {
     char *file = config_db_path(cfg);
     const char *f = file ? file : cfg->db_file;
+    char os[200] = "";
+    if ((rc == SDB_EIO || rc == SDB_ENOSPC) && sdb_last_os_error(db, os + 2, sizeof(os) - 2))
+        memcpy(os, ": ", 2);
     switch (rc) {
     case SDB_ETOOLARGE:
         snprintf(msg, cap, "the database file %s would grow past max_db_size (%llu bytes)", f,
                  (unsigned long long)cfg->engine.max_db_size);
         break;
     case SDB_ENOSPC:
-        snprintf(msg, cap, "no space left on the device of the database file %s", f);
+        snprintf(msg, cap, "no space left on the device of the database file %s%s", f, os);
         break;
     case SDB_EIO:
-        snprintf(msg, cap, "I/O error on the database file %s (or the database is in its error "
-                 "state after one: restart the server once the disk is sound)", f);
+        snprintf(msg, cap, "I/O error on the database file %s%s (the database stays in its error "
+                 "state after one: restart the server once the disk is sound)", f, os);
         break;
     default:
         snprintf(msg, cap, "%s: the database file %s", sdb_strerror(rc), f);
@@ -158,8 +161,8 @@ static void not_found(const sdb_proto_msg_t *m, char *msg, size_t cap)
         snprintf(msg, cap, "%s", sdb_strerror(SDB_ENOTFOUND));
 }
 
-void errmsg_request(const server_config_t *cfg, const sdb_proto_header_t *hdr, int decoded,
-                    const sdb_proto_msg_t *m, int rc, char *msg, size_t cap)
+void errmsg_request(const server_config_t *cfg, sdb_t *db, const sdb_proto_header_t *hdr,
+                    int decoded, const sdb_proto_msg_t *m, int rc, char *msg, size_t cap)
 {
     const char *op = sdb_proto_opcode_name(hdr->opcode);
     if (!op)
@@ -202,13 +205,13 @@ void errmsg_request(const server_config_t *cfg, const sdb_proto_header_t *hdr, i
                      (unsigned long long)cfg->engine.max_document_size);
             return;
         }
-        errmsg_storage(cfg, rc, msg, cap);
+        errmsg_storage(cfg, db, rc, msg, cap);
         return;
     case SDB_EIO:
     case SDB_ENOSPC:
     case SDB_EPERM:
     case SDB_ECORRUPT:
-        errmsg_storage(cfg, rc, msg, cap);
+        errmsg_storage(cfg, db, rc, msg, cap);
         return;
     default:
         snprintf(msg, cap, "%s: %s", op, sdb_proto_strerror(rc));

@@ -485,7 +485,7 @@ out:
     j->err = rc;
     if (rc) {
         char msg[512];
-        errmsg_request(s->cfg, &j->f->hdr, decoded, &m, rc, msg, sizeof(msg));
+        errmsg_request(s->cfg, s->db, &j->f->hdr, decoded, &m, rc, msg, sizeof(msg));
         out_error(&j->out, j->rid, rc, 0, msg);
     }
 }
@@ -513,7 +513,7 @@ static void run_put_data(job_t *j)
                 snprintf(msg, sizeof(msg), "more data than PUT_BEGIN's size (%llu bytes): %llu so far",
                          (unsigned long long)u->declared, (unsigned long long)(u->got + n));
             else
-                errmsg_storage(j->s->cfg, rc, msg, sizeof(msg));
+                errmsg_storage(j->s->cfg, j->s->db, rc, msg, sizeof(msg));
             out_error(&j->out, u->rid, rc, 0, msg);
             sdb_writer_abort(u->w);
             u->w = NULL;
@@ -542,7 +542,7 @@ static void run_put_end(job_t *j)
         if (decoded)
             snprintf(msg, sizeof(msg), "PUT_END: %s", sdb_proto_strerror(rc));
         else
-            errmsg_request(j->s->cfg, &j->f->hdr, 0, NULL, rc, msg, sizeof(msg));
+            errmsg_request(j->s->cfg, j->s->db, &j->f->hdr, 0, NULL, rc, msg, sizeof(msg));
     } else if (m.u.put_end.size != u->got || m.u.put_end.crc32 != crc ||
                (u->declared != SDB_PROTO_UNSET && u->declared != u->got)) {
         rc = SDB_ECHECKSUM;
@@ -564,7 +564,7 @@ static void run_put_end(job_t *j)
         else if (rc == SDB_ECONFLICT)
             errmsg_conflict(j->s->db, u->path, u->if_version, msg, sizeof(msg));
         else
-            errmsg_storage(j->s->cfg, rc, msg, sizeof(msg));
+            errmsg_storage(j->s->cfg, j->s->db, rc, msg, sizeof(msg));
     }
     u->w = NULL;
     if (rc)
@@ -595,7 +595,7 @@ static void run_put_begin(job_t *j)
     free(path);
     if (rc) {
         char msg[512];
-        errmsg_request(j->s->cfg, &j->f->hdr, decoded, decoded ? &m : NULL, rc, msg, sizeof(msg));
+        errmsg_request(j->s->cfg, j->s->db, &j->f->hdr, decoded, decoded ? &m : NULL, rc, msg, sizeof(msg));
         u->failed = 1;
         u->w = NULL;
         out_error(&j->out, u->rid, rc, 0, msg);
@@ -989,13 +989,13 @@ int ops_dispatch(conn_t *c, qframe_t *f)
                 rc = SDB_ENOMEM;
             }
             char msg[512];
-            errmsg_request(s->cfg, &f->hdr, decoded, decoded ? &m : NULL, rc, msg, sizeof(msg));
+            errmsg_request(s->cfg, s->db, &f->hdr, decoded, decoded ? &m : NULL, rc, msg, sizeof(msg));
             u->failed = 1;
             out_error(&o, rid, rc, 0, msg);
             stats_record(s, op, rc, t0);
         } else if (rc) {
             char msg[256];
-            errmsg_request(s->cfg, &f->hdr, 0, NULL, rc, msg, sizeof(msg));
+            errmsg_request(s->cfg, s->db, &f->hdr, 0, NULL, rc, msg, sizeof(msg));
             out_error(&o, rid, rc, 0, msg);
             stats_record(s, op, rc, t0);
         } else if (op == SDB_OP_HELLO) {

@@ -7,6 +7,7 @@
  */
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -394,6 +395,35 @@ START_TEST(test_db_size_message)
     free(data);
     tc_close(c);
     td_stop(&d);
+}
+END_TEST
+
+/* A write that the system refuses (here: past the file size limit, EFBIG,
+ * with SIGXFSZ ignored) is an I/O error whose message names the database
+ * file, the failed call and the system's error. */
+START_TEST(test_io_error_message)
+{
+    char dir[256];
+    td_t d;
+    it_newdir(dir, sizeof dir, "ioerr");
+    td_init(&d, dir);
+    td_write_config(&d, BASE_CONF);
+    /* an ignored signal stays ignored across exec; ulimit -f counts blocks of
+       512 (dash) or 1024 (bash) bytes: 1 or 2 MiB */
+    const char *wrap[] = { "/bin/sh", "-c", "trap '' XFSZ; ulimit -f 2048 && exec \"$0\" \"$@\"", NULL };
+    ck_assert_msg(td_spawn(&d, wrap, td_scaled(15000)) == 0, "the daemon did not start under ulimit -f");
+    tc_t *c = it_session(&d, 0);
+    enum { BIG = 4 << 20 };
+    uint8_t *data = it_bytes(BIG, 12);
+    IT_OK(c, tc_send_put(c, 50, "/big", data, BIG, UNSET));
+    IT_OK(c, tc_send_ping(c, 51, "p", 1));
+    expect_error(c, 50, SDB_STATUS_IO, "a write past the file size limit");
+    MSG_HAS(c, "I/O error on the database file", d.data, "pwrite at offset", strerror(EFBIG));
+    IT_OK(c, tc_recv(c, 51, SDB_OP_PONG));
+    free(data);
+    tc_close(c);
+    /* the database is in its error state: the exit status is not the point */
+    ck_assert_msg(td_signal_wait(&d, SIGTERM, td_scaled(15000)) != -1, "the daemon did not stop");
 }
 END_TEST
 
@@ -1254,6 +1284,7 @@ Suite *suite_robust(void)
     tcase_add_test(tc, test_entries_within_chunk);
     tcase_add_test(tc, test_conflict_message);
     tcase_add_test(tc, test_db_size_message);
+    tcase_add_test(tc, test_io_error_message);
     tcase_add_test(tc, test_bad_path);
     tcase_add_test(tc, test_put_checksum);
     tcase_add_test(tc, test_put_limits);
