@@ -701,6 +701,8 @@ static void start_job(conn_t *c, job_t *j)
         c->list = j->list;
         c->busy = 0;
         c->job_bytes = 0;
+        if (c->up && !c->up->w)
+            c->up->failed = 1;         /* a PUT_BEGIN that never opened: end it silently */
         send_now(c, j->rid, SDB_EINTERNAL, "cannot queue the request");
         free_frames(j->f);
         free(j);
