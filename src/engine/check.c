@@ -555,13 +555,23 @@ int sdb_check(const char *file, int repair, char **report)
 
     db->tolerate_cut = 1;          /* load what precedes a cut; it is reported below */
     int loaded = size ? journal_open(db) : SDB_ECORRUPT;
+    int short_fallback = 0;
+    if (loaded == SDB_OK && db->slot_fallback == 2) {
+        /* The older slot's journal ends before the newest checkpoint: that
+           state lacks every commit since the break.  The newest checkpoint
+           read around its damage usually lacks far less (a page's worth);
+           the older state stays the answer when it cannot be read. */
+        short_fallback = 1;
+        state_destroy(db);
+        freespace_destroy(&db->fs);
+        db->slot_fallback = 0;
+        loaded = SDB_ECORRUPT;
+    }
     if (loaded == SDB_ECORRUPT && (ok0 || ok1)) {
         /* No checkpoint loads whole (nor the older slot's with its journal):
            take what the newest one's intact pages hold, then its journal */
         const slot_t *s = ok0 && ok1 ? (s1.generation > s0.generation ? &s1 : &s0)
                                      : ok0 ? &s0 : &s1;
-        fprintf(rep, "checkpoint: generation %" PRIu64 " (the newest header slot) is damaged and "
-                     "no older state leads up to it: reading around the damage\n", s->generation);
         db->page_size = s->page_size;
         db->cap = s->page_size - PAGE_HDR;
         db->crc_op_full = crc32_combine_gen(db->cap);
@@ -569,11 +579,20 @@ int sdb_check(const char *file, int repair, char **report)
         db->paths = pathidx_new();
         pgno_t *cpp = NULL;
         size_t ncpp = 0;
-        int prc = db->paths ? cp_partial(db, s, rep, &cpp, &ncpp) : SDB_ENOMEM;
+        char *ptext = NULL;
+        size_t plen = 0;
+        FILE *prep = open_memstream(&ptext, &plen);
+        int prc = db->paths && prep ? cp_partial(db, s, prep, &cpp, &ncpp) : SDB_ENOMEM;
         if (!prc)
             prc = journal_replay_partial(db, s, cpp, ncpp);
         free(cpp);
+        if (prep && (fclose(prep) || !ptext) && !prc)
+            prc = SDB_ENOMEM;
         if (prc == SDB_OK) {
+            fprintf(rep, "checkpoint: generation %" PRIu64 " (the newest header slot) is damaged "
+                         "and no older state leads up to it: reading around the damage\n",
+                    s->generation);
+            fputs(ptext, rep);
             loaded = 0;
             damage = 1;
         } else {
@@ -582,9 +601,13 @@ int sdb_check(const char *file, int repair, char **report)
             if (prc != SDB_ECORRUPT) {
                 fprintf(rep, "checkpoint: reading around the damage failed: %s\n", sdb_strerror(prc));
                 rc = prc;
+                free(ptext);
                 goto done;
             }
+            if (short_fallback)
+                loaded = journal_open(db);   /* the older state, as far as it goes */
         }
+        free(ptext);
     }
     if (loaded) {
         fprintf(rep, "metadata: cannot be loaded (%s)\n", sdb_strerror(loaded));

@@ -2985,12 +2985,14 @@ START_TEST(test_repair_newest_checkpoint)
 }
 END_TEST
 
-/* The newest checkpoint is damaged and the older one is gone too (commits
- * after the newest checkpoint reused its pages): repair reads the newest
- * checkpoint around the damaged page and replays the journal after it.
- * Every path is either back with its id and exact bytes or named by the
- * report (on a lost: line, or between the two paths that bound the
- * damaged page); only a page's worth is lost. */
+/* The newest checkpoint is damaged and no older state leads up to it: 0,
+ * commits after the newest checkpoint reused the older one's pages; 1, the
+ * older journal is damaged too, so that the older state stops short of the
+ * newest checkpoint.  Repair reads the newest checkpoint around the damaged
+ * page and replays the journal after it.  Every path is either back with
+ * its id and exact bytes or named by the report (on a lost: line, or
+ * between the two paths that bound the damaged page); only a page's worth
+ * is lost. */
 START_TEST(test_repair_checkpoint_read_around)
 {
     sdb_test_foreground_checkpoints(1);
@@ -2998,8 +3000,9 @@ START_TEST(test_repair_checkpoint_read_around)
     live_open(&L, NULL, 0);
     static rpm_t m;
     rp_workload(L.db, &m);
-    for (int i = 0; i < 40; i++)                 /* reuse what the checkpoint freed */
-        rp_put(L.db, &m, i, 2, 500 + (size_t)i);
+    if (_i == 0)
+        for (int i = 0; i < 40; i++)             /* reuse what the checkpoint freed */
+            rp_put(L.db, &m, i, 2, 500 + (size_t)i);
     uint8_t *img;
     size_t len;
     CK_OK(backend_fault_image(L.fb, &img, &len));
@@ -3007,6 +3010,8 @@ START_TEST(test_repair_checkpoint_read_around)
     L.fb->close(L.fb);
     const size_t ps = 512;
     uint64_t g0 = le64(img + 16), g1 = le64(img + ps + 16);
+    if (_i == 1)                                 /* a group of the older journal */
+        flip_page_bit(img, len, ps, 2, le64(img + (g1 > g0 ? 0 : ps) + 80) + 5);
     /* a page in the middle of the newest checkpoint */
     uint64_t gen = g0 > g1 ? g0 : g1, cp_pages = le64(img + (g1 > g0 ? ps : 0) + 48);
     int hit = 0;
@@ -3194,7 +3199,7 @@ Suite *suite_durability(void)
     tc = tcase(s, "repair", 120);
     tcase_add_loop_test(tc, test_repair_newest_checkpoint, 0, 3);
     tcase_add_test(tc, test_repair_damaged_journal_group);
-    tcase_add_test(tc, test_repair_checkpoint_read_around);
+    tcase_add_loop_test(tc, test_repair_checkpoint_read_around, 0, 2);
 
     tc = tcase(s, "concurrency", 180);
     tcase_add_test(tc, test_locked);
