@@ -256,12 +256,22 @@ int sdb_check(const char *file, int repair, char **report)
        leaves (a torn slot write): recovery uses the other and opening rewrites it */
     if (!ok0 && !ok1)
         damage = 1;
-    else if (!ok0 || !ok1)
-        fprintf(rep, "note: one header slot is invalid (a torn write from a crash, or damage); "
-                     "the other is used and opening the database rewrites it\n");
 
     db->tolerate_cut = 1;          /* load what precedes a cut; it is reported below */
     int loaded = size ? journal_open(db) : SDB_ECORRUPT;
+    if (!loaded && db->slot_corrected) {
+        /* a flipped bit, proved by the pages the corrected slot names: damage
+           that opening (which rewrites the slot) and repair both undo */
+        damage = 1;
+        fprintf(rep, "header slot %d: one flipped bit (byte %u, bit %u) corrected: it is the "
+                     "newest slot (generation %" PRIu64 "); the checkpoint it names (%zu pages, "
+                     "its length and CRC as the slot records) and its journal verify\n",
+                db->slot_corrected - 1, db->slot_corrected_bit / 8, db->slot_corrected_bit % 8,
+                db->slot.generation, db->ncppages);
+    } else if (ok0 != ok1) {
+        fprintf(rep, "note: one header slot is invalid (a torn write from a crash, or damage); "
+                     "the other is used and opening the database rewrites it\n");
+    }
     if (loaded) {
         fprintf(rep, "metadata: cannot be loaded (%s)\n", sdb_strerror(loaded));
         damage = 1;
