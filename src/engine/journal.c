@@ -881,6 +881,7 @@ static int try_slot(sdb_t *db, const slot_t *s, const slot_t *bridge)
     memcpy(db->file_id, s->file_id, 16);
     db->ncppages = 0;
     db->njpages = 0;
+    db->unapplied_seq = 0;
     if (s->cp_head) {
         rc = load_checkpoint(db, s, &b);
         if (!rc)
@@ -932,6 +933,8 @@ static int try_slot(sdb_t *db, const slot_t *s, const slot_t *bridge)
             p = held_p;                 /* the journal ends before the torn commit */
             seq--;
             rc = SDB_OK;
+            db->unapplied_seq = held_seq;
+            db->unapplied_page = held_p;
         }
     }
     free(gp);
