@@ -386,6 +386,21 @@ int sdb_check(const char *file, int repair, char **report)
             free(drop.p);
             goto done;
         }
+        /* an invalid newest slot that could not be corrected: commits after its
+           checkpoint lie past the older slot's state (journal_open) */
+        uint64_t past = 0;
+        if (!cut && ok0 != ok1 && !db->slot_corrected &&
+            (rc = journal_count_past_slot(db, &past))) {
+            fprintf(rep, "journal: cannot be scanned (%s)\n", sdb_strerror(rc));
+            free(drop.p);
+            goto done;
+        }
+        if (past) {
+            fprintf(rep, "header slot %d: invalid and not correctable, and journal groups were "
+                         "committed after the state the other slot names: it was the newest "
+                         "slot, and its state is lost from its checkpoint on\n", ok0 ? 1 : 0);
+            cut = past;
+        }
         if (cut) {
             fprintf(rep, "journal: cut short by a damaged group; %" PRIu64 " later journal pages "
                          "cannot be replayed\n", cut);

@@ -855,6 +855,25 @@ int journal_count_cut(sdb_t *db, uint64_t seq, int only_free, uint64_t *count)
     return rc;
 }
 
+int journal_count_past_slot(sdb_t *db, uint64_t *count)
+{
+    uint64_t npages = db->be->size(db->be) / db->page_size, n = 0;
+    uint8_t *pg = malloc(db->page_size);
+    int rc = pg ? SDB_OK : SDB_ENOMEM;
+    for (uint64_t p = FIRST_PAGE; !rc && p < npages; p++) {
+        page_hdr_t h;
+        rc = read_page(db, p, pg);
+        if (!rc && page_open(pg, pg + PAGE_HDR, db->cap, 1, &h, NULL) == 0 &&
+            h.type == PT_JOURNAL && (h.flags & PF_ORDERED) &&
+            memcmp(h.owner, db->file_id, 16) == 0 &&
+            (h.seqno > db->jseq || (h.seqno == db->jseq && h.index == 0 && p != db->jnext)))
+            n++;
+    }
+    free(pg);
+    *count = n;
+    return rc;
+}
+
 /* Applies a loaded journal group and records its pages as journal pages. */
 static int apply_held(sdb_t *db, const buf_t *g, const pgno_t *pages, size_t n, int tolerant)
 {
@@ -1204,6 +1223,16 @@ int journal_open(sdb_t *db)
     uint64_t cut = 0;
     if (!rc && db->journal_suspect && !(rc = journal_count_cut(db, db->jseq, 1, &cut)) && cut)
         rc = SDB_ECORRUPT;           /* acknowledged commits lie beyond a damaged group */
+    /* One slot failed its CRC and could not be corrected: if it was the newest
+       one, the valid (older) slot's state may load and end before commits
+       made after the newest checkpoint, whose first group was written after
+       that checkpoint's sync, so ORDERED, in a page the older state need not
+       hold free.  A torn slot write leaves no such group (nothing commits
+       while a slot is written), so looking at every page once (opening then
+       rewrites the slot) tells the two apart: docs/FORMAT.md. */
+    if (!rc && !cut && ok[0] != ok[1] && !corrected && !db->tolerate_cut &&
+        !(rc = journal_count_past_slot(db, &cut)) && cut)
+        rc = SDB_ECORRUPT;
     if (!rc) {
         db->slot_damaged = !(ok[0] && ok[1]);
         return SDB_OK;
