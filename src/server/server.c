@@ -489,26 +489,46 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     conn_pump(c);
 }
 
+/* Whether o, a connection not read yet, has a whole HELLO frame waiting in
+ * its socket: it is about to authenticate, only the loop has not read it yet
+ * (a burst of accepts runs before any read). */
+static int hello_waiting(conn_t *o)
+{
+    static uint8_t peek[SDB_PROTO_HEADER_SIZE + SDB_PROTO_MIN_FRAME];
+    uv_os_fd_t fd;
+    if (o->in_held || sdb_proto_decoder_in_frame(&o->dec) || uv_fileno(&o->h.handle, &fd) < 0)
+        return 0;
+    ssize_t n = recv(fd, peek, sizeof peek, MSG_PEEK | MSG_DONTWAIT);
+    if (n < (ssize_t)SDB_PROTO_HEADER_SIZE || peek[0] != SDB_PROTO_MAGIC || peek[1] != SDB_OP_HELLO)
+        return 0;
+    uint32_t len = (uint32_t)peek[4] | (uint32_t)peek[5] << 8 | (uint32_t)peek[6] << 16 |
+                   (uint32_t)peek[7] << 24;
+    return len <= SDB_PROTO_MIN_FRAME && (size_t)n >= SDB_PROTO_HEADER_SIZE + len;
+}
+
 /* Invariant 7: makes room for c, a new connection, at the expense of the
- * oldest connection that has not completed HELLO.  Returns 0 when c may
- * stay, SDB_EBUSY when it must be refused. */
+ * oldest connection that has not completed HELLO (and has no whole HELLO
+ * waiting in its socket).  Returns 0 when c may stay, SDB_EBUSY when it
+ * must be refused. */
 static int make_room(server_t *s, conn_t *c)
 {
     uint64_t live = 0, unauth = 0;
-    conn_t *oldest = NULL;
+    conn_t *last = NULL;
     for (conn_t *o = s->conns; o; o = o->next) {
+        last = o;
         if (o->closing || o->close_after_flush)
             continue;
         live++;
-        if (!o->hello) {
+        if (!o->hello)
             unauth++;
-            if (o != c)
-                oldest = o;               /* the list is newest first */
-        }
     }
     uint64_t max_unauth = s->cfg->max_connections / 2 ? s->cfg->max_connections / 2 : 1;
     if (live <= s->cfg->max_connections && unauth <= max_unauth)
         return 0;
+    conn_t *oldest = NULL;                /* the list is newest first */
+    for (conn_t *o = last; o && !oldest; o = o->prev)
+        if (o != c && !o->hello && !o->closing && !o->close_after_flush && !hello_waiting(o))
+            oldest = o;
     if (!oldest)
         return SDB_EBUSY;
     s->rejected_conns++;

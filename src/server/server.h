@@ -45,7 +45,9 @@
  *     handshake_timeout_ms.  Such connections may hold at most half of
  *     max_connections; a new connection beyond that, or beyond
  *     max_connections while any exists, evicts the oldest of them (ERROR
- *     BUSY), so that clients that do authenticate always find room.
+ *     BUSY), so that clients that do authenticate always find room; one
+ *     whose whole HELLO already waits in its socket (not read yet: a burst
+ *     of accepts runs first) is spared.
  *  8. Fairness: one pump of a connection answers at most PUMP_BATCH requests
  *     inline, then yields to the loop and goes on in an idle callback, so
  *     that a client pipelining thousands of PINGs delays others by one
