@@ -296,7 +296,7 @@ static int queue_full(const conn_t *c)
 static void update_reading(conn_t *c)
 {
     server_t *s = c->srv;
-    if (c->closing || c->close_after_flush || s->stopping)
+    if (c->closing || c->close_after_flush || s->stopping || c->eof)
         return;
     uint64_t outcap = s->cfg->max_output_bytes;
     uint64_t in = c->qbytes + c->job_bytes + (c->in_len - c->in_off);
@@ -440,6 +440,11 @@ void conn_pump(conn_t *c)
         conn_pump_stopping(c);
     else
         update_reading(c);   /* also while yielded: reading stops once full */
+    /* the peer sent its last byte and everything it sent is answered: close
+       (an upload still waiting for frames is aborted) */
+    if (c->eof && !s->stopping && !c->closing && !c->close_after_flush && !c->busy && !c->yielded &&
+        !c->qhead && !c->in_held && !c->down && !c->list && c->out_bytes == 0)
+        conn_close(c);
 }
 
 void conn_job_done(conn_t *c)
@@ -456,6 +461,17 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     conn_t *c = st->data;
     server_t *s = c->srv;
+    if (nread == UV_EOF && !c->closing) {
+        /* the peer sends no more (it may have half-closed and still read):
+           answer what it sent, then close (conn_pump); an upload left open
+           is aborted then */
+        c->eof = 1;
+        if (c->reading)
+            uv_read_stop(&c->h.stream);
+        c->reading = 0;
+        conn_pump(c);
+        return;
+    }
     if (nread < 0) {
         if (nread != UV_EOF)
             log_debug("conn %llu: read: %s", (unsigned long long)c->id, uv_strerror((int)nread));

@@ -36,7 +36,9 @@
  *  4. An upload (PUT_BEGIN .. PUT_END/PUT_ABORT) owns the connection; any
  *     other frame meanwhile is a fatal protocol error.  Closing aborts it.
  *  5. A connection is freed only after its job (if any) has come back and
- *     its handle is closed.
+ *     its handle is closed.  At the end of the peer's stream (a half-close)
+ *     reading stops; the connection closes once everything read is answered
+ *     and written (eof), aborting an upload still open.
  *  6. The loop thread never calls into the engine (it would wait on the
  *     engine's locks): opening, aborting and closing writers and readers,
  *     and STATS's engine figures, run on the thread pool.  An upload or
@@ -130,6 +132,7 @@ typedef struct conn {
     int hello;                    /* HELLO accepted */
     int reading, closing, close_after_flush, handle_closed;
     int busy;                     /* a job is in flight */
+    int eof;                      /* the peer half-closed: answer what was read, then close */
     int yielded;                  /* its pump stopped to let others run (invariant 8) */
     qframe_t *qhead, **qtail;
     uint32_t qcount;
