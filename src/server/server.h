@@ -24,7 +24,8 @@
  *     all fall to half.  Requests are taken from the queue only while the
  *     output is under the cap.  So a connection holds at most about
  *     2 x max_output_bytes plus one frame being decoded (max_frame_bytes)
- *     plus one response.  The frame and idle deadlines run only while the
+ *     plus one response; when a frame is larger than max_output_bytes, the
+ *     queue and the output may each go over by one frame (docs/CONFIG.md).  The frame and idle deadlines run only while the
  *     connection is read: a pause for backpressure is the server's, not a
  *     slow client's.
  *  3. Output is coalesced: at most one write is in flight per connection;
