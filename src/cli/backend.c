@@ -5,11 +5,13 @@
  * errors come back as the same SDB_E* codes with the reason in cli->msg.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 
@@ -37,7 +39,43 @@ static int done(cli_t *cli, int rc)
         const char *m = sdbc_last_error_message();
         return be_fail(cli, rc, "%s", m[0] ? m : sdbc_strerror(rc));
     }
+    if (rc == SDB_EIO || rc == SDB_ENOSPC || rc == SDB_ENOMEM || rc == SDB_EPERM) {
+        /* the protocol's text for these speaks of a server: there is none,
+           name the database file and the system's error instead */
+        char os[256] = "";
+        if (cli->db)
+            sdb_last_os_error(cli->db, os, sizeof(os));
+        return be_fail(cli, rc, "%s (database %s%s%s)", sdb_strerror(rc), cli->db_file,
+                       os[0] ? ": " : "", os);
+    }
     return be_fail(cli, rc, "%s", sdbc_strerror(rc));
+}
+
+/* Why opening path failed, as the system says it ("" when it opens now):
+ * an absent file that could not be created names its directory's error. */
+void be_open_error(const char *path, char *out, size_t cap)
+{
+    out[0] = '\0';
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd >= 0) {
+        close(fd);
+        return;
+    }
+    int e = errno;
+    if (e == ENOENT) {
+        char dir[4096];
+        const char *slash = strrchr(path, '/');
+        size_t n = slash ? (size_t)(slash - path) : 0;
+        if (n >= sizeof(dir))
+            n = sizeof(dir) - 1;
+        memcpy(dir, slash ? path : ".", slash ? n : 1);
+        dir[slash ? (n ? n : 1) : 1] = '\0';
+        if (access(dir, W_OK) < 0 && errno != ENOENT) {
+            snprintf(out, cap, " (cannot create it in %s: %s)", dir, strerror(errno));
+            return;
+        }
+    }
+    snprintf(out, cap, " (open: %s)", strerror(e));
 }
 
 static int start(cli_t *cli)
@@ -88,7 +126,10 @@ int be_open(cli_t *cli)
             return EXIT_OTHER;
         }
         if (rc < 0) {
-            fprintf(stderr, "streamdb: cannot open %s: %s\n", cli->db_file, sdb_strerror(rc));
+            char why[4200] = "";
+            if (rc != SDB_ECORRUPT && rc != SDB_ENOMEM)
+                be_open_error(cli->db_file, why, sizeof(why));
+            fprintf(stderr, "streamdb: cannot open %s: %s%s\n", cli->db_file, sdb_strerror(rc), why);
             return EXIT_OTHER;
         }
         if (cli->quick)

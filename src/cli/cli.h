@@ -86,6 +86,9 @@ int be_stats(cli_t *cli, cJSON **out);
 int be_flush(cli_t *cli);
 
 /* Sets cli->msg (printf format) and returns err. */
+/* Why opening the database file path failed, as the system says it, e.g.
+ * " (open: Read-only file system)"; "" when it opens now. */
+void be_open_error(const char *path, char *out, size_t cap);
 int be_fail(cli_t *cli, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ---- commands.c ---- */

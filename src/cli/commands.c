@@ -716,6 +716,13 @@ static int check_common(cli_t *cli, int repair)
                 "intact document", cli->db_file);
     else if (rc == SDB_ELOCKED)
         be_fail(cli, rc, "the database is in use by another process (stop streamdbd first)");
+    else if (rc < 0 && rc != SDB_ECORRUPT) {
+        /* no server here: the protocol's texts would speak of one; say what
+           failed, and why the file does not open when it does not */
+        char why[4200] = "";
+        be_open_error(cli->db_file, why, sizeof(why));
+        be_fail(cli, rc, "%s%s", sdb_strerror(rc), why);
+    }
     if (rc < 0)
         return cli_report(cli, rc, "%s %s", name, cli->db_file);
     return EXIT_OK;

@@ -317,7 +317,15 @@ static void list_piece(job_t *j)
     if (rc) {
         if (p->count == l.count)
             j->out.len = 0;          /* nothing sent yet: the error replaces the entries */
-        out_error(&j->out, j->rid, rc, 0, NULL);
+        char msg[512] = "";
+        if (rc == SDB_ENOTFOUND) {
+            char ids[37];
+            sdb_id_format(&p->id, ids);
+            snprintf(msg, sizeof(msg), "no document %s", ids);
+        } else if (rc != SDB_ENOMEM) {
+            errmsg_storage(j->s->cfg, j->s->db, rc, msg, sizeof(msg));
+        }
+        out_error(&j->out, j->rid, rc, 0, msg[0] ? msg : NULL);
     }
     if (rc || !l.paused) {
         free(p->after);

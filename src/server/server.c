@@ -296,7 +296,7 @@ static int queue_full(const conn_t *c)
 static void update_reading(conn_t *c)
 {
     server_t *s = c->srv;
-    if (c->closing || c->close_after_flush || s->stopping)
+    if (c->closing || c->close_after_flush || s->stopping || c->eof)
         return;
     uint64_t outcap = s->cfg->max_output_bytes;
     uint64_t in = c->qbytes + c->job_bytes + (c->in_len - c->in_off);
@@ -440,6 +440,11 @@ void conn_pump(conn_t *c)
         conn_pump_stopping(c);
     else
         update_reading(c);   /* also while yielded: reading stops once full */
+    /* the peer sent its last byte and everything it sent is answered: close
+       (an upload still waiting for frames is aborted) */
+    if (c->eof && !s->stopping && !c->closing && !c->close_after_flush && !c->busy && !c->yielded &&
+        !c->qhead && !c->in_held && !c->down && !c->list && c->out_bytes == 0)
+        conn_close(c);
 }
 
 void conn_job_done(conn_t *c)
@@ -456,6 +461,17 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     conn_t *c = st->data;
     server_t *s = c->srv;
+    if (nread == UV_EOF && !c->closing) {
+        /* the peer sends no more (it may have half-closed and still read):
+           answer what it sent, then close (conn_pump); an upload left open
+           is aborted then */
+        c->eof = 1;
+        if (c->reading)
+            uv_read_stop(&c->h.stream);
+        c->reading = 0;
+        conn_pump(c);
+        return;
+    }
     if (nread < 0) {
         if (nread != UV_EOF)
             log_debug("conn %llu: read: %s", (unsigned long long)c->id, uv_strerror((int)nread));
@@ -489,26 +505,46 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     conn_pump(c);
 }
 
+/* Whether o, a connection not read yet, has a whole HELLO frame waiting in
+ * its socket: it is about to authenticate, only the loop has not read it yet
+ * (a burst of accepts runs before any read). */
+static int hello_waiting(conn_t *o)
+{
+    static uint8_t peek[SDB_PROTO_HEADER_SIZE + SDB_PROTO_MIN_FRAME];
+    uv_os_fd_t fd;
+    if (o->in_held || sdb_proto_decoder_in_frame(&o->dec) || uv_fileno(&o->h.handle, &fd) < 0)
+        return 0;
+    ssize_t n = recv(fd, peek, sizeof peek, MSG_PEEK | MSG_DONTWAIT);
+    if (n < (ssize_t)SDB_PROTO_HEADER_SIZE || peek[0] != SDB_PROTO_MAGIC || peek[1] != SDB_OP_HELLO)
+        return 0;
+    uint32_t len = (uint32_t)peek[4] | (uint32_t)peek[5] << 8 | (uint32_t)peek[6] << 16 |
+                   (uint32_t)peek[7] << 24;
+    return len <= SDB_PROTO_MIN_FRAME && (size_t)n >= SDB_PROTO_HEADER_SIZE + len;
+}
+
 /* Invariant 7: makes room for c, a new connection, at the expense of the
- * oldest connection that has not completed HELLO.  Returns 0 when c may
- * stay, SDB_EBUSY when it must be refused. */
+ * oldest connection that has not completed HELLO (and has no whole HELLO
+ * waiting in its socket).  Returns 0 when c may stay, SDB_EBUSY when it
+ * must be refused. */
 static int make_room(server_t *s, conn_t *c)
 {
     uint64_t live = 0, unauth = 0;
-    conn_t *oldest = NULL;
+    conn_t *last = NULL;
     for (conn_t *o = s->conns; o; o = o->next) {
+        last = o;
         if (o->closing || o->close_after_flush)
             continue;
         live++;
-        if (!o->hello) {
+        if (!o->hello)
             unauth++;
-            if (o != c)
-                oldest = o;               /* the list is newest first */
-        }
     }
     uint64_t max_unauth = s->cfg->max_connections / 2 ? s->cfg->max_connections / 2 : 1;
     if (live <= s->cfg->max_connections && unauth <= max_unauth)
         return 0;
+    conn_t *oldest = NULL;                /* the list is newest first */
+    for (conn_t *o = last; o && !oldest; o = o->prev)
+        if (o != c && !o->hello && !o->closing && !o->close_after_flush && !hello_waiting(o))
+            oldest = o;
     if (!oldest)
         return SDB_EBUSY;
     s->rejected_conns++;

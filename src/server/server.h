@@ -24,7 +24,8 @@
  *     all fall to half.  Requests are taken from the queue only while the
  *     output is under the cap.  So a connection holds at most about
  *     2 x max_output_bytes plus one frame being decoded (max_frame_bytes)
- *     plus one response.  The frame and idle deadlines run only while the
+ *     plus one response; when a frame is larger than max_output_bytes, the
+ *     queue and the output may each go over by one frame (docs/CONFIG.md).  The frame and idle deadlines run only while the
  *     connection is read: a pause for backpressure is the server's, not a
  *     slow client's.
  *  3. Output is coalesced: at most one write is in flight per connection;
@@ -36,7 +37,9 @@
  *  4. An upload (PUT_BEGIN .. PUT_END/PUT_ABORT) owns the connection; any
  *     other frame meanwhile is a fatal protocol error.  Closing aborts it.
  *  5. A connection is freed only after its job (if any) has come back and
- *     its handle is closed.
+ *     its handle is closed.  At the end of the peer's stream (a half-close)
+ *     reading stops; the connection closes once everything read is answered
+ *     and written (eof), aborting an upload still open.
  *  6. The loop thread never calls into the engine (it would wait on the
  *     engine's locks): opening, aborting and closing writers and readers,
  *     and STATS's engine figures, run on the thread pool.  An upload or
@@ -45,7 +48,9 @@
  *     handshake_timeout_ms.  Such connections may hold at most half of
  *     max_connections; a new connection beyond that, or beyond
  *     max_connections while any exists, evicts the oldest of them (ERROR
- *     BUSY), so that clients that do authenticate always find room.
+ *     BUSY), so that clients that do authenticate always find room; one
+ *     whose whole HELLO already waits in its socket (not read yet: a burst
+ *     of accepts runs first) is spared.
  *  8. Fairness: one pump of a connection answers at most PUMP_BATCH requests
  *     inline, then yields to the loop and goes on in an idle callback, so
  *     that a client pipelining thousands of PINGs delays others by one
@@ -128,6 +133,7 @@ typedef struct conn {
     int hello;                    /* HELLO accepted */
     int reading, closing, close_after_flush, handle_closed;
     int busy;                     /* a job is in flight */
+    int eof;                      /* the peer half-closed: answer what was read, then close */
     int yielded;                  /* its pump stopped to let others run (invariant 8) */
     qframe_t *qhead, **qtail;
     uint32_t qcount;

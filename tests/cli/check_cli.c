@@ -1294,6 +1294,34 @@ START_TEST(test_local_admin)
 }
 END_TEST
 
+/* Local mode has no server: an error opening or writing the database names
+ * the file and the system's error, not "I/O error on the server" or a bare
+ * "invalid argument" (found by the red team: a read-only file system said
+ * "I/O error", check said "bad argument: path, id, field value or flag"). */
+START_TEST(test_local_open_errors)
+{
+    char db[300];
+    snprintf(db, sizeof db, "%s", ct_path("nodir/x.sdb"));
+    ct_run_t r;
+    RUN(&r, "--db", db, "ls");
+    CT_EXPECT(&r, 5, "");
+    CT_ERR_HAS(&r, "nodir/x.sdb");
+    CT_ERR_HAS(&r, "(open: No such file or directory)");
+    ct_run_free(&r);
+    RUN(&r, "--db", db, "check");
+    ck_assert_int_eq(r.status, 5);
+    CT_ERR_HAS(&r, "streamdb: check ");
+    CT_ERR_HAS(&r, "(open: No such file or directory)");
+    ck_assert_msg(strstr(r.err, "server") == NULL && strstr(r.err, "field value") == NULL,
+                  "local mode speaks of a server or of fields: %s", r.err);
+    ct_run_free(&r);
+    RUN(&r, "--db", ct_dir, "repair");
+    ck_assert_int_eq(r.status, 5);
+    CT_ERR_HAS(&r, "(open: Is a directory)");
+    ct_run_free(&r);
+}
+END_TEST
+
 Suite *suite_cli(void)
 {
     Suite *s = suite_create("cli");
@@ -1325,6 +1353,7 @@ Suite *suite_cli(void)
     tcase_add_test(tc, test_local_mode);
     tcase_add_test(tc, test_local_admin);
     tcase_add_test(tc, test_local_repair_checkpoint);
+    tcase_add_test(tc, test_local_open_errors);
     suite_add_tcase(s, tc);
     return s;
 }

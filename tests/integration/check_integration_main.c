@@ -19,6 +19,7 @@ Suite *suite_server(void);
 Suite *suite_robust(void);
 Suite *suite_process(void);
 Suite *suite_hostile(void);
+Suite *suite_redteam(void);
 
 int main(int argc, char **argv)
 {
@@ -33,6 +34,7 @@ int main(int argc, char **argv)
         { "robust", suite_robust },
         { "process", suite_process },
         { "hostile", suite_hostile },
+        { "redteam", suite_redteam },
     };
     return ck_run_main("check_integration", suites, sizeof suites / sizeof suites[0], argc, argv);
 }
