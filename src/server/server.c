@@ -1000,10 +1000,19 @@ int server_run(server_config_t *cfg)
         char why[160] = "";
         if (rc != SDB_ELOCKED && rc != SDB_ECORRUPT && rc != SDB_ENOMEM) {
             int fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+            int made = 0;
+            if (fd < 0 && errno == ENOENT) {
+                /* missing: what failed was creating it, so ask that (and
+                   remove only a file this very call created) */
+                fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
+                made = fd >= 0;
+            }
             if (fd < 0)
                 snprintf(why, sizeof(why), " (open: %s)", strerror(errno));
             else
                 close(fd);
+            if (made)
+                unlink(path);
         }
         log_error("cannot open database %s: %s%s", path, sdb_strerror(rc), why);
         free(path);

@@ -409,6 +409,39 @@ static int run_unprivileged(const char *const *argv, char **err)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* A database the daemon may not create (its directory is not writable for
+ * it): the message gives the system's reason for the create, not the
+ * ENOENT of a later look at the missing file, and nothing is left behind. */
+START_TEST(test_cannot_create_database)
+{
+    char dir[256], db[300], extra[400];
+    td_t d;
+    it_newdir(dir, sizeof dir, "nocreate");
+    char *slash = strrchr(dir, '/');
+    *slash = '\0';
+    ck_assert_int_eq(chmod(dir, 0711), 0);
+    *slash = '/';
+    ck_assert_int_eq(chmod(dir, 0755), 0);
+    td_init(&d, dir);
+    ck_assert_int_eq(mkdir(d.data, 0755), 0);  /* root's: the daemon's uid may not write it */
+    snprintf(db, sizeof db, "%s/streamdb.sdb", d.data);
+    snprintf(extra, sizeof extra, "\"unix_socket\": \"\", " FAST_ENGINE);
+    td_write_config(&d, extra);
+    ck_assert_int_eq(chmod(d.conf, 0644), 0);
+    char *err;
+    const char *argv[] = { td_binary(), "-c", d.conf, NULL };
+    int code = run_unprivileged(argv, &err);
+    ck_assert_msg(code == 1, "streamdbd unable to create its database: exit %d; stderr: %s", code, err);
+    ck_assert_msg(strstr(err, db) != NULL && strstr(err, strerror(EACCES)) != NULL,
+                  "streamdbd does not give the reason the create failed (%s) naming %s: %s",
+                  strerror(EACCES), db, err);
+    ck_assert_msg(strstr(err, strerror(ENOENT)) == NULL, "streamdbd blames a missing file: %s", err);
+    free(err);
+    struct stat sb;
+    ck_assert_msg(stat(db, &sb) < 0 && errno == ENOENT, "a database file was left at %s", db);
+}
+END_TEST
+
 START_TEST(test_permission_denied)
 {
     char dir[256], db[300], cli[PATH_MAX], extra[400];
@@ -975,6 +1008,7 @@ Suite *suite_process(void)
     tcase_add_test(tc, test_unix_socket_path);
     tcase_add_test(tc, test_file_modes);
     tcase_add_test(tc, test_permission_denied);
+    tcase_add_test(tc, test_cannot_create_database);
     tcase_add_test(tc, test_sigterm_idle);
     tcase_add_test(tc, test_sigterm_deadline);
     tcase_add_test(tc, test_sigterm_during_upload);
