@@ -167,8 +167,13 @@ static void get_batch(job_t *j)
         produced += got;
     }
     if (j->err) {
-        out_error(&j->out, d->rid, j->err, 0, j->err == SDB_ECORRUPT ?
-                  "stored data failed its check; the stream is cut" : NULL);
+        char msg[512] = "stored data failed its check; the stream is cut";
+        if (j->err != SDB_ECORRUPT && j->err != SDB_ENOMEM) {
+            errmsg_storage(j->s->cfg, j->s->db, j->err, msg, sizeof(msg));
+            size_t n = strlen(msg);
+            snprintf(msg + n, sizeof(msg) - n, "; the stream is cut");
+        }
+        out_error(&j->out, d->rid, j->err, 0, j->err == SDB_ENOMEM ? NULL : msg);
     } else if (d->left == 0) {
         size_t n;
         uint8_t extra;
