@@ -91,6 +91,42 @@ static int salvage(sdb_t *db, FILE *rep)
     return rc;
 }
 
+/* The page size of a file whose header slots are both unreadable: the
+ * power of two (512..65536) at which the most of the first pages verify
+ * (CRC over header and data); a tie goes to the larger size.  A page of the
+ * true size P also verifies at a multiple of P only where it happens to fall
+ * on that multiple, and at a fraction of P only at P's own offsets, so the
+ * true size sees the most.  Returns 0 when no size finds any page, or a
+ * negative error. */
+static long guess_page_size(sdb_backend_t *be, uint64_t size)
+{
+    enum { PROBE = 256 };
+    long best = 0;
+    uint64_t best_n = 0;
+    uint8_t *pg = malloc(65536);
+    if (!pg)
+        return SDB_ENOMEM;
+    for (uint32_t ps = 512; ps <= 65536; ps <<= 1) {
+        uint64_t n = 0, np = size / ps;
+        for (uint64_t p = FIRST_PAGE; p < np && p < FIRST_PAGE + PROBE; p++) {
+            page_hdr_t h;
+            int rc = be->read(be, p * ps, pg, ps);
+            if (rc) {
+                free(pg);
+                return rc;
+            }
+            if (!page_open(pg, pg + PAGE_HDR, ps - PAGE_HDR, 1, &h, NULL))
+                n++;
+        }
+        if (n > 0 && n >= best_n) {
+            best_n = n;
+            best = ps;
+        }
+    }
+    free(pg);
+    return best;
+}
+
 /* ---- a damaged checkpoint, read around its damage ---- */
 
 #define REC_NEED ((size_t)-1)      /* cp_record_len: the record runs past the bytes given */
@@ -792,7 +828,19 @@ int sdb_check(const char *file, int repair, char **report)
             state_destroy(db);
             freespace_destroy(&db->fs);
             db->paths = pathidx_new();
-            db->page_size = ok0 ? s0.page_size : ok1 ? s1.page_size : 4096;
+            if (ok0 || ok1) {
+                db->page_size = ok0 ? s0.page_size : s1.page_size;
+            } else {
+                long ps = guess_page_size(be, size);
+                if (ps < 0) {
+                    rc = (int)ps;
+                    fprintf(rep, "repair: finding the page size failed: %s\n", sdb_strerror(rc));
+                    goto done;
+                }
+                db->page_size = ps ? (uint32_t)ps : 4096;
+                fprintf(rep, "page size: %u (neither header slot names it; %s)\n", db->page_size,
+                        ps ? "the size at which the most pages verify" : "no page verifies at any size");
+            }
             db->cap = db->page_size - PAGE_HDR;
             db->crc_op_full = crc32_combine_gen(db->cap);
             memset(&db->slot, 0, sizeof(db->slot));
@@ -803,6 +851,10 @@ int sdb_check(const char *file, int repair, char **report)
                                       ? s0.generation + 1 : (ok1 ? s1.generation + 1 : 1);
             db->ncppages = db->njpages = 0;
             db->jnext = 0;
+            fprintf(rep, "lost: every path, document id and version history: no checkpoint can be "
+                         "read; the salvage below binds each complete run of data pages under "
+                         "lost+found/<new id>, which may bring back superseded versions and "
+                         "deleted documents whose pages were not reused\n");
             rc = db->paths ? salvage(db, rep) : SDB_ENOMEM;
             if (!rc) {
                 /* every page not used by a salvaged document is free */

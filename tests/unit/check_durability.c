@@ -261,6 +261,73 @@ START_TEST(test_damaged_data_page)
 }
 END_TEST
 
+/* Both header slots destroyed: nothing names a checkpoint, so repair can
+ * only salvage.  It must say so -- every path and id is lost -- before the
+ * salvaged documents, and what it binds under lost+found must be exact
+ * bytes of documents that were written. */
+typedef struct {
+    char paths[64][64];
+    int n;
+} salvage_list_t;
+
+static int salvage_cb(void *arg, const char *path, const sdb_docinfo_t *info)
+{
+    salvage_list_t *l = arg;
+    (void)info;
+    if (l->n < 64)
+        snprintf(l->paths[l->n++], sizeof l->paths[0], "%s", path);
+    return 0;
+}
+
+START_TEST(test_repair_salvage_reports_loss)
+{
+    char file[512];
+    tu_file(file, sizeof file, "salvage-loss");
+    sdb_config_t cfg;
+    sdb_config_default(&cfg);
+    cfg.page_size = 512;
+    uint8_t *data[NCORPUS];
+    sdb_id_t ids[NCORPUS];
+    write_corpus(file, &cfg, data, ids);
+    size_t len;
+    uint8_t *img = tu_read_file(file, &len);
+    memset(img, 0xA5, 100);                        /* slot 0 */
+    memset(img + cfg.page_size, 0xA5, 100);        /* slot 1 */
+    tu_write_file(file, img, len);
+    free(img);
+    char *report = NULL;
+    int rc = sdb_check(file, 1, &report);
+    ck_assert_msg(rc == SDB_OK, "repair: %d (%s)\n%.3000s", rc, sdb_strerror(rc), report);
+    ck_assert_msg(strstr(report, "lost: every path, document id and version history") != NULL,
+                  "a salvage that loses every path does not say so:\n%.3000s", report);
+    ck_assert_msg(strstr(report, "salvage:") != NULL, "%.3000s", report);
+    sdb_t *db = open_file(file, &cfg);
+    salvage_list_t l = { .n = 0 };
+    CK_OK(sdb_search(db, "", NULL, salvage_cb, &l));
+    ck_assert_msg(l.n > 0, "nothing salvaged:\n%.3000s", report);
+    for (int k = 0; k < l.n; k++) {
+        ck_assert_msg(strncmp(l.paths[k], "lost+found/", 11) == 0, "salvaged as %s", l.paths[k]);
+        void *d = NULL;
+        size_t n = 0;
+        CK_OK(sdb_get(db, l.paths[k], &d, &n, NULL));
+        int match = 0;
+        for (int i = 0; i < NCORPUS && !match; i++)
+            match = n == corpus_len[i] && (n == 0 || memcmp(d, data[i], n) == 0);
+        /* an overwritten version's bytes differ from the current ones only
+           in the first and last byte (write_corpus) */
+        for (int i = 6; i <= 7 && !match; i++)
+            match = n == corpus_len[i] && memcmp((uint8_t *)d + 1, data[i] + 1, n - 2) == 0 &&
+                    (((const uint8_t *)d)[0] ^ data[i][0]) == 0xFF;
+        ck_assert_msg(match, "%s (%zu bytes) is no document that was written", l.paths[k], n);
+        free(d);
+    }
+    CK_OK(sdb_close(db));
+    free(report);
+    for (int i = 0; i < NCORPUS; i++)
+        free(data[i]);
+}
+END_TEST
+
 START_TEST(test_repair)
 {
     char file[512];
@@ -3567,6 +3634,7 @@ Suite *suite_durability(void)
     tcase_add_test(tc, test_foreign_file);
     tcase_add_loop_test(tc, test_damaged_data_page, 0, 2);
     tcase_add_test(tc, test_repair);
+    tcase_add_test(tc, test_repair_salvage_reports_loss);
     tcase_add_test(tc, test_header_torn);
 
     tc = tcase(s, "repair", 120);
