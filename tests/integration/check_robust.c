@@ -900,7 +900,7 @@ START_TEST(test_close_with_work_in_flight)
         tc_close(c);
     }
     double cur = -1;
-    for (int i = 0; i < 200 && cur != 1; i++) {
+    for (int i = 0; i < 800 && cur != 1; i++) {
         cur = it_stat(w, "connections.current");
         if (cur != 1)
             td_sleep_ms(25);
@@ -940,7 +940,7 @@ START_TEST(test_max_connections)
     tc_close(a);
     /* a slot frees when a client leaves */
     tc_t *e = NULL;
-    for (int tries = 0; tries < 100; tries++) {
+    for (int tries = 0; tries < 1000; tries++) {
         e = it_connect(&d, 1);
         if (tc_hello(e, NULL, NULL) == 0)
             break;
@@ -1175,7 +1175,7 @@ START_TEST(test_nonreading_client)
 
     /* ... and then dropped, once nothing was written for frame_timeout_ms */
     long long dropped_at = 0;
-    for (int i = 0; i < 200 && !dropped_at; i++) {
+    for (int i = 0; i < 800 && !dropped_at; i++) {
         if (it_stat(w, "connections.current") == 1)
             dropped_at = td_now_ms();
         else
@@ -1236,7 +1236,7 @@ START_TEST(test_cut_upload)
             IT_OK(u, tc_send_raw(u, data, 1000));
         }
         /* cut only once the daemon has written the data to pages */
-        for (int i = 0; i < 400; i++) {
+        for (int i = 0; i < 2000; i++) {
             j = it_stats(w);
             double in_use = it_num(j, "engine.total_pages") - it_num(j, "engine.free_pages");
             cJSON_Delete(j);
@@ -1248,7 +1248,7 @@ START_TEST(test_cut_upload)
         IT_RC(w, tc_lookup(w, path, NULL), SDB_STATUS_NOT_FOUND);
         /* the upload's pages come back */
         double used = -1, total = -1;
-        for (int i = 0; i < 200; i++) {
+        for (int i = 0; i < 800; i++) {
             j = it_stats(w);
             total = it_num(j, "engine.total_pages");
             used = total - it_num(j, "engine.free_pages");

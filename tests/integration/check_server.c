@@ -937,7 +937,7 @@ static double used_pages(tc_t *c)
 static double wait_used_at_most(tc_t *c, double want)
 {
     double used = used_pages(c);
-    for (int i = 0; i < 200 && used > want; i++) {
+    for (int i = 0; i < 800 && used > want; i++) {
         td_sleep_ms(25);
         used = used_pages(c);
     }
@@ -1030,7 +1030,7 @@ START_TEST(test_abandoned_downloads)
         tc_close(c);
     }
     double cur = -1;
-    for (int i = 0; i < 200 && cur != 1; i++) {
+    for (int i = 0; i < 800 && cur != 1; i++) {
         cur = it_stat(w, "connections.current");
         if (cur != 1)
             td_sleep_ms(25);
