@@ -832,7 +832,7 @@ START_TEST(test_sighup_reopens_log)
     ck_assert_int_eq(rename(logf, rotated), 0);
     kill(d.pid, SIGHUP);
     struct stat sb;
-    for (int i = 0; i < 200 && stat(logf, &sb) != 0; i++)
+    for (int i = 0; i < 2000 && stat(logf, &sb) != 0; i++)
         td_sleep_ms(10);
     tc_t *c = it_session(&d, 0);   /* the daemon keeps serving */
     IT_OK(c, tc_ping(c, "hup", 3));

@@ -900,7 +900,7 @@ START_TEST(test_close_with_work_in_flight)
         tc_close(c);
     }
     double cur = -1;
-    for (int i = 0; i < 200 && cur != 1; i++) {
+    for (int i = 0; i < 800 && cur != 1; i++) {
         cur = it_stat(w, "connections.current");
         if (cur != 1)
             td_sleep_ms(25);
@@ -940,7 +940,7 @@ START_TEST(test_max_connections)
     tc_close(a);
     /* a slot frees when a client leaves */
     tc_t *e = NULL;
-    for (int tries = 0; tries < 100; tries++) {
+    for (int tries = 0; tries < 1000; tries++) {
         e = it_connect(&d, 1);
         if (tc_hello(e, NULL, NULL) == 0)
             break;
@@ -974,28 +974,35 @@ static long long wait_timeout_drop(tc_t *c, long long t0, const char *what)
     return ms;
 }
 
+/* Idle sessions and silent connections are dropped after idle_timeout_ms
+ * (the sweep runs every 100 ms: the upper bounds are far above that, so a
+ * busy machine cannot break them), and a client that sends a request more
+ * often than that is never dropped.  The timeout is 1 s so that the
+ * keepalive PINGs, 100 ms apart, keep a margin of 900 ms against a test or
+ * daemon process that the scheduler holds back (with 300 ms it was 200 ms,
+ * and the timer runs before a delayed read in the daemon's loop). */
 START_TEST(test_idle_timeout)
 {
     td_t d;
-    start(&d, "idle", "\"idle_timeout_ms\": 300, \"frame_timeout_ms\": 5000, " BASE_CONF);
+    start(&d, "idle", "\"idle_timeout_ms\": 1000, \"frame_timeout_ms\": 5000, " BASE_CONF);
     long long t0 = td_now_ms();
     tc_t *a = it_session(&d, 0);
     tc_t *b = it_connect(&d, 1);          /* never says anything */
     long long ms = wait_timeout_drop(a, t0, "an idle session");
-    ck_assert_msg(ms >= 280 && ms <= td_scaled(1500), "idle session dropped after %lld ms (timeout 300)", ms);
+    ck_assert_msg(ms >= 980 && ms <= td_scaled(4000), "idle session dropped after %lld ms (timeout 1000)", ms);
     ms = wait_timeout_drop(b, t0, "a silent connection");
-    ck_assert_msg(ms >= 280 && ms <= td_scaled(1500), "silent connection dropped after %lld ms", ms);
+    ck_assert_msg(ms >= 980 && ms <= td_scaled(4000), "silent connection dropped after %lld ms", ms);
     tc_close(a);
     tc_close(b);
-    /* an active client is not dropped: a PING every 100 ms for 1.2 s */
+    /* an active client is not dropped: a PING every 100 ms for 2.5 s */
     tc_t *c = it_session(&d, 0);
-    for (int i = 0; i < 12; i++) {
+    for (int i = 0; i < 25; i++) {
         td_sleep_ms(100);
         IT_OK(c, tc_ping(c, "keepalive", 9));
     }
     t0 = td_now_ms();
     ms = wait_timeout_drop(c, t0, "a client that stopped");
-    ck_assert_msg(ms >= 250 && ms <= td_scaled(1500), "dropped %lld ms after its last request", ms);
+    ck_assert_msg(ms >= 950 && ms <= td_scaled(4000), "dropped %lld ms after its last request", ms);
     tc_close(c);
     it_still_serving(&d, "idle drops");
     td_stop(&d);
@@ -1014,7 +1021,7 @@ START_TEST(test_slow_sender)
     long long t0 = td_now_ms();
     IT_OK(c, tc_send_raw(c, h, 6));
     long long ms = wait_timeout_drop(c, t0, "half a header");
-    ck_assert_msg(ms >= 280 && ms <= td_scaled(1500), "half a header: dropped after %lld ms", ms);
+    ck_assert_msg(ms >= 280 && ms <= td_scaled(3000), "half a header: dropped after %lld ms", ms);
     tc_close(c);
     /* a header and half the payload */
     c = it_session(&d, 1);
@@ -1022,7 +1029,7 @@ START_TEST(test_slow_sender)
     IT_OK(c, tc_send_raw(c, h, 12));
     IT_OK(c, tc_send_raw(c, pl, 500));
     ms = wait_timeout_drop(c, t0, "half a payload");
-    ck_assert_msg(ms >= 280 && ms <= td_scaled(1500), "half a payload: dropped after %lld ms", ms);
+    ck_assert_msg(ms >= 280 && ms <= td_scaled(3000), "half a payload: dropped after %lld ms", ms);
     tc_close(c);
     /* a trickle: one byte every 50 ms keeps arriving, the frame still has
      * a deadline */
@@ -1036,7 +1043,7 @@ START_TEST(test_slow_sender)
         dropped = poll(&pf, 1, 50) > 0;
     }
     ms = wait_timeout_drop(c, t0, "a trickling sender");
-    ck_assert_msg(ms <= td_scaled(1500), "trickling sender dropped only after %lld ms", ms);
+    ck_assert_msg(ms <= td_scaled(3000), "trickling sender dropped only after %lld ms", ms);
     tc_close(c);
     /* pauses between whole frames are not slowness: an upload of 10 frames
      * 100 ms apart (1 s in all, over the 300 ms frame deadline) succeeds */
@@ -1168,7 +1175,7 @@ START_TEST(test_nonreading_client)
 
     /* ... and then dropped, once nothing was written for frame_timeout_ms */
     long long dropped_at = 0;
-    for (int i = 0; i < 200 && !dropped_at; i++) {
+    for (int i = 0; i < 800 && !dropped_at; i++) {
         if (it_stat(w, "connections.current") == 1)
             dropped_at = td_now_ms();
         else
@@ -1229,7 +1236,7 @@ START_TEST(test_cut_upload)
             IT_OK(u, tc_send_raw(u, data, 1000));
         }
         /* cut only once the daemon has written the data to pages */
-        for (int i = 0; i < 400; i++) {
+        for (int i = 0; i < 2000; i++) {
             j = it_stats(w);
             double in_use = it_num(j, "engine.total_pages") - it_num(j, "engine.free_pages");
             cJSON_Delete(j);
@@ -1241,7 +1248,7 @@ START_TEST(test_cut_upload)
         IT_RC(w, tc_lookup(w, path, NULL), SDB_STATUS_NOT_FOUND);
         /* the upload's pages come back */
         double used = -1, total = -1;
-        for (int i = 0; i < 200; i++) {
+        for (int i = 0; i < 800; i++) {
             j = it_stats(w);
             total = it_num(j, "engine.total_pages");
             used = total - it_num(j, "engine.free_pages");

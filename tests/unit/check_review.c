@@ -1186,13 +1186,18 @@ START_TEST(test_readers_do_not_starve_writes)
         ck_assert_int_eq(pthread_create(&r[i], NULL, sv_reader, &a), 0);
     usleep(20000);
     ck_assert_int_eq(pthread_create(&w, NULL, sv_writer, &a), 0);
-    usleep(500000);
+    /* until the writer has committed 5 puts.  Starved by the readers it
+     * commits none at all (0 in 500 ms, 0 in 10 s without the gate in
+     * state.c), so the 10 s limit tells "starved" from "slow" whatever the
+     * load; a fixed 500 ms window measured the scheduler too */
+    for (int i = 0; i < 10000 && atomic_load(&puts) < 5; i++)
+        usleep(1000);
     long done = atomic_load(&puts);
     atomic_store(&stop, 1);         /* the readers stop: a starved put completes */
     pthread_join(w, NULL);
     for (int i = 0; i < 4; i++)
         pthread_join(r[i], NULL);
-    ck_assert_msg(done >= 5, "only %ld puts in 500 ms next to 4 reader threads: the "
+    ck_assert_msg(done >= 5, "only %ld puts in 10 s next to 4 reader threads: the "
                   "committer is starved by readers", done);
     CK_OK(sdb_close(db));
 }
