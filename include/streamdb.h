@@ -289,13 +289,15 @@ typedef struct {
 int sdb_stats(sdb_t *db, sdb_stats_t *out);
 
 /* Describes the system error behind the last failed file operation on db
- * (SDB_EIO, SDB_ENOSPC, SDB_EPERM): the call, the offset and the system's
- * text, e.g. "pwrite at offset 8192: No space left on device", written
- * NUL-terminated into the caller's buf of cap bytes (truncated to fit).
- * For messages only; the wording may change.  Safe to call from any thread
- * while db is open.  Returns 1, or 0 (buf empty when cap > 0) when no file
- * operation has failed, db is not on a file, or db or buf is NULL or cap 0;
- * it never fails otherwise. */
+ * (a pread, pwrite or fdatasync that made a call fail with SDB_EIO or
+ * SDB_ENOSPC): the call, the offset and the system's text, e.g. "pwrite at
+ * offset 8192: No space left on device", written NUL-terminated into the
+ * caller's buf of cap bytes (truncated to fit).  For messages only; the
+ * wording may change.  Safe to call from any thread while db is open.
+ * Returns 1, or 0 (buf empty when cap > 0) when no file operation has
+ * failed, db is not on a file, or db or buf is NULL or cap 0; it never fails
+ * otherwise.  (A file that cannot be opened has no handle: sdb_open's
+ * SDB_EPERM, SDB_EIO and the like name the kind of failure only.) */
 int sdb_last_os_error(sdb_t *db, char *buf, size_t cap);
 
 /* Makes everything written so far durable and drops old versions beyond
