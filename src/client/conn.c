@@ -332,7 +332,7 @@ static int handshake(sdbc_t *c, const char *token, const char *name)
     rc = client_recv_msg(c, m.request_id, &m);
     if (rc < 0) {
         char said[1200];
-        snprintf(said, sizeof(said), "%s", client_error_text());
+        snprintf(said, sizeof(said), "%.*s", (int)sizeof(said) - 1, client_error_text());
         switch (rc) {
         case SDB_EAUTH:
             if (!token[0])

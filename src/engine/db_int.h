@@ -150,6 +150,13 @@ struct sdb {
                                       the newer one (nothing lost), 2 it ends before
                                       (sdb_check only) */
     slot_t fallback_from;          /* with slot_fallback: the newer slot */
+    int slot_corrected;            /* open: the newest slot failed its CRC and was corrected
+                                      (journal_open, slot_correct): 1 + its page (0 or 1) */
+    unsigned slot_corrected_bit;   /* with slot_corrected: the bit flipped back (byte * 8 + bit) */
+    uint64_t unapplied_seq;        /* open: the last journal group, complete on disk, was not
+                                      applied because its data did not verify (a torn commit,
+                                      or damage: sdb_check names its records); 0 = none */
+    pgno_t unapplied_page;         /* with unapplied_seq: its first page */
 
     /* the background checkpoint (journal.c, journal_bg_start) */
     int fg_checkpoints;            /* sdb_test_foreground_checkpoints() at open */

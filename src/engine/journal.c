@@ -867,9 +867,11 @@ static int load_checkpoint(sdb_t *db, const slot_t *s, buf_t *out)
     }
     free(pg);
     /* every page was verified with its CRC and stamp; the stream CRC over
-       the whole is checked again only by sdb_check (db->tolerate_cut) */
+       the whole is checked again only by sdb_check (db->tolerate_cut) and
+       for a corrected slot, whose cp_crc it proves (slot_correct) */
     if (!rc && (out->len != s->cp_bytes ||
-                (db->tolerate_cut && (uint32_t)crc32(0L, out->p, (uInt)out->len) != s->cp_crc)))
+                ((db->tolerate_cut || db->slot_corrected) &&
+                 (uint32_t)crc32(0L, out->p, (uInt)out->len) != s->cp_crc)))
         rc = SDB_ECORRUPT;
     return rc;
 }
@@ -964,6 +966,25 @@ int journal_count_cut(sdb_t *db, uint64_t seq, int only_free, uint64_t *count)
     return rc;
 }
 
+int journal_count_past_slot(sdb_t *db, uint64_t *count)
+{
+    uint64_t npages = db->be->size(db->be) / db->page_size, n = 0;
+    uint8_t *pg = malloc(db->page_size);
+    int rc = pg ? SDB_OK : SDB_ENOMEM;
+    for (uint64_t p = FIRST_PAGE; !rc && p < npages; p++) {
+        page_hdr_t h;
+        rc = read_page(db, p, pg);
+        if (!rc && page_open(pg, pg + PAGE_HDR, db->cap, 1, &h, NULL) == 0 &&
+            h.type == PT_JOURNAL && (h.flags & PF_ORDERED) &&
+            memcmp(h.owner, db->file_id, 16) == 0 &&
+            (h.seqno > db->jseq || (h.seqno == db->jseq && h.index == 0 && p != db->jnext)))
+            n++;
+    }
+    free(pg);
+    *count = n;
+    return rc;
+}
+
 /* Applies a loaded journal group and records its pages as journal pages. */
 static int apply_held(sdb_t *db, const buf_t *g, const pgno_t *pages, size_t n, int tolerant)
 {
@@ -991,6 +1012,7 @@ static int try_slot(sdb_t *db, const slot_t *s, const slot_t *bridge, int preloa
     memcpy(db->file_id, s->file_id, 16);
     db->ncppages = 0;
     db->njpages = 0;
+    db->unapplied_seq = 0;
     uint64_t tolerant_until = preloaded ? UINT64_MAX : s->cp_tolerant_until;
     if (s->cp_head && !preloaded) {
         rc = load_checkpoint(db, s, &b);
@@ -1043,6 +1065,8 @@ static int try_slot(sdb_t *db, const slot_t *s, const slot_t *bridge, int preloa
             p = held_p;                 /* the journal ends before the torn commit */
             seq--;
             rc = SDB_OK;
+            db->unapplied_seq = held_seq;
+            db->unapplied_page = held_p;
         }
     }
     free(gp);
@@ -1062,7 +1086,9 @@ out:
 int journal_repair_slot(sdb_t *db)
 {
     slot_t s = db->slot;
-    if (s.generation == 0)
+    if (db->slot_corrected)
+        ;                          /* the corrected slot goes back where it was */
+    else if (s.generation == 0)
         s.generation = 1;          /* generation 0 has no older twin: write 1 */
     else
         s.generation--;
@@ -1192,6 +1218,52 @@ int journal_read_slots(sdb_backend_t *be, slot_t slots[2], int ok[2])
     return SDB_OK;
 }
 
+/* A header slot that fails its CRC next to a valid one is a torn slot write
+ * (the valid one is then the state) or damage.  When exactly one flipped bit
+ * makes slot d valid again, and the result is the newer slot of the same
+ * file (page size, file id, generation one above the valid slot v and in its
+ * place d), stores it in *out with the bit in *bit and returns 1; else 0, or
+ * a read error.  The candidate is a proof only together with the checks of
+ * journal_open: docs/FORMAT.md, "A damaged header slot". */
+static int slot_correct(sdb_t *db, const slot_t *v, int d, slot_t *out, unsigned *bit)
+{
+    uint8_t raw[SLOT_BYTES];
+    int rc = db->be->read(db->be, (uint64_t)d * v->page_size, raw, SLOT_BYTES);
+    if (rc)
+        return rc;
+    int found = 0;
+    for (unsigned i = 0; i < SLOT_BYTES * 8; i++) {
+        slot_t c;
+        raw[i / 8] ^= (uint8_t)(1u << (i % 8));
+        if (slot_decode(raw, &c) == SDB_OK) {
+            *out = c;
+            *bit = i;
+            found++;
+        }
+        raw[i / 8] ^= (uint8_t)(1u << (i % 8));
+    }
+    return found == 1 && out->page_size == v->page_size &&
+           memcmp(out->file_id, v->file_id, 16) == 0 && out->generation == v->generation + 1 &&
+           out->generation % 2 == (uint64_t)d;
+}
+
+/* Loads the state of a corrected newest slot c (slot_correct) with the
+ * checks that prove it: its checkpoint's pages carry its generation, their
+ * stream has its length and CRC, and its journal replays (try_slot).
+ * Returns 1 when it loaded (db holds its state), 0 when it did not (db is
+ * empty again), or a negative error. */
+static int try_corrected(sdb_t *db, const slot_t *c, int d, unsigned bit)
+{
+    db->slot_corrected = 1 + d;
+    db->slot_corrected_bit = bit;
+    int rc = try_slot(db, c, NULL, 0);
+    if (rc == SDB_OK)
+        return 1;
+    state_destroy(db);
+    db->slot_corrected = 0;
+    return rc == SDB_ECORRUPT ? 0 : rc;
+}
+
 int journal_open(sdb_t *db)
 {
     uint64_t size = db->be->size(db->be);
@@ -1213,8 +1285,22 @@ int journal_open(sdb_t *db)
     db->page_size = s->page_size;
     db->cap = s->page_size - PAGE_HDR;
     db->crc_op_full = crc32_combine_gen(db->cap);
-    rc = try_slot(db, s, NULL, 0);
     db->slot_fallback = 0;
+    db->slot_corrected = 0;
+    /* One slot fails its CRC.  If one flipped bit makes it the newer slot,
+       and the checkpoint and journal it names load, that is the state (the
+       valid slot's checkpoint may have been freed and reused since); else
+       the valid slot is, as after a torn slot write. */
+    slot_t fixed;
+    unsigned bit = 0;
+    int corrected = 0;
+    if (ok[0] != ok[1] && (corrected = slot_correct(db, s, !ok[0] ? 0 : 1, &fixed, &bit)) == 1)
+        corrected = try_corrected(db, &fixed, !ok[0] ? 0 : 1, bit);
+    if (corrected < 0)
+        return corrected;
+    if (corrected)
+        s = &fixed;
+    rc = corrected ? SDB_OK : try_slot(db, s, NULL, 0);
     if (rc == SDB_ECORRUPT && ok[0] && ok[1]) {
         /* The newest slot is valid but its checkpoint (or a group after it)
            is not: damage after it was written.  The older slot's checkpoint
@@ -1250,6 +1336,16 @@ int journal_open(sdb_t *db)
     uint64_t cut = 0;
     if (!rc && db->journal_suspect && !(rc = journal_count_cut(db, db->jseq, 1, &cut)) && cut)
         rc = SDB_ECORRUPT;           /* acknowledged commits lie beyond a damaged group */
+    /* One slot failed its CRC and could not be corrected: if it was the newest
+       one, the valid (older) slot's state may load and end before commits
+       made after the newest checkpoint, whose first group was written after
+       that checkpoint's sync, so ORDERED, in a page the older state need not
+       hold free.  A torn slot write leaves no such group (nothing commits
+       while a slot is written), so looking at every page once (opening then
+       rewrites the slot) tells the two apart: docs/FORMAT.md. */
+    if (!rc && !cut && ok[0] != ok[1] && !corrected && !db->tolerate_cut &&
+        !(rc = journal_count_past_slot(db, &cut)) && cut)
+        rc = SDB_ECORRUPT;
     if (!rc) {
         db->slot_damaged = !(ok[0] && ok[1]);
         return SDB_OK;

@@ -72,6 +72,16 @@ int journal_read_slots(sdb_backend_t *be, slot_t slots[2], int ok[2]);
  * the count is not to be trusted). */
 int journal_count_cut(sdb_t *db, uint64_t seq, int only_free, uint64_t *count);
 
+/* After an open from the only valid slot (the other failed its CRC and
+ * could not be corrected): counts into *count the valid journal pages of
+ * this file, written in order (PF_ORDERED), that lie past the replayed
+ * state: a later sequence, or the next one (db->jseq) starting a group
+ * elsewhere than at db->jnext.  Nothing commits while a slot is written, so
+ * after a torn slot write there is none; one means that the invalid slot was
+ * the newest and commits made after its checkpoint are missing.  Looks at
+ * every page.  0, SDB_ENOMEM or a read error. */
+int journal_count_past_slot(sdb_t *db, uint64_t *count);
+
 /* Reads one complete journal group starting at page p with sequence seq:
  * returns 1 with its records in *out (reset first), the next group's page in
  * *next and its pages in (*gp)[0..*ngp) (a growable array of *gcap), 0 when
