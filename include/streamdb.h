@@ -313,7 +313,14 @@ int sdb_flush(sdb_t *db);
  * for a report (then *report is untouched, or NULL).
  *
  * The report has one line per finding and ends with "result: clean" or
- * "result: <error text>".  Each thing the recovered state does not hold gets
+ * "result: <error text>".  A newest header slot with one flipped bit is
+ * corrected when the pages it names prove the correction ("header slot N:
+ * one flipped bit ... corrected", reported as damage).  A last journal group
+ * that replay did not apply (its data does not verify: a torn commit, or a
+ * damaged last one; the file cannot tell) gets one "not applied: journal
+ * group S: ..." line per record and the result "clean, except that the last
+ * journal group was not applied ..." (SDB_OK).  Each thing the recovered state
+ * does not hold gets
  * a "lost:" line naming it: "lost: document ID (current version N damaged)
  * and its paths: ..." (the document goes with its paths), "lost: document ID
  * version N" (a damaged older version), "lost: journal group S: ..." (one
@@ -323,7 +330,8 @@ int sdb_flush(sdb_t *db);
  *
  * With repair nonzero, a damaged file is rewritten in place to the newest
  * state that can be proved consistent, keeping paths and ids: the newest
- * header slot and its journal up to a cut; or, when its checkpoint is
+ * header slot (corrected as above if need be) and its journal up to a cut;
+ * or, when its checkpoint is
  * damaged, the older slot and its journal if they lead up to it, else the
  * newest checkpoint read around the damage and its journal replayed.  The
  * damaged versions are dropped (each listed by a "lost:" line) and a fresh
