@@ -451,6 +451,8 @@ static int apply_drop_version(sdb_t *db, rd_t *r, uint64_t tag)
 static int apply_stream(sdb_t *db, const uint8_t *p, size_t n, uint64_t tag, int bulk,
                         int tolerant)
 {
+    if (n == 0)
+        return SDB_OK;          /* an empty stream (p may be NULL: no p + 0) */
     rd_t r = { .p = p, .end = p + n, .bulk = bulk, .tolerant = tolerant };
     while (r.p < r.end) {
         int rc;
