@@ -289,10 +289,15 @@ typedef struct {
 int sdb_stats(sdb_t *db, sdb_stats_t *out);
 
 /* Describes the system error behind the last failed file operation on db
- * (SDB_EIO, SDB_ENOSPC): the call, the offset and the system's text, e.g.
- * "pwrite at offset 8192: No space left on device", written NUL-terminated
- * into buf[cap].  For messages only; the wording may change.  Returns 1, or
- * 0 when no file operation has failed (or db is not on a file). */
+ * (a pread, pwrite or fdatasync that made a call fail with SDB_EIO or
+ * SDB_ENOSPC): the call, the offset and the system's text, e.g. "pwrite at
+ * offset 8192: No space left on device", written NUL-terminated into the
+ * caller's buf of cap bytes (truncated to fit).  For messages only; the
+ * wording may change.  Safe to call from any thread while db is open.
+ * Returns 1, or 0 (buf empty when cap > 0) when no file operation has
+ * failed, db is not on a file, or db or buf is NULL or cap 0; it never fails
+ * otherwise.  (A file that cannot be opened has no handle: sdb_open's
+ * SDB_EPERM, SDB_EIO and the like name the kind of failure only.) */
 int sdb_last_os_error(sdb_t *db, char *buf, size_t cap);
 
 /* Makes everything written so far durable and drops old versions beyond
@@ -301,13 +306,47 @@ int sdb_flush(sdb_t *db);
 
 /* Verifies the database file (which must not be open in another process):
  * both header slots, the checkpoint, the journal, every page of every
- * document against its CRC and stamp, each document's content CRC, and that
- * no page is used twice.  Stores a malloc()ed report in *report (may be
- * NULL; owned by the caller).  With repair nonzero, a damaged file is
- * rewritten in place with every intact document kept (damaged documents are
- * dropped and listed in the report).  Returns SDB_OK for a clean file (or one
- * repaired to clean), SDB_ECORRUPT when damage was found (and not repaired),
- * SDB_ELOCKED, SDB_EPERM, SDB_EIO, SDB_EINVAL, SDB_ENOMEM. */
+ * retained version against its CRC and stamp, each version's content CRC,
+ * and that no page is used twice.  Stores a malloc()ed, NUL-terminated report
+ * in *report (report may be NULL), owned by the caller, who free()s it; it
+ * is set on every return but SDB_EINVAL and an SDB_ENOMEM that left no room
+ * for a report (then *report is untouched, or NULL).
+ *
+ * The report has one line per finding and ends with "result: clean" or
+ * "result: <error text>".  A newest header slot with one flipped bit is
+ * corrected when the pages it names prove the correction ("header slot N:
+ * one flipped bit ... corrected", reported as damage).  A last journal group
+ * that replay did not apply (its data does not verify: a torn commit, or a
+ * damaged last one; the file cannot tell) gets one "not applied: journal
+ * group S: ..." line per record and the result "clean, except that the last
+ * journal group was not applied ..." (SDB_OK).  Each thing the recovered state
+ * does not hold gets
+ * a "lost:" line naming it: "lost: document ID (current version N damaged)
+ * and its paths: ..." (the document goes with its paths), "lost: document ID
+ * version N" (a damaged older version), "lost: journal group S: ..." (one
+ * line per record of a group that cannot be replayed, saying what it did),
+ * and, after a read around a damaged checkpoint, "lost: path ..." and the
+ * range of paths the damaged pages held (docs/FORMAT.md, Check and repair).
+ *
+ * With repair nonzero, a damaged file is rewritten in place to the newest
+ * state that can be proved consistent, keeping paths and ids: the newest
+ * header slot (corrected as above if need be) and its journal up to a cut;
+ * or, when its checkpoint is
+ * damaged, the older slot and its journal if they lead up to it, else the
+ * newest checkpoint read around the damage and its journal replayed.  The
+ * damaged versions are dropped (each listed by a "lost:" line) and a fresh
+ * checkpoint is written into both slots ("repair: done, the file is
+ * consistent now").  Only when no slot names a checkpoint that can be read
+ * at all are the data pages salvaged, each complete run as a new document
+ * under "lost+found/<new id>" (its path and id are lost).
+ *
+ * Fails closed: an allocation, read or report failure ends in that error,
+ * never in "clean", and a repair that fails leaves the file as it found it
+ * until its checkpoints are written.
+ * Returns SDB_OK for a clean file (or one repaired to consistent),
+ * SDB_ECORRUPT when damage was found (and not repaired), SDB_ELOCKED,
+ * SDB_EPERM (the file may not be read, or written for a repair), SDB_EIO,
+ * SDB_ENOSPC (repair), SDB_EINVAL (file NULL or ""), SDB_ENOMEM. */
 int sdb_check(const char *file, int repair, char **report);
 
 SDB_VISIBILITY_POP
