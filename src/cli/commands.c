@@ -712,8 +712,8 @@ static int check_common(cli_t *cli, int repair)
     }
     free(report);
     if (rc == SDB_ECORRUPT && !repair)
-        be_fail(cli, rc, "damage found (see the report); 'streamdb --db %s repair' keeps every "
-                "intact document", cli->db_file);
+        be_fail(cli, rc, "damage found (see the report); 'streamdb --db %s repair' keeps the "
+                "newest state it can prove and lists what it loses", cli->db_file);
     else if (rc == SDB_ELOCKED)
         be_fail(cli, rc, "the database is in use by another process (stop streamdbd first)");
     else if (rc < 0 && rc != SDB_ECORRUPT) {
@@ -852,9 +852,12 @@ const command_t cli_commands[] = {
       "  --json   print the result and report as JSON\n",
       OPT_JSON, 0, 0, 0 },
     { "repair", cmd_repair, "",
-      "salvage a damaged database file (local mode)",
+      "recover a damaged database file (local mode)",
       "Checks the database file given with --db and, when it is damaged, rewrites it in\n"
-      "place keeping every intact document (damaged ones are dropped and listed).\n"
+      "place with the newest state it can prove (the older header slot and its journal,\n"
+      "or the newest checkpoint read around its damage), keeping paths and ids; damaged\n"
+      "documents are dropped, and every loss is listed on a 'lost:' line.  Only when no\n"
+      "checkpoint can be read does it salvage data pages under lost+found/.\n"
       "\n"
       "  --json   print the result and report as JSON\n",
       OPT_JSON, 0, 0, 0 },

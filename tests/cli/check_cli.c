@@ -1251,7 +1251,8 @@ START_TEST(test_local_admin)
     ck_assert_int_eq(r.status, 5);
     ck_assert_ptr_nonnull(strstr(r.out, "DAMAGED"));
     snprintf(want, sizeof(want), "streamdb: check %s: damage found (see the report); 'streamdb "
-             "--db %s repair' keeps every intact document\n", db, db);
+             "--db %s repair' keeps the newest state it can prove and lists what it loses\n",
+             db, db);
     ck_assert_str_eq(r.err, want);
     ct_run_free(&r);
     RUN(&r, "--db", db, "check", "--json");
