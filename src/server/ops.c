@@ -838,20 +838,31 @@ static void fail_upload(conn_t *c, int err, const char *msg)
     u->failed = 1;
 }
 
+/* A new job of the given kind for request rid, owning frame(s) f; NULL when
+ * out of memory (f stays the caller's). */
+static job_t *job_new(int kind, qframe_t *f, uint8_t opcode, uint32_t rid, uint64_t t0)
+{
+    job_t *j = calloc(1, sizeof(*j));
+    if (j) {
+        j->kind = kind;
+        j->f = f;
+        j->opcode = opcode;
+        j->rid = rid;
+        j->t0 = t0;
+    }
+    return j;
+}
+
 /* Continues c's upload with frame(s) f as a job of the given kind. */
 static int upload_job(conn_t *c, int kind, qframe_t *f)
 {
-    job_t *j = calloc(1, sizeof(*j));
+    /* STATS count an upload as one PUT */
+    job_t *j = job_new(kind, f, SDB_OP_PUT_BEGIN, f->hdr.request_id, c->up->t0);
     if (!j) {
         fail_upload(c, SDB_ENOMEM, NULL);
         free_frames(f);
         return 0;
     }
-    j->kind = kind;
-    j->f = f;
-    j->opcode = SDB_OP_PUT_BEGIN;    /* STATS count an upload as one PUT */
-    j->rid = f->hdr.request_id;
-    j->t0 = c->up->t0;
     start_job(c, j);
     return 1;
 }
@@ -936,16 +947,13 @@ int ops_dispatch(conn_t *c, qframe_t *f)
             return upload_job(c, JOB_PUT_DATA, f);
         }
         if (op == SDB_OP_PUT_ABORT && !u->failed) {
-            job_t *j = calloc(1, sizeof(*j));
+            /* the writer is aborted on a worker (invariant 6) */
+            job_t *j = job_new(JOB_PUT_ABORT, f, SDB_OP_PUT_ABORT, rid, 0);
             if (!j) {
                 fail_upload(c, SDB_ENOMEM, NULL);
                 free_frames(f);
                 return 0;
             }
-            j->kind = JOB_PUT_ABORT;   /* the writer is aborted on a worker (invariant 6) */
-            j->f = f;
-            j->opcode = SDB_OP_PUT_ABORT;
-            j->rid = rid;
             start_job(c, j);
             return 1;
         }
@@ -991,13 +999,8 @@ int ops_dispatch(conn_t *c, qframe_t *f)
                 rc = SDB_ETOOLARGE;
             if (!rc) {
                 /* the writer opens on a worker (invariant 6) */
-                job_t *j = calloc(1, sizeof(*j));
+                job_t *j = job_new(JOB_PUT_BEGIN, f, op, rid, t0);
                 if (j) {
-                    j->kind = JOB_PUT_BEGIN;
-                    j->f = f;
-                    j->opcode = op;
-                    j->rid = rid;
-                    j->t0 = t0;
                     start_job(c, j);
                     return 1;
                 }
@@ -1023,13 +1026,8 @@ int ops_dispatch(conn_t *c, qframe_t *f)
             stats_record(s, op, 0, t0);
         } else {
             /* STATS: the engine's figures are read on a worker (invariant 6) */
-            job_t *j = calloc(1, sizeof(*j));
+            job_t *j = job_new(JOB_STATS, f, op, rid, t0);
             if (j) {
-                j->kind = JOB_STATS;
-                j->f = f;
-                j->opcode = op;
-                j->rid = rid;
-                j->t0 = t0;
                 j->done = 1;
                 start_job(c, j);
                 return 1;
@@ -1041,17 +1039,12 @@ int ops_dispatch(conn_t *c, qframe_t *f)
         free_frames(f);
         return 0;
     }
-    job_t *j = calloc(1, sizeof(*j));
+    job_t *j = job_new(JOB_REQ, f, op, rid, now_us());
     if (!j) {
         send_now(c, rid, SDB_ENOMEM, NULL);
         free_frames(f);
         return 0;
     }
-    j->kind = JOB_REQ;
-    j->f = f;
-    j->opcode = op;
-    j->rid = rid;
-    j->t0 = now_us();
     start_job(c, j);
     started = 1;
     return started;

@@ -409,25 +409,35 @@ static int run_unprivileged(const char *const *argv, char **err)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* A database the daemon may not create (its directory is not writable for
- * it): the message gives the system's reason for the create, not the
- * ENOENT of a later look at the missing file, and nothing is left behind. */
-START_TEST(test_cannot_create_database)
+/* A daemon directory for a run as another uid (run_unprivileged): the
+ * directories on the way are searchable, the data directory has mode
+ * data_mode, and the config (no unix socket) is readable.  db receives the
+ * database's path. */
+static void unprivileged_dir(td_t *d, char *dir, size_t cap, const char *name, mode_t data_mode,
+                             char *db, size_t dbcap)
 {
-    char dir[256], db[300], extra[400];
-    td_t d;
-    it_newdir(dir, sizeof dir, "nocreate");
+    it_newdir(dir, cap, name);
     char *slash = strrchr(dir, '/');
     *slash = '\0';
     ck_assert_int_eq(chmod(dir, 0711), 0);
     *slash = '/';
     ck_assert_int_eq(chmod(dir, 0755), 0);
-    td_init(&d, dir);
-    ck_assert_int_eq(mkdir(d.data, 0755), 0);  /* root's: the daemon's uid may not write it */
-    snprintf(db, sizeof db, "%s/streamdb.sdb", d.data);
-    snprintf(extra, sizeof extra, "\"unix_socket\": \"\", " FAST_ENGINE);
-    td_write_config(&d, extra);
-    ck_assert_int_eq(chmod(d.conf, 0644), 0);
+    td_init(d, dir);
+    ck_assert_int_eq(mkdir(d->data, 0700), 0);
+    ck_assert_int_eq(chmod(d->data, data_mode), 0);
+    snprintf(db, dbcap, "%s/streamdb.sdb", d->data);
+    td_write_config(d, "\"unix_socket\": \"\", " FAST_ENGINE);
+    ck_assert_int_eq(chmod(d->conf, 0644), 0);
+}
+
+/* A database the daemon may not create (its directory is not writable for
+ * it): the message gives the system's reason for the create, not the
+ * ENOENT of a later look at the missing file, and nothing is left behind. */
+START_TEST(test_cannot_create_database)
+{
+    char dir[256], db[300];
+    td_t d;
+    unprivileged_dir(&d, dir, sizeof dir, "nocreate", 0555, db, sizeof db);  /* nobody writes */
     char *err;
     const char *argv[] = { td_binary(), "-c", d.conf, NULL };
     int code = run_unprivileged(argv, &err);
@@ -444,25 +454,14 @@ END_TEST
 
 START_TEST(test_permission_denied)
 {
-    char dir[256], db[300], cli[PATH_MAX], extra[400];
+    char dir[256], db[300], cli[PATH_MAX];
     td_t d;
-    it_newdir(dir, sizeof dir, "perm");
     /* an unprivileged uid must reach the directory (not the database) */
-    char *slash = strrchr(dir, '/');
-    *slash = '\0';
-    ck_assert_int_eq(chmod(dir, 0711), 0);
-    *slash = '/';
-    ck_assert_int_eq(chmod(dir, 0755), 0);
-    td_init(&d, dir);
-    ck_assert_int_eq(mkdir(d.data, 0755), 0);
-    snprintf(db, sizeof db, "%s/streamdb.sdb", d.data);
+    unprivileged_dir(&d, dir, sizeof dir, "perm", 0755, db, sizeof db);
     int fd = open(db, O_WRONLY | O_CREAT | O_EXCL, 0600);
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(fchmod(fd, 0), 0);        /* nobody but root may open it */
     close(fd);
-    snprintf(extra, sizeof extra, "\"unix_socket\": \"\", " FAST_ENGINE);
-    td_write_config(&d, extra);
-    ck_assert_int_eq(chmod(d.conf, 0644), 0);
 
     /* the daemon */
     char *err;

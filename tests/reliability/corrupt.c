@@ -53,7 +53,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +62,7 @@
 #include <unistd.h>
 
 #include "streamdb.h"
+#include "rel_util.h"
 
 #define PAGE 4096
 #define KEEP 2                        /* versions_to_keep */
@@ -88,24 +88,6 @@ static int rollbacks;                 /* trials in the known ROLLBACK class */
 static uint8_t *scratch;              /* payload buffer */
 #define MAXLEN 40000
 
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "corrupt: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(2);
-}
-
-static uint64_t mix(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
 
 static uint64_t rng;
 static uint64_t next_rand(void) { return rng = mix(rng); }
@@ -525,6 +507,7 @@ static int trials(const char *name, const char *image, int n, int aim)
 
 int main(int argc, char **argv)
 {
+    rel_prog = "corrupt";
     int n = 200, keep = 0, last_n = 20, slot_n = 20;
     const char *image = "both", *d = NULL;
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();

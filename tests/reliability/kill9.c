@@ -35,7 +35,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -48,6 +47,7 @@
 #include <unistd.h>
 
 #include "streamdb.h"
+#include "rel_util.h"
 #include "streamdb_client.h"
 
 #define MAX_CLIENTS 64
@@ -79,24 +79,6 @@ static atomic_uint_fast64_t next_seed = 1;
 static atomic_int stop_clients;
 static atomic_uint_fast64_t acked_puts, acked_deletes;
 
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "kill9: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(2);
-}
-
-static uint64_t mix(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
 
 /* The payload of write `seed`: its seed and length in the first 16 bytes
  * (when it is that long), then bytes from a generator seeded by it. */
@@ -386,6 +368,7 @@ static long arg_long(const char *name, const char *v, long lo, long hi)
 
 int main(int argc, char **argv)
 {
+    rel_prog = "kill9";
     const char *dir = NULL;
     opt.seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     for (int i = 1; i < argc; i++) {
