@@ -853,11 +853,11 @@ static job_t *job_new(int kind, qframe_t *f, uint8_t opcode, uint32_t rid, uint6
     return j;
 }
 
-/* Continues c's upload with frame(s) f as a job of the given kind. */
-static int upload_job(conn_t *c, int kind, qframe_t *f)
+/* Continues c's upload with frame(s) f as a job of the given kind, recorded
+ * in STATS under opcode from t0.  On allocation failure the upload fails. */
+static int upload_job(conn_t *c, int kind, uint8_t opcode, uint64_t t0, qframe_t *f)
 {
-    /* STATS count an upload as one PUT */
-    job_t *j = job_new(kind, f, SDB_OP_PUT_BEGIN, f->hdr.request_id, c->up->t0);
+    job_t *j = job_new(kind, f, opcode, f->hdr.request_id, t0);
     if (!j) {
         fail_upload(c, SDB_ENOMEM, NULL);
         free_frames(f);
@@ -944,18 +944,11 @@ int ops_dispatch(conn_t *c, qframe_t *f)
                 n->next = NULL;
                 last = n;
             }
-            return upload_job(c, JOB_PUT_DATA, f);
+            return upload_job(c, JOB_PUT_DATA, SDB_OP_PUT_BEGIN, c->up->t0, f);   /* one PUT in STATS */
         }
         if (op == SDB_OP_PUT_ABORT && !u->failed) {
             /* the writer is aborted on a worker (invariant 6) */
-            job_t *j = job_new(JOB_PUT_ABORT, f, SDB_OP_PUT_ABORT, rid, 0);
-            if (!j) {
-                fail_upload(c, SDB_ENOMEM, NULL);
-                free_frames(f);
-                return 0;
-            }
-            start_job(c, j);
-            return 1;
+            return upload_job(c, JOB_PUT_ABORT, SDB_OP_PUT_ABORT, 0, f);
         }
         if (u->failed) {               /* its writer is gone already: end silently */
             if (u->w)
@@ -965,7 +958,7 @@ int ops_dispatch(conn_t *c, qframe_t *f)
             free_frames(f);
             return 0;
         }
-        return upload_job(c, JOB_PUT_END, f);
+        return upload_job(c, JOB_PUT_END, SDB_OP_PUT_BEGIN, c->up->t0, f);
     }
     if (op == SDB_OP_PUT_DATA || op == SDB_OP_PUT_END || op == SDB_OP_PUT_ABORT) {
         conn_fatal(c, rid, SDB_EPROTO, "upload frame outside an upload");

@@ -92,15 +92,6 @@ static uint8_t *scratch;              /* payload buffer */
 static uint64_t rng;
 static uint64_t next_rand(void) { return rng = mix(rng); }
 
-static void fill(uint8_t *p, uint64_t seed, size_t len)
-{
-    uint64_t s = mix(seed);
-    for (size_t i = 0; i < len; i++) {
-        if ((i & 7) == 0)
-            s = mix(s);
-        p[i] = (uint8_t)(s >> (8 * (i & 7)));
-    }
-}
 
 /* Version v (1-based) of d, if the ledger remembers it: its slot, else -1. */
 static int slot_of(const doc_t *d, uint64_t v)
@@ -121,7 +112,7 @@ static void put_doc(sdb_t *db, doc_t *d)
     last_put = d;
     uint64_t seed = next_rand();
     size_t len = force_len ? force_len : (size_t)(next_rand() % 10 == 0 ? 0 : next_rand() % MAXLEN);
-    fill(scratch, seed, len);
+    rel_fill(scratch, seed, len);
     sdb_docinfo_t info;
     int rc = sdb_put(db, d->path, scratch, len, &info);
     if (rc)
@@ -300,11 +291,11 @@ static int read_all(const char *file, char *note, size_t cap)
             cls = DETECTED;
         } else {
             int s = slot_of(d, d->version);
-            fill(scratch, d->seed[s], d->len[s]);
+            rel_fill(scratch, d->seed[s], d->len[s]);
             if (info.version != d->version || memcmp(&info.id, &d->id, sizeof d->id)) {
                 int o = slot_of(d, info.version);
                 int older = o >= 0 && len == d->len[o] &&
-                            (fill(scratch, d->seed[o], d->len[o]), !memcmp(scratch, data, len));
+                            (rel_fill(scratch, d->seed[o], d->len[o]), !memcmp(scratch, data, len));
                 snprintf(note, cap, "%s: version %llu returned, %llu acknowledged%s", d->path,
                          (unsigned long long)info.version, (unsigned long long)d->version,
                          older ? " (the older version's exact bytes: the newer write is lost)"
@@ -336,7 +327,7 @@ static int read_all(const char *file, char *note, size_t cap)
                          sdb_strerror(rc));
                 cls = DETECTED;
             } else {
-                fill(scratch, d->seed[s], d->len[s]);
+                rel_fill(scratch, d->seed[s], d->len[s]);
                 if (len != d->len[s] || memcmp(scratch, data, len)) {
                     snprintf(note, cap, "%s v%llu: wrong bytes", d->path, (unsigned long long)v);
                     cls = WRONG_BYTES;
@@ -381,7 +372,7 @@ static size_t last_write_pages(const uint8_t *img, size_t npages, size_t *out)
     const doc_t *d = last_put;
     int s = slot_of(d, d->version);
     size_t cap = PAGE - 48, len = d->len[s], n = 0;
-    fill(scratch, d->seed[s], len);
+    rel_fill(scratch, d->seed[s], len);
     for (size_t off = 0; off < len; off += cap) {
         size_t k = len - off < cap ? len - off : cap;
         for (size_t p = 2; p < npages; p++)

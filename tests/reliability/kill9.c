@@ -84,12 +84,7 @@ static atomic_uint_fast64_t acked_puts, acked_deletes;
  * (when it is that long), then bytes from a generator seeded by it. */
 static void fill(uint8_t *p, uint64_t seed, size_t len)
 {
-    uint64_t s = mix(seed);
-    for (size_t i = 0; i < len; i++) {
-        if ((i & 7) == 0)
-            s = mix(s);
-        p[i] = (uint8_t)(s >> (8 * (i & 7)));
-    }
+    rel_fill(p, seed, len);
     if (len >= 16) {
         memcpy(p, &seed, 8);
         uint64_t l = len;

@@ -34,4 +34,16 @@ static uint64_t mix(uint64_t x)
     return x ^ (x >> 31);
 }
 
+/* len bytes from a generator seeded by seed: the same bytes for the same
+ * seed, so a payload is checked without being kept. */
+static void rel_fill(uint8_t *p, uint64_t seed, size_t len)
+{
+    uint64_t s = mix(seed);
+    for (size_t i = 0; i < len; i++) {
+        if ((i & 7) == 0)
+            s = mix(s);
+        p[i] = (uint8_t)(s >> (8 * (i & 7)));
+    }
+}
+
 #endif
