@@ -94,7 +94,7 @@ $(BUILD)/src/server/%.o $(BUILD)/src/client/%.o $(BUILD)/src/cli/%.o: \
     CFLAGS_ALL += $(UV_CFLAGS) $(CJSON_CFLAGS)
 
 .PHONY: all deps lib run demo test check test-parallel-make tsan fuzz bench reliability sanitize valgrind coverage clean install uninstall help
-all: deps lib $(BUILD)/streamdbd $(BUILD)/streamdb $(BUILD)/streamdb-demo
+all: deps lib $(BUILD)/streamdbd $(BUILD)/streamdb $(BUILD)/streamdb-demo $(BUILD)/streamdb-bench
 
 deps:
 ifneq ($(DEPS_OK),yes)
@@ -142,6 +142,11 @@ $(BUILD)/libstreamdb.so: $(ENGINE_OBJ)
 	    $(commit_tmp)
 
 $(BUILD)/streamdb-demo: $(BUILD)/src/tools/demo.o $(BUILD)/libstreamdb.a
+	$(msg) LD $@
+	$(Q)$(CC) $(LDFLAGS) -o $(TMP) $^ $(LDLIBS_ALL) && $(commit_tmp)
+
+# The load generator (src/tools/bench.c): the wire codec only, from the library.
+$(BUILD)/streamdb-bench: $(BUILD)/src/tools/bench.o $(BUILD)/libstreamdb.a
 	$(msg) LD $@
 	$(Q)$(CC) $(LDFLAGS) -o $(TMP) $^ $(LDLIBS_ALL) && $(commit_tmp)
 
@@ -323,7 +328,7 @@ MANDIR ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 CONFDIR = $(SYSCONFDIR)/streamdb
-INSTALL_BINS := streamdbd streamdb
+INSTALL_BINS := streamdbd streamdb streamdb-bench
 INSTALL_HEADERS = $(notdir $(wildcard include/*.h)) streamdb_client.h opcodes.def
 MAN_PAGES = $(wildcard docs/man/*.[1-8])
 PC_FILES = $(patsubst src/%.pc.in,%.pc,$(wildcard src/*.pc.in))
