@@ -227,7 +227,7 @@ demo: all
 # tcase_create() name); a SUITE or TEST that matches nothing fails.  A test
 # that cannot run here reports SKIPPED; NO_SKIP=1 (CI) makes a skip fail.
 test check: deps lib $(BUILD)/check_all $(BUILD)/check_cli $(BUILD)/streamdbd $(BUILD)/streamdb \
-    $(BUILD)/check_integration
+    $(BUILD)/streamdb-bench $(BUILD)/check_integration
 	$(Q)SDB_NO_SKIP='$(NO_SKIP)' MAKE='$(MAKE)' CC='$(CC)' OPT='$(OPT)' CFLAGS='$(CFLAGS)' \
 	    LDFLAGS='$(LDFLAGS)' LDLIBS='$(LDLIBS)' bash scripts/run-tests.sh '$(BUILD)' '$(SUITE)' '$(TEST)'
 

@@ -1,7 +1,8 @@
 /*
  * check_main.c -- the Check runner of tests/cli (build/check_cli): the
- * client library suite and the CLI suite, each test in a forked process.
- * Usage: check_cli [SUITE [TCASE]] (suites client and cli; test cases such as
+ * client library suite, the CLI suite and the streamdb-bench suite, each
+ * test in a forked process.
+ * Usage: check_cli [SUITE [TCASE]] (suites client, cli and bench; test cases such as
  * daemon, offline, commands, failures).  A selection that matches nothing here
  * (make test SUITE=pathidx runs every runner) exits 3 (tests/check_run.h).
  */
@@ -14,6 +15,7 @@
 
 Suite *suite_client(void);
 Suite *suite_cli(void);
+Suite *suite_bench(void);
 
 int main(int argc, char **argv)
 {
@@ -23,6 +25,7 @@ int main(int argc, char **argv)
     static const ck_suite_def_t suites[] = {
         { "client", suite_client },
         { "cli", suite_cli },
+        { "bench", suite_bench },
     };
     return ck_run_main("check_cli", suites, sizeof suites / sizeof suites[0], argc, argv);
 }

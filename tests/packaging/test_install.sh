@@ -10,8 +10,9 @@
 #    (tests/packaging/engine_client.c), the wire codec (proto_ping.c) and, once
 #    the client library is installed, the client (client_roundtrip.c).
 # 3. The installed streamdbd starts on the installed config, answers a PING
-#    (and the installed `streamdb ping`, once the CLI exists), and stops with
-#    exit status 0 on SIGTERM.
+#    (and the installed `streamdb ping`, once the CLI exists), serves a short
+#    run of the installed streamdb-bench, and stops with exit status 0 on
+#    SIGTERM.
 # 4. A modified config survives a reinstall (the new default goes to
 #    streamdbd.json.default) and an uninstall; `make uninstall` removes
 #    everything else, leaving no file behind.
@@ -81,7 +82,7 @@ if ! run_make install; then
 fi
 ok "make install DESTDIR=\$tmp/root PREFIX=/usr"
 
-expect=(usr/bin/streamdbd usr/lib/libstreamdb.a usr/lib/libstreamdb.so
+expect=(usr/bin/streamdbd usr/bin/streamdb-bench usr/lib/libstreamdb.a usr/lib/libstreamdb.so
         "usr/lib/libstreamdb.so.$somajor" "usr/lib/libstreamdb.so.$version"
         usr/include/opcodes.def usr/lib/pkgconfig/streamdb.pc
         usr/lib/systemd/system/streamdbd.service etc/streamdb/streamdbd.json)
@@ -99,7 +100,7 @@ for m in "${man_pages[@]}"; do expect+=("usr/share/man/man${m##*.}/${m##*/}"); d
 missing=
 for f in "${expect[@]}"; do [ -e "$root/$f" ] || missing="$missing $f"; done
 check "installed tree has ${#expect[@]} expected files${missing:+ (missing:$missing)}" [ -z "$missing" ]
-check "binaries are executable" [ -x "$root/usr/bin/streamdbd" ]
+check "binaries are executable" [ -x "$root/usr/bin/streamdbd" -a -x "$root/usr/bin/streamdb-bench" ]
 check "libstreamdb.so -> libstreamdb.so.$somajor -> libstreamdb.so.$version" \
     test "$(readlink "$root/usr/lib/libstreamdb.so")" = "libstreamdb.so.$somajor" \
     -a "$(readlink "$root/usr/lib/libstreamdb.so.$somajor")" = "libstreamdb.so.$version"
@@ -199,6 +200,10 @@ if [ -S "$sock" ]; then
         rc=$?
         check "installed streamdb -s SOCKET ping exits 0 (got $rc): $out" test "$rc" -eq 0
     fi
+    out=$("$root/usr/bin/streamdb-bench" -s "$sock" -t ping,put,get -n 50 -r 10 -c 2 -P 2 -q 2>&1)
+    rc=$?
+    check "installed streamdb-bench -s SOCKET -t ping,put,get exits 0 (got $rc): $out" \
+        test "$rc" -eq 0
     kill -TERM "$daemon_pid"
     wait "$daemon_pid"
     rc=$?

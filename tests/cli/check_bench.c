@@ -1,0 +1,454 @@
+/*
+ * check_bench.c -- `streamdb-bench` run as a subprocess: every operation
+ * against the real streamdbd (Unix socket and TCP, pipeline > 1, small
+ * counts) must exit 0 with sane --json output; against a fake server that
+ * answers one GET with a corrupted byte, a wrong CRC, a wrong request id, or
+ * two responses out of order, it must exit 1 naming what was wrong; bad
+ * options exit 2 and an unreachable server exits 1, each with a message.
+ * Nothing here depends on timing: the fake server reacts to the frames it
+ * reads, and only exit statuses and messages are asserted.
+ */
+#include <cjson/cJSON.h>
+
+#include "cli_test.h"
+
+/* ---- Running the tool ---- */
+
+/* Runs build/streamdb-bench with args (NULL-terminated), stdout and stderr
+ * captured in r (ct_run_t, as the CLI tests). */
+static void bench_run(ct_run_t *r, const char *const *args)
+{
+    static unsigned seq;
+    char outf[300], errf[300];
+    snprintf(outf, sizeof(outf), "%s/bench.%ld.%u.out", ct_dir, (long)getpid(), seq);
+    snprintf(errf, sizeof(errf), "%s/bench.%ld.%u.err", ct_dir, (long)getpid(), seq++);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        int in = open("/dev/null", O_RDONLY);
+        int out = open(outf, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int err = open(errf, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (in < 0 || out < 0 || err < 0)
+            _exit(126);
+        dup2(in, 0);
+        dup2(out, 1);
+        dup2(err, 2);
+        unsetenv("STREAMDB_TOKEN");
+        alarm(120);   /* a safety net only: a hung tool fails the test */
+        const char *argv[64];
+        int n = 0;
+        argv[n++] = ct_bin("streamdb-bench");
+        for (int i = 0; args[i] && n < 63; i++)
+            argv[n++] = args[i];
+        argv[n] = NULL;
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int st;
+    ck_assert(waitpid(pid, &st, 0) == pid);
+    memset(r, 0, sizeof(*r));
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    r->out = ct_read_file(outf, &r->outlen);
+    r->err = ct_read_file(errf, NULL);
+    if (!r->out)
+        r->out = strdup("");
+    if (!r->err)
+        r->err = strdup("");
+    unlink(outf);
+    unlink(errf);
+}
+
+/* Checks the --json output: one object per line, for the operations in ops
+ * (comma-separated) in order, each with `requests` requests, no error, a
+ * positive rate and ordered percentiles. */
+static void expect_json(const ct_run_t *r, const char *ops, double requests)
+{
+    char want[128];
+    snprintf(want, sizeof(want), "%s", ops);
+    char *save = NULL, *op = strtok_r(want, ",", &save);
+    const char *line = r->out;
+    int lines = 0;
+    while (*line) {
+        const char *nl = strchr(line, '\n');
+        ck_assert_msg(nl != NULL, "--json output does not end with a newline:\n%s", r->out);
+        ck_assert_msg(op != NULL, "more JSON lines than operations:\n%s", r->out);
+        cJSON *j = cJSON_ParseWithLength(line, (size_t)(nl - line));
+        ck_assert_msg(j != NULL, "not JSON: %.*s", (int)(nl - line), line);
+        const cJSON *name = cJSON_GetObjectItem(j, "op");
+        ck_assert_msg(cJSON_IsString(name) && strcmp(name->valuestring, op) == 0,
+                      "line %d is not for %s: %.*s", lines + 1, op, (int)(nl - line), line);
+        double p50 = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "p50_ms"));
+        double p90 = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "p90_ms"));
+        double p99 = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "p99_ms"));
+        double p999 = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "p999_ms"));
+        double max = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "max_ms"));
+        ck_assert_msg(cJSON_GetNumberValue(cJSON_GetObjectItem(j, "requests")) == requests &&
+                          cJSON_GetNumberValue(cJSON_GetObjectItem(j, "errors")) == 0 &&
+                          cJSON_GetNumberValue(cJSON_GetObjectItem(j, "rate")) > 0 && p50 > 0 &&
+                          p50 <= p90 && p90 <= p99 && p99 <= p999 && p999 <= max,
+                      "implausible figures for %s: %.*s", op, (int)(nl - line), line);
+        cJSON_Delete(j);
+        lines++;
+        line = nl + 1;
+        op = strtok_r(NULL, ",", &save);
+    }
+    ck_assert_msg(op == NULL, "no JSON line for %s:\n%s", op ? op : "", r->out);
+}
+
+/* ---- Against streamdbd ---- */
+
+START_TEST(test_bench_every_op_unix)
+{
+    ct_daemon_t d;
+    ct_daemon_start(&d, "d", NULL, NULL);
+    ct_run_t r;
+    const char *args[] = { "-s", d.sock, "-t", "ping,put,get,mixed,search", "-n", "300", "-r",
+                           "40", "-c", "3", "-P", "8", "--size", "3000", "--json", NULL };
+    bench_run(&r, args);
+    ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
+    expect_json(&r, "ping,put,get,mixed,search", 300);
+    ct_run_free(&r);
+    ck_assert_int_eq(ct_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* TCP, two threads, chunked values (--size over the server's chunk_bytes of
+ * 4096 here: several PUT_DATA and DATA frames per value), the text output. */
+START_TEST(test_bench_tcp_threads)
+{
+    ct_daemon_t d;
+    ct_daemon_start(&d, "d", "{\"chunk_bytes\": 4096}", NULL);
+    char port[16];
+    snprintf(port, sizeof(port), "%d", d.port);
+    ct_run_t r;
+    const char *args[] = { "-h", "127.0.0.1", "-p", port, "-t", "get,search", "-n", "200", "-r",
+                           "25", "-c", "4", "-T", "2", "-P", "4", "--size", "10000", NULL };
+    bench_run(&r, args);
+    ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
+    ck_assert_msg(strstr(r.out, "====== GET ======") && strstr(r.out, "====== SEARCH ======") &&
+                      strstr(r.out, "200 requests completed") && strstr(r.out, "errors: 0"),
+                  "unexpected report:\n%s", r.out);
+    CT_ERR_HAS(&r, "populated");
+    /* The key space is there now: --no-populate reads it as it is. */
+    const char *again[] = { "-h", "127.0.0.1", "-p", port, "-t", "get", "-n", "50", "-r", "25",
+                            "-c", "2", "-P", "3", "--size", "10000", "--no-populate", "-q", NULL };
+    bench_run(&r, again);
+    ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
+    ck_assert_msg(strncmp(r.out, "GET: ", 5) == 0 && strstr(r.out, "requests per second"),
+                  "-q output: %s", r.out);
+    ct_run_free(&r);
+    ck_assert_int_eq(ct_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* GET on a key space that was never written: every NOT_FOUND is an error. */
+START_TEST(test_bench_missing_keys)
+{
+    ct_daemon_t d;
+    ct_daemon_start(&d, "d", NULL, NULL);
+    ct_run_t r;
+    const char *args[] = { "-s", d.sock, "-t", "get", "-n", "20", "-r", "10", "-c", "2",
+                           "--no-populate", "-q", NULL };
+    bench_run(&r, args);
+    ck_assert_msg(r.status == 1, "exit %d; stderr:\n%s", r.status, r.err);
+    CT_ERR_HAS(&r, "ERROR NOT_FOUND");
+    CT_ERR_HAS(&r, "20 error(s)");
+    ct_run_free(&r);
+    ck_assert_int_eq(ct_daemon_stop(&d), 0);
+}
+END_TEST
+
+START_TEST(test_bench_unreachable)
+{
+    ct_run_t r;
+    const char *args[] = { "-s", ct_path("nobody.sock"), "-t", "ping", NULL };
+    bench_run(&r, args);
+    ck_assert_msg(r.status == 1, "exit %d; stderr:\n%s", r.status, r.err);
+    CT_ERR_HAS(&r, "cannot connect to unix:");
+    CT_ERR_HAS(&r, "No such file or directory");
+    ct_run_free(&r);
+}
+END_TEST
+
+START_TEST(test_bench_bad_options)
+{
+    static const struct {
+        const char *args[6];
+        const char *msg;
+    } cases[] = {
+        { { "-t", "ping,bogus", NULL }, "unknown operation \"bogus\"" },
+        { { "--size", "8", NULL }, "--size: expected a number from 16" },
+        { { "-c", "0", NULL }, "-c: expected a number from 1" },
+        { { "-P", "x", NULL }, "-P: expected a number" },
+        { { "-n", "10", "-d", "1", NULL }, "give -n or -d, not both" },
+        { { "-d", "-1", NULL }, "-d: expected seconds" },
+        { { "-s", "/x", "-p", "1", NULL }, "give -s or -h/-p, not both" },
+        { { "-c", "2", "-T", "3", NULL }, "more threads than connections" },
+        { { "--wat", NULL }, "unknown option --wat" },
+        { { "-c", NULL }, "option -c needs a value" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ct_run_t r;
+        bench_run(&r, cases[i].args);
+        ck_assert_msg(r.status == 2, "case %zu: exit %d; stderr: %s", i, r.status, r.err);
+        CT_ERR_HAS(&r, cases[i].msg);
+        ct_run_free(&r);
+    }
+}
+END_TEST
+
+/* ---- Against a fake server that gets one response wrong ---- */
+
+enum { BAD_BYTE, BAD_CRC, BAD_ID, BAD_ORDER };
+
+typedef struct {
+    int mode, listen_fd;
+    char sock[200];
+    pthread_t thread;
+} bad_server_t;
+
+#define BAD_KEYS 8
+
+static void bad_send_get(int fd, uint32_t rid, const uint8_t *v, size_t len, int mode)
+{
+    static uint8_t copy[65536];
+    memcpy(copy, v, len);
+    if (mode == BAD_BYTE)
+        copy[len / 2] ^= 0x20;   /* the CRC below matches: only the bytes can tell */
+    sdb_proto_msg_t g = { .opcode = SDB_OP_GET_HEADER, .request_id = rid };
+    g.u.doc.version = 1;
+    g.u.doc.size = len;
+    g.u.doc.crc32 = (uint32_t)crc32(0L, copy, (uInt)len) ^ (mode == BAD_CRC ? 1u : 0u);
+    ct_fake_send(fd, &g);
+    sdb_proto_msg_t dm = { .opcode = SDB_OP_DATA, .request_id = rid };
+    dm.u.raw.ptr = copy;
+    dm.u.raw.len = len;
+    ct_fake_send(fd, &dm);
+    sdb_proto_msg_t end = { .opcode = SDB_OP_END, .request_id = rid };
+    ct_fake_send(fd, &end);
+}
+
+/* Reads the next frame (1), or returns 0 / a negative code at the end.
+ * Unlike ct_fake_read_frame, the payload stays where the decoder put it
+ * until the next call (buf[*off..*have) is the input not yet fed). */
+static int bad_read_frame(int fd, sdb_proto_decoder_t *dec, uint8_t *buf, size_t *off,
+                          size_t *have, sdb_proto_frame_t *f)
+{
+    for (;;) {
+        if (*off < *have) {
+            size_t used = 0;
+            int rc = sdb_proto_decoder_feed(dec, buf + *off, *have - *off, &used, f);
+            *off += used;
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        ssize_t n = recv(fd, buf, 65536, 0);
+        if (n <= 0)
+            return 0;
+        *off = 0;
+        *have = (size_t)n;
+    }
+}
+
+/* One connection: HELLO_OK, PUTs stored and answered DOC, GETs answered
+ * from what was stored; the first GET (BAD_BYTE, BAD_CRC, BAD_ID) or the
+ * first two (BAD_ORDER: answered second first) go wrong. */
+static void *bad_main(void *arg)
+{
+    bad_server_t *bs = arg;
+    int fd = accept(bs->listen_fd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    sdb_proto_decoder_t dec;
+    sdb_proto_decoder_init(&dec, 1u << 20);
+    uint8_t *buf = malloc(65536);
+    size_t have = 0, off = 0;
+    sdb_proto_frame_t f;
+    sdb_proto_msg_t m;
+    char paths[BAD_KEYS][64];
+    uint8_t vals[BAD_KEYS][1024];
+    size_t lens[BAD_KEYS];
+    int nkeys = 0, cur = -1, gets = 0;
+    uint32_t held_rid = 0;
+    int held_key = -1;
+    while (bad_read_frame(fd, &dec, buf, &off, &have, &f) == 1 && sdb_proto_decode(&f, &m) == 0) {
+        uint32_t rid = m.request_id;
+        if (m.opcode == SDB_OP_HELLO) {
+            sdb_proto_msg_t h = { .opcode = SDB_OP_HELLO_OK, .request_id = rid };
+            h.u.hello_ok.version = 1;
+            h.u.hello_ok.max_frame_bytes = 1u << 20;
+            h.u.hello_ok.chunk_bytes = 65536;
+            h.u.hello_ok.max_document_bytes = 1ull << 20;
+            h.u.hello_ok.max_inflight = 64;
+            h.u.hello_ok.server.ptr = "badserver/1";
+            h.u.hello_ok.server.len = 11;
+            ct_fake_send(fd, &h);
+        } else if (m.opcode == SDB_OP_PUT_BEGIN) {
+            size_t len = m.u.put_begin.path.len < 63 ? m.u.put_begin.path.len : 63;
+            for (cur = 0; cur < nkeys; cur++)
+                if (strlen(paths[cur]) == len && memcmp(paths[cur], m.u.put_begin.path.ptr, len) == 0)
+                    break;
+            if (cur == nkeys && nkeys < BAD_KEYS)
+                nkeys++;
+            if (cur == BAD_KEYS)
+                break;
+            memcpy(paths[cur], m.u.put_begin.path.ptr, len);
+            paths[cur][len] = '\0';
+            lens[cur] = 0;
+        } else if (m.opcode == SDB_OP_PUT_DATA && cur >= 0) {
+            if (lens[cur] + m.u.raw.len > sizeof(vals[cur]))
+                break;
+            memcpy(vals[cur] + lens[cur], m.u.raw.ptr, m.u.raw.len);
+            lens[cur] += m.u.raw.len;
+        } else if (m.opcode == SDB_OP_PUT_END && cur >= 0) {
+            sdb_proto_msg_t d = { .opcode = SDB_OP_DOC, .request_id = rid };
+            d.u.doc.version = 1;
+            d.u.doc.size = lens[cur];
+            d.u.doc.crc32 = (uint32_t)crc32(0L, vals[cur], (uInt)lens[cur]);
+            ct_fake_send(fd, &d);
+            cur = -1;
+        } else if (m.opcode == SDB_OP_GET) {
+            int k;
+            for (k = 0; k < nkeys; k++)
+                if (strlen(paths[k]) == m.u.path.len &&
+                    memcmp(paths[k], m.u.path.ptr, m.u.path.len) == 0)
+                    break;
+            if (k == nkeys)
+                break;
+            gets++;
+            if (bs->mode == BAD_ORDER && gets == 1) {
+                held_rid = rid;   /* answered after the next one */
+                held_key = k;
+                continue;
+            }
+            int mode = gets == 1 ? bs->mode : -1;
+            bad_send_get(fd, mode == BAD_ID ? rid + 1000 : rid, vals[k], lens[k], mode);
+            if (held_key >= 0) {
+                bad_send_get(fd, held_rid, vals[held_key], lens[held_key], -1);
+                held_key = -1;
+            }
+        } else {
+            break;
+        }
+    }
+    free(buf);
+    sdb_proto_decoder_free(&dec);
+    close(fd);
+    return NULL;
+}
+
+static void bad_start(bad_server_t *bs, int mode)
+{
+    memset(bs, 0, sizeof(*bs));
+    bs->mode = mode;
+    snprintf(bs->sock, sizeof(bs->sock), "%s/bad.%ld.sock", ct_dir, (long)getpid());
+    bs->listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof(a));
+    a.sun_family = AF_UNIX;
+    ck_assert(strlen(bs->sock) < sizeof(a.sun_path));
+    memcpy(a.sun_path, bs->sock, strlen(bs->sock) + 1);
+    ck_assert(bs->listen_fd >= 0);
+    ck_assert(bind(bs->listen_fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+    ck_assert(listen(bs->listen_fd, 4) == 0);
+    ck_assert(pthread_create(&bs->thread, NULL, bad_main, bs) == 0);
+}
+
+static void bad_stop(bad_server_t *bs)
+{
+    shutdown(bs->listen_fd, SHUT_RDWR);
+    pthread_join(bs->thread, NULL);
+    close(bs->listen_fd);
+    unlink(bs->sock);
+}
+
+/* Runs `streamdb-bench -t get` (one connection, pipeline 4, 4 keys of 200
+ * bytes) against a fake server in mode, and returns the run. */
+static void bad_run(ct_run_t *r, int mode)
+{
+    bad_server_t bs;
+    bad_start(&bs, mode);
+    const char *args[] = { "-s", bs.sock, "-t", "get", "-n", "12", "-r", "4", "-c", "1", "-P",
+                           "4", "--size", "200", "-q", NULL };
+    bench_run(r, args);
+    bad_stop(&bs);
+}
+
+START_TEST(test_bench_fake_server_sane)
+{
+    /* The fake server itself is right when it means to be: mode -1 never fires. */
+    ct_run_t r;
+    bad_run(&r, -1);
+    ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
+    ct_run_free(&r);
+}
+END_TEST
+
+START_TEST(test_bench_wrong_byte)
+{
+    ct_run_t r;
+    bad_run(&r, BAD_BYTE);
+    ck_assert_msg(r.status == 1, "exit %d; stdout %s; stderr:\n%s", r.status, r.out, r.err);
+    CT_ERR_HAS(&r, "byte 100 of 200 differs from the value written");
+    CT_ERR_HAS(&r, "1 error(s)");
+    ck_assert_msg(strstr(r.out, "(ERRORS)") != NULL, "the report hides the error: %s", r.out);
+    ct_run_free(&r);
+}
+END_TEST
+
+START_TEST(test_bench_wrong_crc)
+{
+    ct_run_t r;
+    bad_run(&r, BAD_CRC);
+    ck_assert_msg(r.status == 1, "exit %d; stderr:\n%s", r.status, r.err);
+    CT_ERR_HAS(&r, "CRC32 of the 200 bytes received is");
+    ct_run_free(&r);
+}
+END_TEST
+
+START_TEST(test_bench_wrong_request_id)
+{
+    ct_run_t r;
+    bad_run(&r, BAD_ID);
+    ck_assert_msg(r.status == 1, "exit %d; stderr:\n%s", r.status, r.err);
+    CT_ERR_HAS(&r, "wrong request id");
+    ct_run_free(&r);
+}
+END_TEST
+
+START_TEST(test_bench_out_of_order)
+{
+    ct_run_t r;
+    bad_run(&r, BAD_ORDER);
+    ck_assert_msg(r.status == 1, "exit %d; stderr:\n%s", r.status, r.err);
+    CT_ERR_HAS(&r, "responses out of order");
+    ct_run_free(&r);
+}
+END_TEST
+
+Suite *suite_bench(void)
+{
+    Suite *s = suite_create("bench");
+    TCase *tc = tcase_create("daemon");
+    tcase_add_unchecked_fixture(tc, ct_dir_setup, ct_dir_teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_bench_every_op_unix);
+    tcase_add_test(tc, test_bench_tcp_threads);
+    tcase_add_test(tc, test_bench_missing_keys);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("checks");
+    tcase_add_unchecked_fixture(tc, ct_dir_setup, ct_dir_teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_bench_unreachable);
+    tcase_add_test(tc, test_bench_bad_options);
+    tcase_add_test(tc, test_bench_fake_server_sane);
+    tcase_add_test(tc, test_bench_wrong_byte);
+    tcase_add_test(tc, test_bench_wrong_crc);
+    tcase_add_test(tc, test_bench_wrong_request_id);
+    tcase_add_test(tc, test_bench_out_of_order);
+    suite_add_tcase(s, tc);
+    return s;
+}
