@@ -93,7 +93,7 @@ $(INTEG_OBJ): CFLAGS_ALL += $(CHECK_CFLAGS) $(CJSON_CFLAGS)
 $(BUILD)/src/server/%.o $(BUILD)/src/client/%.o $(BUILD)/src/cli/%.o: \
     CFLAGS_ALL += $(UV_CFLAGS) $(CJSON_CFLAGS)
 
-.PHONY: all deps lib run demo test check test-parallel-make tsan fuzz bench reliability sanitize valgrind coverage clean install uninstall help
+.PHONY: all deps lib run demo test check test-parallel-make tsan fuzz bench bench-redis reliability sanitize valgrind coverage clean install uninstall help
 all: deps lib $(BUILD)/streamdbd $(BUILD)/streamdb $(BUILD)/streamdb-demo $(BUILD)/streamdb-bench
 
 deps:
@@ -287,8 +287,16 @@ fuzz-seeds: deps lib
 	$(Q)$(CC) $(CFLAGS_ALL) -o $(BUILD)/gen_seeds fuzz/gen_seeds.c $(BUILD)/libstreamdb.a $(LDLIBS_ALL)
 	$(Q)$(BUILD)/gen_seeds fuzz/corpus && du -sh fuzz/corpus
 
-bench: deps lib $(BUILD)/streamdbd $(BENCH_BIN)
+# `make bench` runs the bench programs, then the side-by-side with Redis
+# (bench-redis: scripts/bench-vs-redis.sh, which installs redis-server and
+# redis-tools when missing); SDB_BENCH_SHORT=1 makes the latter a quick check.
+bench: deps lib $(BUILD)/streamdbd $(BUILD)/streamdb-bench $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "==> $$b"; $$b || exit 1; done
+	@echo "==> scripts/bench-vs-redis.sh $(BUILD)"
+	$(Q)SDB_BENCH_SHORT='$(SDB_BENCH_SHORT)' bash scripts/bench-vs-redis.sh $(BUILD)
+
+bench-redis: deps lib $(BUILD)/streamdbd $(BUILD)/streamdb-bench
+	$(Q)SDB_BENCH_SHORT='$(SDB_BENCH_SHORT)' bash scripts/bench-vs-redis.sh $(BUILD)
 
 # ASan + UBSan build of the whole suite in build-san.  Check's per-test
 # timeouts are stretched because instrumented code runs slower.
@@ -389,7 +397,7 @@ clean:
 
 help:
 	@echo "StreamDb $(VERSION) -- make targets:"
-	@echo "  all (default)  build $(BUILD)/libstreamdb.{a,so}, streamdbd, streamdb and streamdb-demo"
+	@echo "  all (default)  build $(BUILD)/libstreamdb.{a,so}, streamdbd, streamdb, streamdb-bench, streamdb-demo"
 	@echo "  run            build and start streamdbd on conf/streamdbd.json (data in ./data)"
 	@echo "  demo           build and run the engine demo on DB=$(DB)"
 	@echo "  test, check    build and run the unit and integration tests (SUITE=name [TEST=tcase] for one;"
@@ -397,7 +405,8 @@ help:
 	@echo "  test-parallel-make  two makes at once on a copy of the tree: no broken artefact"
 	@echo "  tsan           the concurrency tests under ThreadSanitizer (build-tsan)"
 	@echo "  fuzz           libFuzzer targets fuzz/fuzz_*.c (clang) for FUZZ_SECONDS (default 30) each"
-	@echo "  bench          build and run tests/bench/*.c"
+	@echo "  bench          build and run tests/bench/*.c, then bench-redis"
+	@echo "  bench-redis    streamdb-bench vs redis-benchmark, side by side (SDB_BENCH_SHORT=1: quick)"
 	@echo "  reliability    kill -9 cycles and bit-flip trials (docs/RELIABILITY.md; minutes)"
 	@echo "  sanitize       run the tests under ASan+UBSan (build dir build-san)"
 	@echo "  valgrind       run the tests under valgrind (no fork)"
