@@ -5,7 +5,9 @@
 #
 # Usage: scripts/install-deps.sh [--ci] [EXTRA_PACKAGE...]
 #   Installs the base packages below plus any extra Debian packages named
-#   (`make valgrind` asks for valgrind this way).  --ci adds CI_PACKAGES: every
+#   (`make valgrind` asks for valgrind this way, and `make bench`'s
+#   scripts/bench-vs-redis.sh for redis-server redis-tools; make test needs
+#   neither).  --ci adds CI_PACKAGES: every
 #   tool a test needs (so that CI skips no test) and the compilers of the clang,
 #   TSan and fuzz builds.  Packages already installed are skipped; when nothing
 #   is missing, apt is not touched at all.
