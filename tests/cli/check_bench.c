@@ -130,6 +130,7 @@ START_TEST(test_bench_tcp_threads)
                       strstr(r.out, "200 requests completed") && strstr(r.out, "errors: 0"),
                   "unexpected report:\n%s", r.out);
     CT_ERR_HAS(&r, "populated");
+    ct_run_free(&r);
     /* The key space is there now: --no-populate reads it as it is. */
     const char *again[] = { "-h", "127.0.0.1", "-p", port, "-t", "get", "-n", "50", "-r", "25",
                             "-c", "2", "-P", "3", "--size", "10000", "--no-populate", "-q", NULL };
