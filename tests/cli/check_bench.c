@@ -143,6 +143,51 @@ START_TEST(test_bench_tcp_threads)
 }
 END_TEST
 
+/* -d: each operation runs until its deadline, then drains what is in flight.
+ * Only the outcome is asserted (requests issued at the start always finish). */
+START_TEST(test_bench_duration)
+{
+    ct_daemon_t d;
+    ct_daemon_start(&d, "d", NULL, NULL);
+    ct_run_t r;
+    const char *args[] = { "-s", d.sock, "-t", "ping,get", "-d", "0.2", "-r", "20", "-c", "2",
+                           "-P", "2", "--size", "64", "--json", NULL };
+    bench_run(&r, args);
+    ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
+    cJSON *j = cJSON_Parse(r.out);   /* the first line: ping */
+    ck_assert_msg(j == NULL || cJSON_GetNumberValue(cJSON_GetObjectItem(j, "requests")) > 0,
+                  "no request completed: %s", r.out);
+    cJSON_Delete(j);
+    ck_assert_msg(strstr(r.out, "\"op\":\"ping\"") && strstr(r.out, "\"op\":\"get\"") &&
+                      strstr(r.out, "\"errors\":0,") && !strstr(r.out, "\"requests\":0,"),
+                  "unexpected --json output:\n%s", r.out);
+    ct_run_free(&r);
+    ck_assert_int_eq(ct_daemon_stop(&d), 0);
+}
+END_TEST
+
+/* -a sends the token in HELLO; a wrong one is refused with the server's words. */
+START_TEST(test_bench_token)
+{
+    const char *tf = ct_path("token");
+    ct_write_file(tf, "s3cret\n", 7);
+    ct_daemon_t d;
+    ct_daemon_start(&d, "d", NULL, tf);
+    ct_run_t r;
+    const char *good[] = { "-s", d.sock, "-a", "s3cret", "-t", "ping,put", "-n", "20", "-r", "5",
+                           "-c", "2", "-P", "2", "-q", NULL };
+    bench_run(&r, good);
+    ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
+    ct_run_free(&r);
+    const char *bad[] = { "-s", d.sock, "-a", "wrong", "-t", "ping", "-n", "5", "-c", "1", NULL };
+    bench_run(&r, bad);
+    ck_assert_msg(r.status == 1, "exit %d; stderr:\n%s", r.status, r.err);
+    CT_ERR_HAS(&r, "the server refused the session: AUTH");
+    ct_run_free(&r);
+    ck_assert_int_eq(ct_daemon_stop(&d), 0);
+}
+END_TEST
+
 /* GET on a key space that was never written: every NOT_FOUND is an error. */
 START_TEST(test_bench_missing_keys)
 {
@@ -438,6 +483,8 @@ Suite *suite_bench(void)
     tcase_add_test(tc, test_bench_every_op_unix);
     tcase_add_test(tc, test_bench_tcp_threads);
     tcase_add_test(tc, test_bench_missing_keys);
+    tcase_add_test(tc, test_bench_duration);
+    tcase_add_test(tc, test_bench_token);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("checks");
