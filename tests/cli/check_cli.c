@@ -1351,7 +1351,7 @@ static char *range_text(size_t *n)
 {
     char *t = malloc(200001);
     for (int i = 0; i < 20000; i++)
-        snprintf(t + 10 * i, 11, "line %04d\n", i % 10000);
+        snprintf(t + 10 * i, 11, "line %04u\n", (unsigned)i % 10000u);
     *n = 200000;
     return t;
 }
