@@ -2497,6 +2497,39 @@ START_TEST(test_range_damage)
 }
 END_TEST
 
+/* A reader moved by ranges still reads the version it opened after that
+ * version is overwritten, deleted and its pages could be reused. */
+START_TEST(test_range_snapshot)
+{
+    env_t e;
+    env_init(&e, _i, "rs");
+    e.cfg.page_size = 512;
+    sdb_t *db = env_open(&e);
+    size_t n = 100000;
+    uint8_t *a = tu_bytes(n, 61), *b = tu_bytes(n, 62);
+    put_ok(db, "/snap", a, n);
+    sdb_reader_t *r;
+    CK_OK(sdb_reader_open(db, "/snap", &r, NULL));
+    CK_OK(sdb_reader_range(r, 50000, 100, NULL));
+    CK_OK(range_expect(r, a + 50000, 100, 64, "before the overwrite"));
+    put_ok(db, "/snap", b, n);
+    CK_OK(sdb_delete(db, "/snap"));
+    CK_OK(sdb_flush(db));
+    put_ok(db, "/other", b, n);          /* would reuse freed pages, were any freed */
+    for (uint64_t off = 0; off < n; off += 9973) {
+        CK_OK(sdb_reader_range(r, off, 3000, NULL));
+        uint64_t len = n - off < 3000 ? n - off : 3000;
+        CK_OK(range_expect(r, a + off, len, 1000, "after the overwrite and delete"));
+    }
+    CK_OK(sdb_reader_seek(r, 0));
+    CK_OK(range_expect(r, a, n, 4096, "whole, after the delete"));
+    sdb_reader_close(r);
+    CK_OK(sdb_close(db));
+    free(a);
+    free(b);
+}
+END_TEST
+
 /* ---- Suite ---- */
 
 static TCase *tcase(Suite *s, const char *name, int timeout)
@@ -2569,5 +2602,6 @@ Suite *suite_api(void)
     tc = tcase(s, "ranges", 120);
     tcase_add_loop_test(tc, test_range_random, 0, 9);
     tcase_add_loop_test(tc, test_range_damage, 0, 4);
+    tcase_add_loop_test(tc, test_range_snapshot, 0, 3);
     return s;
 }
