@@ -207,14 +207,46 @@ int sdb_reader_open_id(sdb_t *db, const sdb_id_t *id, uint64_t version, sdb_read
                        sdb_docinfo_t *info);
 
 /* Copies up to cap bytes of content into buf and stores the count in *n;
- * *n == 0 means the end.  When the end is reached the whole content's CRC32
- * has been checked too (unless quick mode).  Errors: SDB_EINVAL,
- * SDB_ECORRUPT (a page or the content CRC failed; the bytes of the failing
- * page are not delivered), SDB_EIO. */
+ * *n == 0 means the end (of the content, or of the range set by
+ * sdb_reader_range).  Every data page the bytes come from is checked against
+ * its page CRC, index and owner before any of its bytes is delivered (unless
+ * quick mode).  A reader that reads the content from byte 0 to its end
+ * (never moved by sdb_reader_seek / sdb_reader_range, or moved to offset 0
+ * with no shorter range) also checks the whole content's CRC32 at the last
+ * page.  Errors: SDB_EINVAL, SDB_ECORRUPT (a page or the content CRC failed;
+ * the bytes of the failing page are not delivered), SDB_EIO, SDB_ENOMEM. */
 int sdb_reader_read(sdb_reader_t *r, void *buf, size_t cap, size_t *n);
 
+/* Byte ranges.  Moves r so that the next sdb_reader_read delivers content
+ * from byte `offset` on, and at most `length` bytes in all (UINT64_MAX: to
+ * the end); the range is cut at the end of the content, and the number of
+ * bytes it holds, min(length, size - offset), is stored in *avail (may be
+ * NULL).  offset == size is an empty range (reads return *n == 0 at once);
+ * offset > size is SDB_EINVAL and leaves r unchanged.  length 0 is an empty
+ * range too.  May be called at any time, any number of times (it clears an
+ * earlier read error of r).
+ * Only the pages holding the range's bytes are read: page offset / cap up to
+ * page (offset + length - 1) / cap, where cap is page_size - 48 data bytes
+ * (docs/FORMAT.md).  What is verified: each of those pages, whole, against
+ * its page CRC (and its index and owner), before any byte of it is returned,
+ * exactly as a full read does; so a damaged page inside the range gives
+ * SDB_ECORRUPT and one outside it is never read.  What is not: the CRC32 of
+ * the whole content (sdb_docinfo_t.crc32) needs every page, so it is checked
+ * only when the range is the whole content (offset 0, length >= size).
+ * Errors: SDB_EINVAL (r NULL, offset past the end), SDB_ECORRUPT (the
+ * version has fewer pages than its size needs). */
+int sdb_reader_range(sdb_reader_t *r, uint64_t offset, uint64_t length, uint64_t *avail);
+
+/* sdb_reader_range(r, offset, UINT64_MAX, NULL): reads go on from byte
+ * offset to the end of the content (any earlier range is dropped).
+ * Errors as sdb_reader_range. */
+int sdb_reader_seek(sdb_reader_t *r, uint64_t offset);
+
 /* Enables (nonzero) or disables CRC checks for this reader only (the
- * server's per-request QUICK flag).  Readers start with the handle's mode. */
+ * server's per-request QUICK flag).  Readers start with the handle's mode.
+ * While the whole content's CRC is being accumulated (see sdb_reader_read)
+ * the mode can change only before the first page is read; otherwise at any
+ * time (it then applies to the pages read next). */
 void sdb_reader_set_quick(sdb_reader_t *r, int enabled);
 
 /* Closes r and releases its snapshot (NULL ok). */

@@ -274,6 +274,49 @@ int sdbc_get_cb(sdbc_t *c, const char *path, sdbc_write_cb cb, void *arg, sdb_do
 int sdbc_get_id_cb(sdbc_t *c, const sdb_id_t *id, uint64_t version, sdbc_write_cb cb, void *arg,
                    sdb_docinfo_t *out);
 
+/* ---- Byte ranges ---------------------------------------------------------- */
+
+/* What a range read returned. */
+typedef struct {
+    sdb_docinfo_t doc;   /* the version read; doc.size and doc.crc32 are those of the whole
+                            content */
+    uint64_t offset;     /* first byte returned (the offset asked for) */
+    uint64_t length;     /* bytes returned: min(length asked, doc.size - offset) */
+} sdbc_range_t;
+
+/* Reads at most length bytes from byte offset of the current version bound
+ * to path (GET_RANGE) into a new malloc()ed buffer (*data, owned by the
+ * caller; non-NULL even for an empty range) of *len bytes, and fills *out
+ * (may be NULL).  The server reads only the stored pages that hold the range
+ * and checks each of them against its page CRC.  length is cut at the end of
+ * the content (UINT64_MAX: to the end); offset == doc.size, or length 0,
+ * gives an empty range.  The client checks that it received exactly the
+ * announced length; the content's CRC32 (doc.crc32) covers the whole content,
+ * so it is checked only when the range is the whole content.
+ * Errors: SDB_EINVAL (path NULL or bad; offset past the end of the content:
+ * the message gives the offset and the size), SDB_ENOTFOUND, SDB_ECORRUPT (a
+ * page in the range failed its check on the server, or fewer bytes arrived
+ * than announced), SDB_EIO, SDB_ENOMEM, SDB_EOPCODE (the server predates byte
+ * ranges: the message says so; the connection stays usable), connection
+ * errors.  On error *data is NULL and *len 0. */
+int sdbc_get_range(sdbc_t *c, const char *path, uint64_t offset, uint64_t length, void **data,
+                   size_t *len, sdbc_range_t *out);
+
+/* As sdbc_get_range, for document id at version (0 = the current one)
+ * (GET_ID_RANGE).  SDB_ENOTFOUND when the document or that version does not
+ * exist (any more). */
+int sdbc_get_id_range(sdbc_t *c, const sdb_id_t *id, uint64_t version, uint64_t offset,
+                      uint64_t length, void **data, size_t *len, sdbc_range_t *out);
+
+/* As sdbc_get_range / sdbc_get_id_range, handing the range's bytes to
+ * cb(arg, ...) chunk by chunk, in order (info->size is the whole content's
+ * size, not the range's; not called for an empty range).  A negative return
+ * of cb is returned as is (after the stream is drained). */
+int sdbc_get_range_cb(sdbc_t *c, const char *path, uint64_t offset, uint64_t length,
+                      sdbc_write_cb cb, void *arg, sdbc_range_t *out);
+int sdbc_get_id_range_cb(sdbc_t *c, const sdb_id_t *id, uint64_t version, uint64_t offset,
+                         uint64_t length, sdbc_write_cb cb, void *arg, sdbc_range_t *out);
+
 /* ---- Listings ----------------------------------------------------------- */
 
 typedef struct {

@@ -68,7 +68,8 @@ SDB_VISIBILITY_PUSH   /* exported: see streamdb.h */
 #define SDB_PROTO_UNSET          UINT64_MAX    /* PUT_BEGIN size / if_version: not given */
 
 /* Header flags.  Bits not defined for a direction must be 0 when sent. */
-#define SDB_FLAG_QUICK    0x01u   /* request (GET, GET_ID): the server may skip CRC checks */
+#define SDB_FLAG_QUICK    0x01u   /* request (GET, GET_ID and their _RANGE forms): the server
+                                     may skip CRC checks */
 #define SDB_FLAG_CLOSING  0x80u   /* response: the server closes the connection after it */
 #define SDB_FLAG_REQUEST_MASK   SDB_FLAG_QUICK
 #define SDB_FLAG_RESPONSE_MASK  SDB_FLAG_CLOSING
@@ -116,7 +117,10 @@ enum sdb_proto_body {
     SDB_BODY_DOCINFO,     /* DOC, GET_HEADER */
     SDB_BODY_ENTRIES,
     SDB_BODY_LIST_END,
-    SDB_BODY_INFO
+    SDB_BODY_INFO,
+    SDB_BODY_PATH_RANGE,  /* GET_RANGE */
+    SDB_BODY_ID_RANGE,    /* GET_ID_RANGE */
+    SDB_BODY_RANGE_HEADER /* RANGE_HEADER */
 };
 
 /* Kinds of listing entries (ENTRIES frames). */
@@ -177,6 +181,28 @@ typedef struct {
     sdb_proto_str_t path;
 } sdb_proto_id_path_t;
 
+/* Byte ranges (GET_RANGE, GET_ID_RANGE): at most `length` bytes from byte
+ * `offset` of the content (PROTOCOL.md section 6.3). */
+typedef struct {
+    uint64_t offset;        /* first byte; past the document's size: ERROR INVALID */
+    uint64_t length;        /* bytes wanted, cut at the end (SDB_PROTO_UNSET: to the end) */
+    sdb_proto_str_t path;
+} sdb_proto_path_range_t;
+
+typedef struct {
+    sdb_id_t id;
+    uint64_t version;       /* 0: the current version */
+    uint64_t offset, length; /* as in sdb_proto_path_range_t */
+} sdb_proto_id_range_t;
+
+/* RANGE_HEADER: the version sent (doc.size is the whole content's size) and
+ * the range actually sent: `length` bytes from `offset`, with
+ * offset + length <= doc.size (a decoder rejects anything else). */
+typedef struct {
+    sdb_docinfo_t doc;
+    uint64_t offset, length;
+} sdb_proto_range_header_t;
+
 typedef struct {
     uint32_t limit;               /* 0: no limit */
     uint8_t delimiter;            /* 0: none */
@@ -211,7 +237,8 @@ typedef struct {
  * opcode's body (sdb_proto_opcode_body): EMPTY none, RAW raw, HELLO hello,
  * HELLO_OK hello_ok, PUT_BEGIN put_begin, PUT_END put_end, PATH path, ID id,
  * ID_VERSION id_version, ID_PATH id_path, SEARCH search, ERROR error,
- * DOCINFO doc, ENTRIES entries, LIST_END list_end, INFO info. */
+ * DOCINFO doc, ENTRIES entries, LIST_END list_end, INFO info, PATH_RANGE
+ * path_range, ID_RANGE id_range, RANGE_HEADER range_header. */
 typedef struct {
     uint8_t opcode;
     uint8_t flags;
@@ -232,6 +259,9 @@ typedef struct {
         sdb_proto_entries_t entries;
         sdb_proto_list_end_t list_end;
         sdb_proto_info_t info;
+        sdb_proto_path_range_t path_range;
+        sdb_proto_id_range_t id_range;
+        sdb_proto_range_header_t range_header;
     } u;
 } sdb_proto_msg_t;
 
@@ -371,7 +401,8 @@ int sdb_proto_decoder_feed(sdb_proto_decoder_t *d, const void *data, size_t len,
  * no byte missing and none left over (else SDB_EPROTO; HELLO and HELLO_OK
  * alone may carry extra trailing bytes, which are ignored, and must start
  * with SDB_PROTO_HELLO_MAGIC).  For an ENTRIES frame every entry is checked.
- * For ERROR, status 0 is SDB_EPROTO; LIST_END's more must be 0 or 1.
+ * For ERROR, status 0 is SDB_EPROTO; LIST_END's more must be 0 or 1; a
+ * RANGE_HEADER's offset + length must not pass its doc.size (SDB_EPROTO).
  * Path contents are not checked here (see sdb_proto_str_copy).
  * Errors: SDB_EOPCODE, SDB_EINVAL, SDB_EPROTO. */
 int sdb_proto_decode(const sdb_proto_frame_t *f, sdb_proto_msg_t *out);
@@ -385,7 +416,8 @@ int sdb_proto_encoded_size(const sdb_proto_msg_t *msg, size_t *size);
  * the peer's max_frame_bytes; this function only enforces the hard ceiling.
  * Errors: SDB_EOPCODE (unknown opcode), SDB_EINVAL (NULL arguments; a string
  * longer than its length field allows; a NULL pointer with a nonzero length;
- * ERROR with status 0; LIST_END more > 1), SDB_ETOOLARGE (the frame does not
+ * ERROR with status 0; LIST_END more > 1; a RANGE_HEADER past its doc.size),
+ * SDB_ETOOLARGE (the frame does not
  * fit in cap, or its payload exceeds SDB_PROTO_MAX_FRAME). */
 int sdb_proto_encode(const sdb_proto_msg_t *msg, void *buf, size_t cap, size_t *len);
 

@@ -267,6 +267,46 @@ int be_get(cli_t *cli, const char *path, const sdb_id_t *id, uint64_t version,
     return done(cli, rc);
 }
 
+int be_get_range(cli_t *cli, const char *path, const sdb_id_t *id, uint64_t version,
+                 uint64_t offset, uint64_t length, sdbc_write_cb cb, void *arg, sdbc_range_t *out)
+{
+    start(cli);
+    if (cli->c) {
+        if (path)
+            return done(cli, sdbc_get_range_cb(cli->c, path, offset, length, cb, arg, out));
+        return done(cli, sdbc_get_id_range_cb(cli->c, id, version, offset, length, cb, arg, out));
+    }
+    sdb_reader_t *r = NULL;
+    sdb_docinfo_t info;
+    uint64_t avail = 0;
+    int rc = path ? sdb_reader_open(cli->db, path, &r, &info)
+                  : sdb_reader_open_id(cli->db, id, version, &r, &info);
+    if (rc < 0)
+        return done(cli, rc);
+    if (offset > info.size) {
+        sdb_reader_close(r);
+        return be_fail(cli, SDB_EINVAL, "offset %llu is past the end of the document (%llu bytes)",
+                       (unsigned long long)offset, (unsigned long long)info.size);
+    }
+    char *buf = NULL;
+    if (!(rc = sdb_reader_range(r, offset, length, &avail)) && !(buf = malloc(LOCAL_BUF)))
+        rc = SDB_ENOMEM;
+    while (!rc) {
+        size_t n = 0;
+        if ((rc = sdb_reader_read(r, buf, LOCAL_BUF, &n)) < 0 || n == 0)
+            break;
+        rc = cb(arg, &info, buf, n);
+    }
+    free(buf);
+    sdb_reader_close(r);
+    if (rc == 0 && out) {
+        out->doc = info;
+        out->offset = offset;
+        out->length = avail;
+    }
+    return done(cli, rc);
+}
+
 int be_lookup(cli_t *cli, const char *path, sdb_docinfo_t *out)
 {
     start(cli);

@@ -43,6 +43,11 @@ typedef struct {
     int long_format;           /* ls -l */
     char delimiter;            /* ls -d (0: none) */
     int quick;                 /* get --quick */
+    int range;                 /* get --range given */
+    uint64_t range_start;      /* get --range START-END: first byte */
+    uint64_t range_len;        /* bytes (UINT64_MAX: to the end); with range_suffix, the last
+                                  range_len bytes */
+    int range_suffix;          /* get --range -N */
     /* Command and arguments. */
     const char *cmd;
     char **args;
@@ -72,6 +77,11 @@ int be_put(cli_t *cli, const char *path, sdbc_read_cb cb, void *arg, uint64_t si
            uint64_t if_version, sdb_docinfo_t *out);
 int be_get(cli_t *cli, const char *path, const sdb_id_t *id, uint64_t version,
            sdbc_write_cb cb, void *arg, sdb_docinfo_t *out);
+/* Reads at most length bytes from byte offset of a document (path, or id +
+ * version) into cb; *out gets the version and the range actually read.
+ * offset past the end: SDB_EINVAL, with the offset and the size in cli->msg. */
+int be_get_range(cli_t *cli, const char *path, const sdb_id_t *id, uint64_t version,
+                 uint64_t offset, uint64_t length, sdbc_write_cb cb, void *arg, sdbc_range_t *out);
 int be_lookup(cli_t *cli, const char *path, sdb_docinfo_t *out);
 int be_delete(cli_t *cli, const char *path);
 int be_delete_id(cli_t *cli, const sdb_id_t *id);
@@ -110,7 +120,7 @@ typedef struct {
 enum {
     OPT_JSON = 1u << 0, OPT_IF_VERSION = 1u << 1, OPT_OUT = 1u << 2, OPT_VERSION = 1u << 3,
     OPT_ID = 1u << 4, OPT_LONG = 1u << 5, OPT_DELIM = 1u << 6, OPT_LIMIT = 1u << 7,
-    OPT_PROGRESS = 1u << 8, OPT_QUICK = 1u << 9, OPT_PAGE = 1u << 10
+    OPT_PROGRESS = 1u << 8, OPT_QUICK = 1u << 9, OPT_PAGE = 1u << 10, OPT_RANGE = 1u << 11
 };
 
 extern const command_t cli_commands[];

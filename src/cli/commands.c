@@ -195,6 +195,7 @@ typedef struct {
     cli_t *cli;
     int fd;
     const char *name;
+    int range;                 /* a part: info->size is not the total to expect */
     progress_t progress;
 } sink_t;
 
@@ -213,7 +214,7 @@ static int sink_write_cb(void *arg, const sdb_docinfo_t *info, const void *data,
         p += w;
         left -= (size_t)w;
     }
-    progress_add(&s->progress, len, info->size);
+    progress_add(&s->progress, len, s->range ? SDBC_SIZE_UNKNOWN : info->size);
     return 0;
 }
 
@@ -234,6 +235,43 @@ static int fetch(cli_t *cli, const char *path, const sdb_id_t *id, uint64_t vers
     }
     progress_start(&s->progress, cli->progress, path ? path : "download", SDBC_SIZE_UNKNOWN);
     int rc = be_get(cli, path, id, version, sink_write_cb, s, info);
+    progress_end(&s->progress);
+    return rc;
+}
+
+/* As fetch, for get --range: the range in cli (START-END, START- or -N) of
+ * one document into s->fd; *out gets the version and the range read. */
+static int fetch_range(cli_t *cli, const char *path, const sdb_id_t *id, uint64_t version,
+                       sink_t *s, sdbc_range_t *out)
+{
+    sdb_id_t resolved;
+    uint64_t offset = cli->range_start, length = cli->range_len;
+    if (path && version) {             /* an older version: by the id bound to path */
+        sdb_docinfo_t cur;
+        int rc = be_lookup(cli, path, &cur);
+        if (rc < 0)
+            return rc;
+        resolved = cur.id;
+        id = &resolved;
+        path = NULL;
+    }
+    if (cli->range_suffix) {
+        /* find the size (an empty range reads no page) and pin the version,
+           so that the range asked next is of the version measured */
+        sdbc_range_t first;
+        int rc = be_get_range(cli, path, id, version, 0, 0, sink_write_cb, s, &first);
+        if (rc < 0)
+            return rc;
+        resolved = first.doc.id;
+        id = &resolved;
+        version = first.doc.version;
+        path = NULL;
+        length = cli->range_len < first.doc.size ? cli->range_len : first.doc.size;
+        offset = first.doc.size - length;
+    }
+    s->range = 1;
+    progress_start(&s->progress, cli->progress, path ? path : "download", SDBC_SIZE_UNKNOWN);
+    int rc = be_get_range(cli, path, id, version, offset, length, sink_write_cb, s, out);
     progress_end(&s->progress);
     return rc;
 }
@@ -300,8 +338,14 @@ static int cmd_get(cli_t *cli)
         sdb_id_format(&id, what);
     }
     sdb_docinfo_t info;
+    sdbc_range_t range;
     fflush(stdout);
-    rc = fetch(cli, path, path ? NULL : &id, cli->version, &s, &info);
+    if (cli->range) {
+        rc = fetch_range(cli, path, path ? NULL : &id, cli->version, &s, &range);
+        info = range.doc;
+    } else {
+        rc = fetch(cli, path, path ? NULL : &id, cli->version, &s, &info);
+    }
     if (cli->out_file) {
         if (rc == 0 && close(s.fd) < 0)
             rc = be_fail(cli, SDB_ELOCAL, "cannot write %s: %s", cli->out_file, strerror(errno));
@@ -319,8 +363,17 @@ static int cmd_get(cli_t *cli)
                               (unsigned long long)cli->version);
         return cli_report(cli, rc, "get %s", what);
     }
-    if (cli->json)
-        out_json(docinfo_with_path(&info, path));
+    if (cli->json) {
+        cJSON *o = docinfo_with_path(&info, path);
+        if (o && cli->range) {
+            cJSON *r = cJSON_AddObjectToObject(o, "range");
+            if (r) {
+                cJSON_AddNumberToObject(r, "offset", (double)range.offset);
+                cJSON_AddNumberToObject(r, "length", (double)range.length);
+            }
+        }
+        out_json(o);
+    }
     return EXIT_OK;
 }
 
@@ -753,8 +806,8 @@ const command_t cli_commands[] = {
       "  --progress, --no-progress   force the progress bar on or off (default: shown on a\n"
       "                   terminal for transfers over 4 MiB)\n",
       OPT_IF_VERSION | OPT_JSON | OPT_PROGRESS, 1, 2, 1 },
-    { "get", cmd_get, "PATH [-o FILE] [--version N] | --id ID [--version N]",
-      "read a document (to standard output, or FILE)",
+    { "get", cmd_get, "PATH [-o FILE] [--version N] [--range START-END] | --id ID [...]",
+      "read a document or a byte range of it (to standard output, or FILE)",
       "Writes the current version of the document bound to PATH (or of document ID) to\n"
       "standard output, or to FILE.  FILE is replaced only once the whole content has\n"
       "arrived and passed its CRC32 check.\n"
@@ -762,10 +815,17 @@ const command_t cli_commands[] = {
       "  -o, --output FILE  write to FILE instead of standard output\n"
       "  --version N        read version N (one of those `streamdb versions` lists)\n"
       "  --id ID            read document ID instead of a path\n"
+      "  --range START-END  read only bytes START to END, counted from 0, END included (as\n"
+      "                     in HTTP Range: 0-99 is the first 100 bytes); START- reads from\n"
+      "                     START to the end, -N the last N bytes.  An END past the end of\n"
+      "                     the document stops at its end; a START past it is an error.\n"
+      "                     Only the pages holding the range are read, each checked against\n"
+      "                     its page CRC (the document's CRC32 covers the whole content)\n"
       "  --quick            let the server skip the CRC checks of stored pages\n"
-      "  --json             with -o: print the version read as JSON\n"
+      "  --json             with -o: print the version read as JSON (with --range, also\n"
+      "                     \"range\": {\"offset\", \"length\"}, the bytes written)\n"
       "  --progress, --no-progress   force the progress bar on or off\n",
-      OPT_OUT | OPT_VERSION | OPT_ID | OPT_QUICK | OPT_JSON | OPT_PROGRESS, 0, 1, 1 },
+      OPT_OUT | OPT_VERSION | OPT_ID | OPT_QUICK | OPT_JSON | OPT_PROGRESS | OPT_RANGE, 0, 1, 1 },
     { "cat", cmd_cat, "PATH... | --id ID [--version N]",
       "write documents to standard output",
       "Writes the current version of each document bound to PATH, one after the other, to\n"

@@ -14,7 +14,7 @@
 
 enum {
     O_TOKEN_FILE = 256, O_DB, O_TIMEOUT, O_JSON, O_IF_VERSION, O_VERSION, O_ID, O_LIMIT,
-    O_PROGRESS, O_NO_PROGRESS, O_QUICK, O_PAGE
+    O_PROGRESS, O_NO_PROGRESS, O_QUICK, O_PAGE, O_RANGE
 };
 
 #define GLOBAL 0u  /* accepted by every command, and before the command */
@@ -46,6 +46,7 @@ static const optdef_t g_opts[] = {
     { "delimiter", optional_argument, 'd', OPT_DELIM },
     { "limit", required_argument, O_LIMIT, OPT_LIMIT },
     { "page-size", required_argument, O_PAGE, OPT_PAGE },
+    { "range", required_argument, O_RANGE, OPT_RANGE },
 };
 #define NOPTS (sizeof(g_opts) / sizeof(g_opts[0]))
 
@@ -100,6 +101,46 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
+/* Parses get's --range: START-END (END inclusive, as in HTTP Range), START-
+ * (to the end) or -N (the last N bytes).  Returns 0, or an exit code. */
+static int parse_range(cli_t *cli, const char *arg)
+{
+    const char *dash = strchr(arg, '-');
+    char start[32];
+    uint64_t a = 0, b = 0;
+    if (!dash || (size_t)(dash - arg) >= sizeof(start))
+        return cli_usage_error(cli, "--range: expected START-END, START- or -N (byte offsets "
+                               "from 0, END inclusive), got \"%s\"", arg);
+    memcpy(start, arg, (size_t)(dash - arg));
+    start[dash - arg] = '\0';
+    if (!start[0]) {                                   /* -N: the last N bytes */
+        if (parse_u64(dash + 1, &b) < 0)
+            return cli_usage_error(cli, "--range: \"%s\": expected -N, N a byte count", arg);
+        cli->range_suffix = 1;
+        cli->range_start = 0;
+        cli->range_len = b;
+    } else {
+        if (parse_u64(start, &a) < 0)
+            return cli_usage_error(cli, "--range: \"%s\": START \"%s\" is not a byte offset",
+                                   arg, start);
+        if (!dash[1]) {
+            b = UINT64_MAX;                            /* START-: to the end */
+        } else if (parse_u64(dash + 1, &b) < 0) {
+            return cli_usage_error(cli, "--range: \"%s\": END \"%s\" is not a byte offset",
+                                   arg, dash + 1);
+        } else if (b < a) {
+            return cli_usage_error(cli, "--range: \"%s\": END %llu is before START %llu (END is "
+                                   "inclusive: START-START is one byte)", arg,
+                                   (unsigned long long)b, (unsigned long long)a);
+        }
+        cli->range_suffix = 0;
+        cli->range_start = a;
+        cli->range_len = b == UINT64_MAX ? UINT64_MAX : b - a + 1;
+    }
+    cli->range = 1;
+    return 0;
+}
+
 /* Applies one parsed option.  Returns 0, or an exit code. */
 static int apply(cli_t *cli, int ch, const char *arg)
 {
@@ -142,6 +183,7 @@ static int apply(cli_t *cli, int ch, const char *arg)
         return 0;
     case O_ID: cli->id_opt = arg; return 0;
     case O_QUICK: cli->quick = 1; return 0;
+    case O_RANGE: return parse_range(cli, arg);
     case 'l': cli->long_format = 1; return 0;
     case 'd':
         if (arg && strlen(arg) != 1)

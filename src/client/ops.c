@@ -370,21 +370,43 @@ int sdbc_put_cb(sdbc_t *c, const char *path, sdbc_read_cb cb, void *arg, uint64_
 /* ---- GET ---- */
 
 typedef struct {
-    int (*header)(void *self, const sdb_docinfo_t *info);   /* may be NULL */
+    /* called once the header is in, with the bytes to expect; may be NULL */
+    int (*header)(void *self, const sdb_docinfo_t *info, uint64_t expect);
     int (*data)(void *self, const sdb_docinfo_t *info, const void *p, size_t len);
 } sink_t;
 
+/* Sends a GET, GET_ID, GET_RANGE or GET_ID_RANGE request and reads its
+ * stream into sink.  A range's header goes to *range (may be NULL). */
 static int get_stream(sdbc_t *c, sdb_proto_msg_t *msg, const char *what, const sink_t *sink,
-                      void *self, sdb_docinfo_t *out)
+                      void *self, sdb_docinfo_t *out, sdbc_range_t *range)
 {
     sdb_proto_msg_t m;
+    int is_range = msg->opcode == SDB_OP_GET_RANGE || msg->opcode == SDB_OP_GET_ID_RANGE;
     msg->flags = c && c->quick ? SDB_FLAG_QUICK : 0;
-    int rc = request(c, msg, SDB_OP_GET_HEADER, &m);
+    int rc = request(c, msg, is_range ? SDB_OP_RANGE_HEADER : SDB_OP_GET_HEADER, &m);
+    if (rc == SDB_EOPCODE && is_range)
+        return client_fail(rc, "%s does not support byte ranges (%s): the server predates them; "
+                           "read the whole document instead", c->address,
+                           sdb_proto_opcode_name(msg->opcode));
     if (rc < 0)
         return rc;
     uint32_t rid = msg->request_id;
-    sdb_docinfo_t info = m.u.doc;
-    int sink_err = sink->header ? sink->header(self, &info) : 0;
+    sdb_docinfo_t info = is_range ? m.u.range_header.doc : m.u.doc;
+    uint64_t offset = is_range ? m.u.range_header.offset : 0;
+    uint64_t expect = is_range ? m.u.range_header.length : info.size;
+    if (is_range) {
+        int by_path = msg->opcode == SDB_OP_GET_RANGE;
+        uint64_t asked = by_path ? msg->u.path_range.offset : msg->u.id_range.offset;
+        uint64_t asked_len = by_path ? msg->u.path_range.length : msg->u.id_range.length;
+        if (offset != asked || expect > asked_len)
+            return client_break(c, client_fail(SDB_EPROTO, "%s answered a range of %llu bytes "
+                                               "from byte %llu with %llu bytes from byte %llu",
+                                               c->address, (unsigned long long)asked_len,
+                                               (unsigned long long)asked,
+                                               (unsigned long long)expect,
+                                               (unsigned long long)offset));
+    }
+    int sink_err = sink->header ? sink->header(self, &info, expect) : 0;
     uLong crc = crc32(0L, Z_NULL, 0);
     uint64_t got = 0;
     for (;;) {
@@ -393,18 +415,18 @@ static int get_stream(sdbc_t *c, sdb_proto_msg_t *msg, const char *what, const s
                 char said[1200];
                 snprintf(said, sizeof(said), "%s", client_error_text());
                 return client_fail(rc, "%s while receiving %s (after %llu of %llu bytes)", said,
-                                   what, (unsigned long long)got, (unsigned long long)info.size);
+                                   what, (unsigned long long)got, (unsigned long long)expect);
             }
             return rc;
         }
         if (m.opcode == SDB_OP_END)
             break;
         if (m.opcode != SDB_OP_DATA)
-            return client_unexpected(c, &m, "GET");
-        if (m.u.raw.len > info.size - got)
+            return client_unexpected(c, &m, sdb_proto_opcode_name(msg->opcode));
+        if (m.u.raw.len > expect - got)
             return client_break(c, client_fail(SDB_EPROTO, "%s sent more than the %llu bytes "
                                                "announced for %s", c->address,
-                                               (unsigned long long)info.size, what));
+                                               (unsigned long long)expect, what));
         crc = crc32(crc, m.u.raw.ptr, (uInt)m.u.raw.len);
         got += m.u.raw.len;
         if (!sink_err && m.u.raw.len)
@@ -412,15 +434,21 @@ static int get_stream(sdbc_t *c, sdb_proto_msg_t *msg, const char *what, const s
     }
     if (sink_err < 0)
         return sink_err;
-    if (got != info.size)
+    if (got != expect)
         return client_fail(SDB_ECORRUPT, "received %llu bytes of %s, but its header announced "
-                           "%llu", (unsigned long long)got, what, (unsigned long long)info.size);
-    if ((uint32_t)crc != info.crc32)
+                           "%llu", (unsigned long long)got, what, (unsigned long long)expect);
+    /* the CRC32 covers the whole content: a part cannot be checked against it */
+    if (offset == 0 && expect == info.size && (uint32_t)crc != info.crc32)
         return client_fail(SDB_ECORRUPT, "the content received for %s fails its CRC32 check "
                            "(computed %08x, announced %08x)", what, (unsigned)crc,
                            (unsigned)info.crc32);
     if (out)
         *out = info;
+    if (range) {
+        range->doc = info;
+        range->offset = offset;
+        range->length = expect;
+    }
     return SDB_OK;
 }
 
@@ -452,17 +480,42 @@ static int get_msg(const char *path, const sdb_id_t *id, uint64_t version, sdb_p
     return SDB_OK;
 }
 
+/* Prepares a GET_RANGE (path != NULL) or GET_ID_RANGE request. */
+static int range_msg(const char *path, const sdb_id_t *id, uint64_t version, uint64_t offset,
+                     uint64_t length, sdb_proto_msg_t *msg, char *what, size_t cap)
+{
+    int rc = get_msg(path, id, version, msg, what, cap);
+    if (rc < 0)
+        return rc;
+    if (path) {
+        msg->opcode = SDB_OP_GET_RANGE;
+        msg->u.path_range.offset = offset;
+        msg->u.path_range.length = length;
+        msg->u.path_range.path = str_of(path);
+    } else {
+        msg->opcode = SDB_OP_GET_ID_RANGE;
+        msg->u.id_range.id = *id;
+        msg->u.id_range.version = version;
+        msg->u.id_range.offset = offset;
+        msg->u.id_range.length = length;
+    }
+    size_t n = strlen(what);
+    snprintf(what + n, cap - n, " (bytes from %llu)", (unsigned long long)offset);
+    return SDB_OK;
+}
+
 typedef struct {
     uint8_t *buf;
     size_t len;
 } buf_sink_t;
 
-static int buf_header(void *self, const sdb_docinfo_t *info)
+static int buf_header(void *self, const sdb_docinfo_t *info, uint64_t expect)
 {
     buf_sink_t *b = self;
-    if (info->size > (uint64_t)SIZE_MAX - 1 || !(b->buf = malloc((size_t)info->size + 1)))
-        return client_fail(SDB_ENOMEM, "out of memory for a document of %llu bytes",
-                           (unsigned long long)info->size);
+    (void)info;
+    if (expect > (uint64_t)SIZE_MAX - 1 || !(b->buf = malloc((size_t)expect + 1)))
+        return client_fail(SDB_ENOMEM, "out of memory for %llu bytes",
+                           (unsigned long long)expect);
     return SDB_OK;
 }
 
@@ -490,7 +543,7 @@ static int get_buf(sdbc_t *c, const char *path, const sdb_id_t *id, uint64_t ver
         return rc;
     static const sink_t sink = { buf_header, buf_data };
     buf_sink_t b = { NULL, 0 };
-    if ((rc = get_stream(c, &msg, what, &sink, &b, out)) < 0) {
+    if ((rc = get_stream(c, &msg, what, &sink, &b, out, NULL)) < 0) {
         free(b.buf);
         return rc;
     }
@@ -548,7 +601,7 @@ static int get_fd(sdbc_t *c, const char *path, const sdb_id_t *id, uint64_t vers
     if (rc < 0)
         return rc;
     static const sink_t sink = { NULL, fd_data };
-    return get_stream(c, &msg, what, &sink, &fd, out);
+    return get_stream(c, &msg, what, &sink, &fd, out, NULL);
 }
 
 int sdbc_get_fd(sdbc_t *c, const char *path, int fd, sdb_docinfo_t *out)
@@ -597,7 +650,7 @@ static int get_cb(sdbc_t *c, const char *path, const sdb_id_t *id, uint64_t vers
         return rc;
     static const sink_t sink = { NULL, cb_data };
     cb_sink_t s = { cb, arg };
-    return get_stream(c, &msg, what, &sink, &s, out);
+    return get_stream(c, &msg, what, &sink, &s, out, NULL);
 }
 
 int sdbc_get_cb(sdbc_t *c, const char *path, sdbc_write_cb cb, void *arg, sdb_docinfo_t *out)
@@ -617,6 +670,89 @@ int sdbc_get_id_cb(sdbc_t *c, const sdb_id_t *id, uint64_t version, sdbc_write_c
         return client_fail(SDB_EINVAL, "no id given (NULL)");
     }
     return get_cb(c, NULL, id, version, cb, arg, out);
+}
+
+/* ---- Byte ranges ---- */
+
+static int range_buf(sdbc_t *c, const char *path, const sdb_id_t *id, uint64_t version,
+                     uint64_t offset, uint64_t length, void **data, size_t *len, sdbc_range_t *out)
+{
+    client_clear_error();
+    if (!data || !len)
+        return client_fail(SDB_EINVAL, "no output pointer (NULL)");
+    *data = NULL;
+    *len = 0;
+    sdb_proto_msg_t msg;
+    char what[SDB_MAX_PATH + 96];
+    int rc = range_msg(path, id, version, offset, length, &msg, what, sizeof(what));
+    if (rc < 0)
+        return rc;
+    static const sink_t sink = { buf_header, buf_data };
+    buf_sink_t b = { NULL, 0 };
+    if ((rc = get_stream(c, &msg, what, &sink, &b, NULL, out)) < 0) {
+        free(b.buf);
+        return rc;
+    }
+    *data = b.buf;
+    *len = b.len;
+    return SDB_OK;
+}
+
+int sdbc_get_range(sdbc_t *c, const char *path, uint64_t offset, uint64_t length, void **data,
+                   size_t *len, sdbc_range_t *out)
+{
+    if (!path) {
+        client_clear_error();
+        return client_fail(SDB_EINVAL, "no path given (NULL)");
+    }
+    return range_buf(c, path, NULL, 0, offset, length, data, len, out);
+}
+
+int sdbc_get_id_range(sdbc_t *c, const sdb_id_t *id, uint64_t version, uint64_t offset,
+                      uint64_t length, void **data, size_t *len, sdbc_range_t *out)
+{
+    if (!id) {
+        client_clear_error();
+        return client_fail(SDB_EINVAL, "no id given (NULL)");
+    }
+    return range_buf(c, NULL, id, version, offset, length, data, len, out);
+}
+
+static int range_cb(sdbc_t *c, const char *path, const sdb_id_t *id, uint64_t version,
+                    uint64_t offset, uint64_t length, sdbc_write_cb cb, void *arg,
+                    sdbc_range_t *out)
+{
+    client_clear_error();
+    if (!cb)
+        return client_fail(SDB_EINVAL, "no write callback (NULL)");
+    sdb_proto_msg_t msg;
+    char what[SDB_MAX_PATH + 96];
+    int rc = range_msg(path, id, version, offset, length, &msg, what, sizeof(what));
+    if (rc < 0)
+        return rc;
+    static const sink_t sink = { NULL, cb_data };
+    cb_sink_t s = { cb, arg };
+    return get_stream(c, &msg, what, &sink, &s, NULL, out);
+}
+
+int sdbc_get_range_cb(sdbc_t *c, const char *path, uint64_t offset, uint64_t length,
+                      sdbc_write_cb cb, void *arg, sdbc_range_t *out)
+{
+    if (!path) {
+        client_clear_error();
+        return client_fail(SDB_EINVAL, "no path given (NULL)");
+    }
+    return range_cb(c, path, NULL, 0, offset, length, cb, arg, out);
+}
+
+int sdbc_get_id_range_cb(sdbc_t *c, const sdb_id_t *id, uint64_t version, uint64_t offset,
+                         uint64_t length, sdbc_write_cb cb, void *arg, sdbc_range_t *out)
+{
+    if (!id) {
+        client_clear_error();
+        return client_fail(SDB_EINVAL, "no id given (NULL)");
+    }
+    return range_cb(c, NULL, id, version, offset, length, cb, arg, out);
 }
 
 /* ---- Listings ---- */

@@ -727,6 +727,26 @@ int sdb_proto_decode(const sdb_proto_frame_t *f, sdb_proto_msg_t *out)
         r_docinfo(&r, &out->u.info.doc);
         out->u.info.text = r_str32(&r);
         break;
+    case SDB_BODY_PATH_RANGE:
+        out->u.path_range.offset = r_u64(&r);
+        out->u.path_range.length = r_u64(&r);
+        out->u.path_range.path = r_str16(&r);
+        break;
+    case SDB_BODY_ID_RANGE:
+        r_id(&r, &out->u.id_range.id);
+        out->u.id_range.version = r_u64(&r);
+        out->u.id_range.offset = r_u64(&r);
+        out->u.id_range.length = r_u64(&r);
+        break;
+    case SDB_BODY_RANGE_HEADER: {
+        const sdb_proto_range_header_t *h = &out->u.range_header;
+        r_docinfo(&r, &out->u.range_header.doc);
+        out->u.range_header.offset = r_u64(&r);
+        out->u.range_header.length = r_u64(&r);
+        if (!r.bad && (h->offset > h->doc.size || h->length > h->doc.size - h->offset))
+            return SDB_EPROTO;
+        break;
+    }
     default:
         return SDB_EOPCODE;
     }
@@ -818,6 +838,26 @@ static int encode_payload(const sdb_proto_msg_t *m, writer_t *w)
         w_docinfo(w, &m->u.info.doc);
         w_str(w, m->u.info.text.ptr, m->u.info.text.len, 0xFFFFFFFFu);
         break;
+    case SDB_BODY_PATH_RANGE:
+        w_u64(w, m->u.path_range.offset);
+        w_u64(w, m->u.path_range.length);
+        w_str16(w, &m->u.path_range.path);
+        break;
+    case SDB_BODY_ID_RANGE:
+        w_bytes(w, m->u.id_range.id.b, SDB_PROTO_ID_SIZE);
+        w_u64(w, m->u.id_range.version);
+        w_u64(w, m->u.id_range.offset);
+        w_u64(w, m->u.id_range.length);
+        break;
+    case SDB_BODY_RANGE_HEADER: {
+        const sdb_proto_range_header_t *h = &m->u.range_header;
+        if (h->offset > h->doc.size || h->length > h->doc.size - h->offset)
+            return SDB_EINVAL;
+        w_docinfo(w, &h->doc);
+        w_u64(w, h->offset);
+        w_u64(w, h->length);
+        break;
+    }
     default:
         return SDB_EOPCODE;
     }

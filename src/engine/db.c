@@ -534,13 +534,26 @@ int sdb_put_if(sdb_t *db, const char *path, const void *data, size_t len, uint64
 #define RELEASE_MIN_SIZE (32u << 20)   /* documents above this drop what they have read */
 #define RELEASE_PAGES 256
 
+/*
+ * A reader walks the data pages of one version in order.  `pos` is the
+ * content offset of the next page to load (page `index`, page eoff of
+ * extent ei); the bytes of the page loaded last are r->page[pg_off..pg_len)
+ * when it had to be copied.  `at` is the next byte to deliver and `end` the
+ * first byte not to deliver: the version's size, or the end of the range set
+ * by sdb_reader_range().  A seek moves `at` and recomputes the page to load
+ * (page at / cap), so a range touches only the pages that hold its bytes.
+ * `whole` is 1 while the reader reads the content from byte 0 to its end:
+ * only then is the content CRC accumulated and checked (a seek or a shorter
+ * range clears it; every page read is still checked against its own CRC).
+ */
 struct sdb_reader {
     sdb_t *db;
     docver_t *v;
     int quick;
+    int whole;
     pgno_t rel_start;              /* mapped pages read but not yet released */
     uint32_t rel_count;
-    uint64_t pos;
+    uint64_t pos, at, end;
     uint32_t ei, eoff, index;
     uint8_t *page;
     uint32_t pg_len, pg_off;
@@ -572,6 +585,8 @@ static int reader_new(sdb_t *db, doc_t *d, uint64_t version, sdb_reader_t **out,
     r->db = db;
     r->v = v;
     r->quick = atomic_load(&db->quick);
+    r->whole = 1;
+    r->end = v->size;
     if (info)
         fill_info(d, v, info);
     *out = r;
@@ -618,7 +633,8 @@ static void reader_release(sdb_reader_t *r, pgno_t pg)
 }
 
 /* Verifies data page `index` of the reader's version: header at hdr, data
- * (already copied or in place) at data. */
+ * (already copied or in place) at data.  The content CRC is accumulated and
+ * checked at the last page only while the reader reads the whole content. */
 static int reader_check(sdb_reader_t *r, const uint8_t *hdr, const uint8_t *data, uint32_t expect)
 {
     page_hdr_t h;
@@ -628,7 +644,7 @@ static int reader_check(sdb_reader_t *r, const uint8_t *hdr, const uint8_t *data
         h.data_len != expect || h.index != r->index || memcmp(h.owner, r->v->blob, 16) ||
         !!(h.flags & PF_LAST) != last)
         return SDB_ECORRUPT;
-    if (!r->quick) {
+    if (!r->quick && r->whole) {
         r->crc = crc_add(r->db, r->crc, dcrc, expect);
         if (last && r->crc != r->v->crc)
             return SDB_ECORRUPT;
@@ -646,29 +662,34 @@ int sdb_reader_read(sdb_reader_t *r, void *buf, size_t cap, size_t *n)
     sdb_t *db = r->db;
     uint8_t *out = buf;
     size_t got = 0;
-    while (got < cap) {
+    while (got < cap && r->at < r->end) {
         if (r->pg_off < r->pg_len) {
             size_t k = r->pg_len - r->pg_off;
             if (k > cap - got)
                 k = cap - got;
+            if (k > r->end - r->at)
+                k = (size_t)(r->end - r->at);
             memcpy(out + got, r->page + PAGE_HDR + r->pg_off, k);
             r->pg_off += (uint32_t)k;
+            r->at += k;
             got += k;
             continue;
         }
-        if (r->pos >= r->v->size)
-            break;
+        /* at < end <= size, so the page holding byte `at` exists: it is the
+         * next one (pos <= at < pos + cap, set up by sdb_reader_range). */
         const extent_t *e = &r->v->ext[r->ei];
         pgno_t pg = e->start + r->eoff;
         uint64_t left = r->v->size - r->pos;
         uint32_t expect = left < db->cap ? (uint32_t)left : db->cap;
+        uint32_t skip = (uint32_t)(r->at - r->pos);   /* > 0 only after a seek */
         const uint8_t *m = db->be->map ? db->be->map(db->be, pg * db->page_size, db->page_size) : NULL;
         int rc;
-        if (m && cap - got >= expect) {
+        if (m && skip == 0 && cap - got >= expect && r->end - r->at >= expect) {
             rc = reader_check(r, m, m + PAGE_HDR, expect);
             if (!rc) {
                 memcpy(out + got, m + PAGE_HDR, expect);
                 got += expect;
+                r->at += expect;
                 if (r->v->size > RELEASE_MIN_SIZE && db->be->release)
                     reader_release(r, pg);
             }
@@ -682,7 +703,7 @@ int sdb_reader_read(sdb_reader_t *r, void *buf, size_t cap, size_t *n)
                     rc = reader_check(r, r->page, r->page + PAGE_HDR, expect);
             }
             r->pg_len = rc ? 0 : expect;
-            r->pg_off = 0;
+            r->pg_off = rc ? 0 : skip;
         }
         if (rc) {
             r->err = rc;
@@ -700,9 +721,46 @@ int sdb_reader_read(sdb_reader_t *r, void *buf, size_t cap, size_t *n)
     return SDB_OK;
 }
 
+int sdb_reader_range(sdb_reader_t *r, uint64_t offset, uint64_t length, uint64_t *avail)
+{
+    if (!r || offset > r->v->size)
+        return SDB_EINVAL;
+    uint64_t n = r->v->size - offset;
+    if (length < n)
+        n = length;
+    uint64_t page = offset / r->db->cap;   /* the page holding byte `offset` */
+    uint32_t ei = 0;
+    uint64_t before = 0;                   /* pages in the extents before ei */
+    while (ei < r->v->nextents && before + r->v->ext[ei].count <= page)
+        before += r->v->ext[ei++].count;
+    if (ei == r->v->nextents && offset < r->v->size)
+        return SDB_ECORRUPT;               /* fewer pages than the size needs */
+    r->ei = ei;
+    r->eoff = (uint32_t)(page - before);
+    r->index = (uint32_t)page;
+    r->pos = page * r->db->cap;
+    r->at = offset;
+    r->end = offset + n;
+    r->pg_len = r->pg_off = 0;
+    r->err = 0;
+    /* The content CRC can be checked only over every page from the start. */
+    r->whole = offset == 0 && r->end == r->v->size;
+    r->crc = 0;
+    if (avail)
+        *avail = n;
+    return SDB_OK;
+}
+
+int sdb_reader_seek(sdb_reader_t *r, uint64_t offset)
+{
+    return sdb_reader_range(r, offset, UINT64_MAX, NULL);
+}
+
 void sdb_reader_set_quick(sdb_reader_t *r, int enabled)
 {
-    if (r && r->pos == 0)          /* the content CRC needs every page from the start */
+    /* the content CRC needs every page from the start: while it is being
+     * accumulated, the mode changes only before the first page is read */
+    if (r && (!r->whole || r->pos == 0))
         r->quick = enabled ? 1 : 0;
 }
 

@@ -120,6 +120,7 @@ static const sdb_proto_str_t *path_of(const sdb_proto_msg_t *m)
     case SDB_OP_BIND:
     case SDB_OP_UNBIND: return &m->u.id_path.path;
     case SDB_OP_PUT_BEGIN: return &m->u.put_begin.path;
+    case SDB_OP_GET_RANGE: return &m->u.path_range.path;
     default: return NULL;
     }
 }
@@ -133,6 +134,7 @@ static const sdb_id_t *id_of(const sdb_proto_msg_t *m)
     case SDB_OP_LIST_VERSIONS:
     case SDB_OP_INFO: return &m->u.id;
     case SDB_OP_GET_ID: return &m->u.id_version.id;
+    case SDB_OP_GET_ID_RANGE: return &m->u.id_range.id;
     case SDB_OP_BIND:
     case SDB_OP_UNBIND: return &m->u.id_path.id;
     default: return NULL;
@@ -150,9 +152,10 @@ static void not_found(const sdb_proto_msg_t *m, char *msg, size_t cap)
     if (m->opcode == SDB_OP_UNBIND)
         snprintf(msg, cap, "\"%.*s\" is not bound to document %s (or there is no such document)", pl,
                  path->ptr, ids);
-    else if (m->opcode == SDB_OP_GET_ID)
+    else if (m->opcode == SDB_OP_GET_ID || m->opcode == SDB_OP_GET_ID_RANGE)
         snprintf(msg, cap, "no document %s, or it keeps no version %llu", ids,
-                 (unsigned long long)m->u.id_version.version);
+                 (unsigned long long)(m->opcode == SDB_OP_GET_ID ? m->u.id_version.version
+                                                                 : m->u.id_range.version));
     else if (id)
         snprintf(msg, cap, "no document %s", ids);
     else if (path)

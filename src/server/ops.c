@@ -395,6 +395,60 @@ static int first_version_cb(void *arg, const char *path, const sdb_docinfo_t *in
     return 1;
 }
 
+/* GET_RANGE / GET_ID_RANGE: opens the reader on the range and starts the
+ * stream (RANGE_HEADER, then DATA as for GET).  Returns 1 when it answered
+ * (the stream, or the ERROR for an offset past the end), else an error. */
+static int start_range(job_t *j, const sdb_proto_msg_t *m, char *path)
+{
+    server_t *s = j->s;
+    sdb_reader_t *r = NULL;
+    sdb_docinfo_t info;
+    uint64_t offset, length, avail = 0;
+    int rc;
+    if (m->opcode == SDB_OP_GET_RANGE) {
+        offset = m->u.path_range.offset;
+        length = m->u.path_range.length;
+        rc = path_arg(&m->u.path_range.path, path) ? SDB_EINVAL
+             : sdb_reader_open(s->db, path, &r, &info);
+    } else {
+        offset = m->u.id_range.offset;
+        length = m->u.id_range.length;
+        rc = sdb_reader_open_id(s->db, &m->u.id_range.id, m->u.id_range.version, &r, &info);
+    }
+    if (rc)
+        return rc;
+    sdb_reader_set_quick(r, m->flags & SDB_FLAG_QUICK);
+    download_t *d = NULL;
+    if (offset > info.size) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "%s: offset %llu is past the end of the document (%llu bytes)",
+                 sdb_proto_opcode_name(m->opcode), (unsigned long long)offset,
+                 (unsigned long long)info.size);
+        out_error(&j->out, j->rid, SDB_EINVAL, 0, msg);
+        j->err = SDB_EINVAL;
+        sdb_reader_close(r);
+        return 1;
+    }
+    if ((rc = sdb_reader_range(r, offset, length, &avail)) || !(d = calloc(1, sizeof(*d)))) {
+        sdb_reader_close(r);
+        return rc ? rc : SDB_ENOMEM;
+    }
+    d->r = r;
+    d->rid = j->rid;
+    d->left = avail;
+    d->opcode = m->opcode;
+    d->t0 = j->t0;
+    sdb_proto_msg_t h = { .opcode = SDB_OP_RANGE_HEADER, .request_id = j->rid };
+    h.u.range_header.doc = info;
+    h.u.range_header.offset = offset;
+    h.u.range_header.length = avail;
+    out_msg(&j->out, &h);
+    j->down = d;
+    j->done = 0;
+    get_batch(j);
+    return 1;
+}
+
 static void run_request(job_t *j)
 {
     server_t *s = j->s;
@@ -436,6 +490,13 @@ static void run_request(job_t *j)
         get_batch(j);
         return;
     }
+    case SDB_OP_GET_RANGE:
+    case SDB_OP_GET_ID_RANGE:
+        if ((rc = start_range(j, &m, path)) == 1) {
+            free(path);
+            return;
+        }
+        break;
     case SDB_OP_LOOKUP:
         rc = path_arg(&m.u.path, path) ? SDB_EINVAL : sdb_lookup(s->db, path, &info);
         if (!rc)

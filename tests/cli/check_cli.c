@@ -1323,6 +1323,153 @@ START_TEST(test_local_open_errors)
 }
 END_TEST
 
+/* ---- get --range ---- */
+
+/* Runs one get --range against the daemon (or, with db, in local mode) and
+ * checks the exit status and the exact output. */
+static void expect_range_run(const char *db, const char *path, const char *range, int status,
+                             const char *want_out, const char *want_err)
+{
+    ct_run_t r;
+    if (db)
+        RUN(&r, "--db", db, "get", path, "--range", range);
+    else
+        CLI(&r, "get", path, "--range", range);
+    ck_assert_msg(r.status == status && strcmp(r.out, want_out) == 0,
+                  "get %s --range %s%s%s: exit %d, output \"%.80s\" (%zu bytes); expected exit %d, "
+                  "\"%.80s\" (%zu bytes); stderr: %s", path, range, db ? " --db " : "",
+                  db ? db : "", r.status, r.out, strlen(r.out), status, want_out,
+                  strlen(want_out), r.err);
+    if (want_err)
+        ck_assert_msg(strcmp(r.err, want_err) == 0, "get --range %s: stderr \"%s\", expected \"%s\"",
+                      range, r.err, want_err);
+    ct_run_free(&r);
+}
+
+/* The text of the range tests: 20000 numbered lines, 200000 bytes. */
+static char *range_text(size_t *n)
+{
+    char *t = malloc(200001);
+    for (int i = 0; i < 20000; i++)
+        snprintf(t + 10 * i, 11, "line %04u\n", (unsigned)i % 10000u);
+    *n = 200000;
+    return t;
+}
+
+/* Checks get --range against text (n bytes) bound to path; db as above. */
+static void check_ranges(const char *db, const char *path, const char *text, size_t n)
+{
+    char want[64], err[256];
+    static const struct { uint64_t start, end; } se[] = {
+        { 0, 9 }, { 5, 5 }, { 123, 4567 }, { 199990, 199999 }, { 199990, 250000 }, { 0, 199999 },
+    };
+    for (size_t i = 0; i < sizeof(se) / sizeof(se[0]); i++) {
+        char range[64];
+        snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)se[i].start,
+                 (unsigned long long)se[i].end);
+        uint64_t end = se[i].end < n - 1 ? se[i].end : n - 1;
+        char *w = strndup(text + se[i].start, (size_t)(end - se[i].start + 1));
+        expect_range_run(db, path, range, 0, w, "");
+        free(w);
+    }
+    expect_range_run(db, path, "199000-", 0, text + 199000, "");      /* to the end */
+    expect_range_run(db, path, "-15", 0, text + n - 15, "");          /* the last 15 bytes */
+    expect_range_run(db, path, "-999999", 0, text, "");               /* more than there is */
+    expect_range_run(db, path, "-0", 0, "", "");
+    snprintf(want, sizeof(want), "%zu-", n);
+    expect_range_run(db, path, want, 0, "", "");                      /* at the end: empty */
+    snprintf(want, sizeof(want), "%zu-%zu", n + 1, n + 5);
+    snprintf(err, sizeof(err), "streamdb: get %s: %soffset %zu is past the end of the document "
+             "(%zu bytes)\n", path, db ? "" : "GET_RANGE: ", n + 1, n);
+    expect_range_run(db, path, want, 5, "", err);
+    expect_range_run(db, path, "9-3", 2, "", "streamdb get: --range: \"9-3\": END 3 is before "
+                     "START 9 (END is inclusive: START-START is one byte)\nTry 'streamdb help get'.\n");
+    expect_range_run(db, path, "ten-20", 2, "", "streamdb get: --range: \"ten-20\": START \"ten\" is "
+                     "not a byte offset\nTry 'streamdb help get'.\n");
+    expect_range_run(db, path, "7", 2, "", "streamdb get: --range: expected START-END, START- or -N "
+                     "(byte offsets from 0, END inclusive), got \"7\"\nTry 'streamdb help get'.\n");
+    expect_range_run(db, path, "3-x", 2, "", "streamdb get: --range: \"3-x\": END \"x\" is not a "
+                     "byte offset\nTry 'streamdb help get'.\n");
+}
+
+START_TEST(test_get_range)
+{
+    size_t n;
+    char *text = range_text(&n);
+    ct_write_file(ct_path("range.txt"), text, n);
+    ct_run_t r;
+    char id[37];
+    unsigned long long v, s;
+    CLI(&r, "put", "/r/text", ct_path("range.txt"));
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    parse_put(&r, id, &v, &s);
+    ct_run_free(&r);
+    check_ranges(NULL, "/r/text", text, n);
+    /* -o and --json: the file holds the range, the JSON says which */
+    CLI(&r, "get", "/r/text", "--range", "10-29", "-o", ct_path("part.txt"), "--json");
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    cJSON *j = parse_json(&r);
+    cJSON *rg = cJSON_GetObjectItem(j, "range");
+    ck_assert_ptr_nonnull(rg);
+    ck_assert_int_eq(cJSON_GetObjectItem(rg, "offset")->valueint, 10);
+    ck_assert_int_eq(cJSON_GetObjectItem(rg, "length")->valueint, 20);
+    ck_assert_int_eq((int)cJSON_GetObjectItem(j, "size")->valuedouble, (int)n);
+    cJSON_Delete(j);
+    ct_run_free(&r);
+    char *part = ct_read_file(ct_path("part.txt"), NULL);
+    ck_assert_str_eq(part, "line 0001\nline 0002\n");
+    free(part);
+    /* an older version, by path and by id */
+    CLI(&r, "put", "/r/text", "/dev/null");
+    ck_assert_int_eq(r.status, 0);
+    ct_run_free(&r);
+    CLI(&r, "get", "/r/text", "--version", "1", "--range", "-10");
+    CT_EXPECT(&r, 0, "line 9999\n");
+    ct_run_free(&r);
+    CLI(&r, "get", "--id", id, "--version", "1", "--range", "20-29");
+    CT_EXPECT(&r, 0, "line 0002\n");
+    ct_run_free(&r);
+    CLI(&r, "get", "--id", id, "--range", "0-");
+    CT_EXPECT(&r, 0, "");
+    ct_run_free(&r);
+    CLI(&r, "get", "/r/nope", "--range", "0-1");
+    CT_EXPECT(&r, 1, "");
+    ct_run_free(&r);
+    /* the option belongs to get only; help documents it */
+    CLI(&r, "cat", "/r/text", "--range", "0-1");
+    ck_assert_int_eq(r.status, 2);
+    ct_run_free(&r);
+    RUN(&r, "help", "get");
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_msg(strstr(r.out, "--range START-END") && strstr(r.out, "END included"), "%s", r.out);
+    ct_run_free(&r);
+    /* local mode: the same answers */
+    const char *db = ct_path("range.sdb");
+    RUN(&r, "--db", db, "put", "/r/text", ct_path("range.txt"));
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    ct_run_free(&r);
+    check_ranges(db, "/r/text", text, n);
+    free(text);
+}
+END_TEST
+
+/* A server without byte ranges: the message says so. */
+START_TEST(test_range_old_server)
+{
+    ct_fake_t fk;
+    ct_run_t r;
+    char want[512];
+    ct_fake_start(&fk, FAKE_NO_RANGES);
+    RUN(&r, "-s", fk.sock, "get", "/x", "--range", "0-9");
+    ct_fake_stop(&fk);
+    CT_EXPECT(&r, 5, "");
+    snprintf(want, sizeof(want), "streamdb: get /x: unix:%s does not support byte ranges "
+             "(GET_RANGE): the server predates them; read the whole document instead\n", fk.sock);
+    ck_assert_str_eq(r.err, want);
+    ct_run_free(&r);
+}
+END_TEST
+
 Suite *suite_cli(void)
 {
     Suite *s = suite_create("cli");
@@ -1342,6 +1489,7 @@ Suite *suite_cli(void)
     tcase_add_test(tc, test_usage_errors);
     tcase_add_test(tc, test_big_pipe);
     tcase_add_test(tc, test_progress_bar);
+    tcase_add_test(tc, test_get_range);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("failures");
@@ -1351,6 +1499,7 @@ Suite *suite_cli(void)
     tcase_add_test(tc, test_wrong_token);
     tcase_add_test(tc, test_server_closes_mid_transfer);
     tcase_add_test(tc, test_bad_server_answers);
+    tcase_add_test(tc, test_range_old_server);
     tcase_add_test(tc, test_local_mode);
     tcase_add_test(tc, test_local_admin);
     tcase_add_test(tc, test_local_repair_checkpoint);

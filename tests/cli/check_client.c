@@ -766,6 +766,128 @@ START_TEST(test_auth)
 }
 END_TEST
 
+/* ---- Byte ranges ---- */
+
+typedef struct {
+    const uint8_t *exp;
+    size_t got;
+    int bad, calls;
+    uint64_t size_seen;
+} range_sink_t;
+
+static int range_cb(void *arg, const sdb_docinfo_t *info, const void *p, size_t len)
+{
+    range_sink_t *s = arg;
+    if (memcmp(p, s->exp + s->got, len) != 0)
+        s->bad = 1;
+    s->got += len;
+    s->calls++;
+    s->size_seen = info->size;
+    return 0;
+}
+
+START_TEST(test_get_range)
+{
+    sdbc_t *c = connect_daemon();
+    size_t n = 700000;
+    uint8_t *buf = malloc(n), *v2 = malloc(1000);
+    ct_fill(buf, n, 11);
+    ct_fill(v2, 1000, 12);
+    sdb_docinfo_t info;
+    CK_OK(sdbc_put(c, "/range/doc", buf, n, SDBC_ANY_VERSION, &info));
+    static const uint64_t cases[][2] = {
+        { 0, UINT64_MAX }, { 0, 700000 }, { 0, 1 }, { 699999, 1 }, { 700000 - 4096, 4096 },
+        { 12345, 200000 }, { 100, UINT64_MAX }, { 100, 900000 }, { 5, 0 }, { 700000, 9 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint64_t off = cases[i][0], len = cases[i][1];
+        uint64_t want = len < n - off ? len : n - off;
+        void *data = NULL;
+        size_t got = 77;
+        sdbc_range_t rg;
+        CK_OK(sdbc_get_range(c, "/range/doc", off, len, &data, &got, &rg));
+        ck_assert_ptr_nonnull(data);
+        ck_assert_msg(got == want && memcmp(data, buf + off, want) == 0,
+                      "range [%llu, +%llu): %zu bytes or content differs",
+                      (unsigned long long)off, (unsigned long long)len, got);
+        ck_assert_uint_eq(rg.offset, off);
+        ck_assert_uint_eq(rg.length, want);
+        ck_assert_uint_eq(rg.doc.size, n);
+        ck_assert_uint_eq(rg.doc.crc32, info.crc32);
+        ck_assert_uint_eq(rg.doc.version, 1);
+        free(data);
+    }
+    /* past the end: SDB_EINVAL naming both, nothing returned, connection usable */
+    void *data = (void *)1;
+    size_t got = 5;
+    CK_RC(sdbc_get_range(c, "/range/doc", n + 1, 1, &data, &got, NULL), SDB_EINVAL);
+    MSG_HAS("offset 700001 is past the end of the document (700000 bytes)");
+    ck_assert_ptr_null(data);
+    ck_assert_uint_eq(got, 0);
+    CK_RC(sdbc_get_range(c, "/range/nope", 0, 1, &data, &got, NULL), SDB_ENOTFOUND);
+    CK_RC(sdbc_get_range(c, NULL, 0, 1, &data, &got, NULL), SDB_EINVAL);
+    CK_RC(sdbc_get_range(c, "/range/doc", 0, 1, NULL, &got, NULL), SDB_EINVAL);
+    CK_RC(sdbc_get_id_range(c, NULL, 0, 0, 1, &data, &got, NULL), SDB_EINVAL);
+    CK_RC(sdbc_get_range_cb(c, "/range/doc", 0, 1, NULL, NULL, NULL), SDB_EINVAL);
+    ck_assert_int_eq(sdbc_is_broken(c), 0);
+
+    /* by id and version, and through a callback (info is the whole version) */
+    CK_OK(sdbc_put(c, "/range/doc", v2, 1000, SDBC_ANY_VERSION, NULL));
+    sdbc_range_t rg;
+    CK_OK(sdbc_get_id_range(c, &info.id, 1, 600000, 50000, &data, &got, &rg));
+    ck_assert(got == 50000 && memcmp(data, buf + 600000, got) == 0);
+    ck_assert_uint_eq(rg.doc.version, 1);
+    free(data);
+    CK_OK(sdbc_get_id_range(c, &info.id, 0, 990, 100, &data, &got, &rg));
+    ck_assert(got == 10 && memcmp(data, v2 + 990, 10) == 0 && rg.doc.version == 2);
+    free(data);
+    CK_RC(sdbc_get_id_range(c, &info.id, 7, 0, 1, &data, &got, NULL), SDB_ENOTFOUND);
+    range_sink_t s = { .exp = buf + 1000 };
+    sdbc_set_quick(c, 1);
+    CK_OK(sdbc_get_id_range_cb(c, &info.id, 1, 1000, 300000, range_cb, &s, &rg));
+    ck_assert(!s.bad && s.got == 300000 && s.calls >= 4 && s.size_seen == n);
+    range_sink_t s2 = { .exp = v2 + 1 };
+    CK_OK(sdbc_get_range_cb(c, "/range/doc", 1, UINT64_MAX, range_cb, &s2, &rg));
+    ck_assert(!s2.bad && s2.got == 999 && rg.length == 999 && rg.doc.size == 1000);
+    free(buf);
+    free(v2);
+    sdbc_close(c);
+}
+END_TEST
+
+/* A server that predates byte ranges answers BAD_OPCODE: the client says so
+ * and the connection stays usable; a server that answers another range than
+ * asked is a protocol error. */
+START_TEST(test_range_old_server)
+{
+    ct_fake_t fk;
+    ct_fake_start(&fk, FAKE_NO_RANGES);
+    sdbc_t *c = NULL;
+    CK_OK(sdbc_connect(fk.sock, NULL, &c));
+    void *data = (void *)1;
+    size_t len = 3;
+    CK_RC(sdbc_get_range(c, "/x", 10, 20, &data, &len, NULL), SDB_EOPCODE);
+    MSG_HAS("does not support byte ranges (GET_RANGE): the server predates them");
+    ck_assert_ptr_null(data);
+    sdb_id_t id;
+    memset(&id, 7, sizeof(id));
+    CK_RC(sdbc_get_id_range(c, &id, 0, 10, 20, &data, &len, NULL), SDB_EOPCODE);
+    MSG_HAS("(GET_ID_RANGE)");
+    ck_assert_int_eq(sdbc_is_broken(c), 0);
+    CK_OK(sdbc_ping(c, NULL));
+    sdbc_close(c);
+    ct_fake_stop(&fk);
+
+    ct_fake_start(&fk, FAKE_BAD_RANGE);
+    CK_OK(sdbc_connect(fk.sock, NULL, &c));
+    CK_RC(sdbc_get_range(c, "/x", 10, 20, &data, &len, NULL), SDB_EPROTO);
+    MSG_HAS("answered a range of 20 bytes from byte 10 with 10 bytes from byte 0");
+    ck_assert_int_eq(sdbc_is_broken(c), 1);
+    sdbc_close(c);
+    ct_fake_stop(&fk);
+}
+END_TEST
+
 Suite *suite_client(void)
 {
     Suite *s = suite_create("client");
@@ -782,6 +904,7 @@ Suite *suite_client(void)
     tcase_add_test(tc, test_other_protocol);
     tcase_add_test(tc, test_timeouts);
     tcase_add_test(tc, test_close_after_hello);
+    tcase_add_test(tc, test_range_old_server);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("daemon");
@@ -796,6 +919,7 @@ Suite *suite_client(void)
     tcase_add_test(tc, test_search_paging);
     tcase_add_test(tc, test_stats_flush_ping);
     tcase_add_test(tc, test_streaming_memory);
+    tcase_add_test(tc, test_get_range);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("limits");

@@ -406,7 +406,10 @@ enum {
     FAKE_WRONG_VERSION,     /* HELLO_OK choosing protocol version 7 */
     FAKE_GARBAGE,           /* answers HELLO with "HTTP/1.1 400 Bad Request" */
     FAKE_SILENT,            /* accepts and never answers */
-    FAKE_CLOSE_AFTER_HELLO  /* HELLO_OK, then closes when the first request arrives */
+    FAKE_CLOSE_AFTER_HELLO, /* HELLO_OK, then closes when the first request arrives */
+    FAKE_NO_RANGES,         /* HELLO_OK; answers GET_RANGE / GET_ID_RANGE as a server that
+                               predates them (ERROR BAD_OPCODE), PING with PONG, until closed */
+    FAKE_BAD_RANGE          /* HELLO_OK; answers a range from another offset than asked */
 };
 
 typedef struct {
@@ -492,6 +495,32 @@ static inline void *ct_fake_main(void *arg)
     rid = f.hdr.request_id;
     if (fk->mode == FAKE_CLOSE_AFTER_HELLO)
         goto out;
+    if (fk->mode == FAKE_NO_RANGES || fk->mode == FAKE_BAD_RANGE) {
+        do {
+            sdb_proto_msg_t a = { .request_id = f.hdr.request_id };
+            if (f.hdr.opcode == SDB_OP_PING) {
+                a.opcode = SDB_OP_PONG;
+                a.u.raw.ptr = f.payload;
+                a.u.raw.len = f.hdr.length;
+            } else if (fk->mode == FAKE_NO_RANGES) {
+                /* what streamdbd 0.1.0 says to an opcode it does not know */
+                static char text[64];
+                snprintf(text, sizeof(text), "opcode 0x%02x: unknown or not a request",
+                         (unsigned)f.hdr.opcode);
+                a.opcode = SDB_OP_ERROR;
+                a.u.error.status = SDB_STATUS_BAD_OPCODE;
+                a.u.error.message.ptr = text;
+                a.u.error.message.len = strlen(text);
+            } else {
+                a.opcode = SDB_OP_RANGE_HEADER;      /* 10 bytes from 0, whatever was asked */
+                a.u.range_header.doc.size = 100;
+                a.u.range_header.offset = 0;
+                a.u.range_header.length = 10;
+            }
+            ct_fake_send(fd, &a);
+        } while (ct_fake_read_frame(fd, &dec, buf, &have, &f) == 1);
+        goto out;
+    }
     if (f.hdr.opcode != SDB_OP_GET && f.hdr.opcode != SDB_OP_GET_ID)
         goto out;
     static uint8_t chunk[65536];

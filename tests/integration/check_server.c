@@ -1052,6 +1052,172 @@ START_TEST(test_abandoned_downloads)
 }
 END_TEST
 
+typedef struct {
+    const uint8_t *exp;
+    size_t n, off;
+    int bad;
+} membuf_check_t;
+
+static void range_sink(void *arg, const uint8_t *p, size_t k)
+{
+    membuf_check_t *m = arg;
+    if (m->off + k > m->n || memcmp(p, m->exp + m->off, k) != 0)
+        m->bad = 1;
+    m->off += k;
+}
+
+/* ---- byte ranges: GET_RANGE, GET_ID_RANGE ---- */
+
+/* Reads a range through GET_RANGE and asserts its header and bytes. */
+static void expect_range(tc_t *c, const char *path, const uint8_t *doc, uint64_t size,
+                         uint64_t offset, uint64_t length)
+{
+    uint8_t *d = NULL;
+    size_t len = 0;
+    sdb_proto_range_header_t h;
+    IT_OK(c, tc_get_range(c, path, offset, length, &d, &len, &h));
+    uint64_t want = length < size - offset ? length : size - offset;
+    ck_assert_msg(h.doc.size == size && h.offset == offset && h.length == want,
+                  "GET_RANGE %s [%llu, +%llu): header size %llu offset %llu length %llu, expected "
+                  "%llu %llu %llu", path, (unsigned long long)offset, (unsigned long long)length,
+                  (unsigned long long)h.doc.size, (unsigned long long)h.offset,
+                  (unsigned long long)h.length, (unsigned long long)size,
+                  (unsigned long long)offset, (unsigned long long)want);
+    ck_assert_msg(len == want && (want == 0 || memcmp(d, doc + offset, want) == 0),
+                  "GET_RANGE %s [%llu, +%llu): content differs", path,
+                  (unsigned long long)offset, (unsigned long long)length);
+    free(d);
+}
+
+/* Loop index: 0 Unix socket, 1 TCP. */
+START_TEST(test_get_range)
+{
+    char dir[256];
+    td_t d;
+    it_newdir(dir, sizeof dir, "range");
+    td_start(&d, dir, FAST_ENGINE);
+    tc_t *c = it_session(&d, _i);
+    const size_t n = (1u << 20) + 123;          /* 17 DATA frames of 64 KiB for the whole */
+    uint8_t *a = it_bytes(n, 21), *b = it_bytes(5000, 22);
+    sdb_docinfo_t v1, v2;
+    IT_OK(c, tc_put(c, "/r", a, n, UNSET, &v1));
+    static const uint64_t cases[][2] = {
+        { 0, UNSET }, { 0, (1u << 20) + 123 }, { 0, 1 }, { 1, 1 }, { 4095, 2 },
+        { (1u << 20) + 123 - 4096, 4096 },        /* the last 4 KiB */
+        { 1000, 300000 },                         /* several DATA frames */
+        { 5, UNSET }, { 5, (1u << 20) + 500 },    /* cut at the end */
+        { 777, 0 },                               /* empty */
+        { (1u << 20) + 123, 10 },                 /* at the end: empty */
+        { (1u << 20) + 122, UNSET },              /* the last byte */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        expect_range(c, "/r", a, n, cases[i][0], cases[i][1]);
+
+    /* past the end: one ERROR INVALID that names the offset and the size */
+    IT_RC(c, tc_send_get_range(c, 40, "/r", n + 1, 1, 0), 0);
+    IT_RC(c, tc_recv_range(c, 40, NULL, NULL, NULL), SDB_STATUS_INVALID);
+    ck_assert_msg(strstr(c->msg, "past the end") && strstr(c->msg, "1048700") &&
+                  strstr(c->msg, "1048699"), "message: %s", c->msg);
+    IT_RC(c, tc_send_get_range(c, 41, "/r", UINT64_MAX, UINT64_MAX, 0), 0);
+    IT_RC(c, tc_recv_range(c, 41, NULL, NULL, NULL), SDB_STATUS_INVALID);
+    /* unbound and bad paths, as GET */
+    IT_RC(c, tc_send_get_range(c, 42, "/nope", 0, 1, 0), 0);
+    IT_RC(c, tc_recv_range(c, 42, NULL, NULL, NULL), SDB_STATUS_NOT_FOUND);
+    ck_assert_msg(strstr(c->msg, "/nope") != NULL, "message: %s", c->msg);
+    IT_RC(c, tc_send_get_range(c, 43, "", 0, 1, 0), 0);
+    IT_RC(c, tc_recv_range(c, 43, NULL, NULL, NULL), SDB_STATUS_INVALID);
+
+    /* GET_ID_RANGE by version, QUICK allowed */
+    IT_OK(c, tc_put(c, "/r", b, 5000, UNSET, &v2));
+    ck_assert_uint_eq(v2.version, 2);
+    sdb_proto_range_header_t h;
+    membuf_check_t mb = { .exp = a + 500000, .n = 70000 };
+    IT_OK(c, tc_send_get_id_range(c, 44, &v1.id, 1, 500000, 70000, SDB_FLAG_QUICK));
+    IT_OK(c, tc_recv_range(c, 44, &h, range_sink, &mb));
+    ck_assert_msg(!mb.bad && mb.off == 70000, "GET_ID_RANGE v1: content differs");
+    ck_assert_uint_eq(h.doc.version, 1);
+    ck_assert_uint_eq(h.doc.size, n);
+    ck_assert_uint_eq(h.doc.crc32, v1.crc32);
+    membuf_check_t mb2 = { .exp = b + 4000, .n = 1000 };
+    IT_OK(c, tc_send_get_id_range(c, 45, &v1.id, 0, 4000, UNSET, 0));
+    IT_OK(c, tc_recv_range(c, 45, &h, range_sink, &mb2));
+    ck_assert_msg(!mb2.bad && mb2.off == 1000 && h.doc.version == 2, "GET_ID_RANGE current");
+    IT_RC(c, tc_send_get_id_range(c, 46, &v1.id, 9, 0, 1, 0), 0);
+    IT_RC(c, tc_recv_range(c, 46, NULL, NULL, NULL), SDB_STATUS_NOT_FOUND);
+    IT_RC(c, tc_send_get_id_range(c, 47, &v1.id, 2, 5001, 1, 0), 0);
+    IT_RC(c, tc_recv_range(c, 47, NULL, NULL, NULL), SDB_STATUS_INVALID);
+
+    /* pipelined with other requests: answered in order, connection intact */
+    IT_OK(c, tc_send_get_range(c, 50, "/r", 10, 20, 0));
+    IT_OK(c, tc_send_path(c, SDB_OP_LOOKUP, 51, "/r"));
+    IT_OK(c, tc_send_get_range(c, 52, "/r", 4999, 20, 0));
+    IT_OK(c, tc_recv_range(c, 50, &h, NULL, NULL));
+    ck_assert_uint_eq(h.length, 20);
+    IT_OK(c, tc_recv_doc(c, 51, SDB_OP_DOC, NULL));
+    IT_OK(c, tc_recv_range(c, 52, &h, NULL, NULL));
+    ck_assert_uint_eq(h.length, 1);
+    it_expect_get(c, "/r", b, 5000, NULL);
+    free(a);
+    free(b);
+    tc_close(c);
+    td_stop(&d);
+}
+END_TEST
+
+/* The daemon reads only the pages of the range: with every data page
+ * outside it damaged on disk, the range is still served; a damaged page
+ * inside it cuts the stream with ERROR CORRUPT. */
+START_TEST(test_get_range_damage)
+{
+    char dir[256], file[300];
+    td_t d;
+    it_newdir(dir, sizeof dir, "rangedmg");
+    td_start(&d, dir, "\"engine\": {\"page_size\": 4096}");
+    snprintf(file, sizeof file, "%s/streamdb.sdb", d.data);
+    const size_t cap = 4096 - 48, npages = 64, n = npages * cap;   /* docs/FORMAT.md */
+    uint8_t *a = it_bytes(n, 31);
+    tc_t *c = it_session(&d, 0);
+    IT_OK(c, tc_put(c, "/dmg", a, n, UNSET, NULL));
+    tc_close(c);
+    td_stop(&d);
+
+    FILE *f = fopen(file, "r+b");
+    ck_assert_msg(f != NULL, "open %s", file);
+    fseek(f, 0, SEEK_END);
+    size_t flen = (size_t)ftell(f);
+    uint8_t *img = malloc(flen);
+    fseek(f, 0, SEEK_SET);
+    ck_assert(fread(img, 1, flen, f) == flen);
+    /* the range: page 20 (from byte 100 of it) to page 29 */
+    const uint64_t off = 20 * cap + 100, len = 9 * cap + 50;
+    for (size_t p = 0; p < npages; p++) {
+        const uint8_t *at = memmem(img, flen, a + p * cap, 32);
+        ck_assert_msg(at != NULL, "data page %zu not found in %s", p, file);
+        if (p < 20 || p > 29)
+            img[(size_t)(at - img) + 7] ^= 0xA5;
+    }
+    fseek(f, 0, SEEK_SET);
+    ck_assert(fwrite(img, 1, flen, f) == flen);
+    ck_assert(fclose(f) == 0);
+
+    td_restart(&d);
+    c = it_session(&d, 1);
+    expect_range(c, "/dmg", a, n, off, len);
+    expect_range(c, "/dmg", a, n, 20 * cap, 10 * cap);
+    /* one byte more reaches page 30: damaged */
+    IT_OK(c, tc_send_get_range(c, 60, "/dmg", 20 * cap, 10 * cap + 1, 0));
+    IT_RC(c, tc_recv_range(c, 60, NULL, NULL, NULL), SDB_STATUS_CORRUPT);
+    /* the whole document too, and the connection goes on */
+    IT_OK(c, tc_send_path(c, SDB_OP_GET, 61, "/dmg"));
+    IT_RC(c, tc_recv_get(c, 61, NULL, NULL, NULL), SDB_STATUS_CORRUPT);
+    expect_range(c, "/dmg", a, n, off, len);
+    free(img);
+    free(a);
+    tc_close(c);
+    td_stop(&d);
+}
+END_TEST
+
 Suite *suite_server(void)
 {
     Suite *s = suite_create("server");
@@ -1072,6 +1238,13 @@ Suite *suite_server(void)
     tcase_add_test(tc, test_large_document);
     tcase_add_test(tc, test_get_snapshot);
     tcase_add_test(tc, test_abandoned_downloads);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("ranges");
+    tcase_add_unchecked_fixture(tc, it_dir_setup, it_dir_teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, test_get_range, 0, 2);
+    tcase_add_test(tc, test_get_range_damage);
     suite_add_tcase(s, tc);
     return s;
 }

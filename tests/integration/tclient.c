@@ -323,6 +323,27 @@ int tc_send_get_id(tc_t *c, uint32_t rid, const sdb_id_t *id, uint64_t version, 
     return tc_send_msg(c, &m);
 }
 
+int tc_send_get_range(tc_t *c, uint32_t rid, const char *path, uint64_t offset, uint64_t length,
+                      uint8_t flags)
+{
+    sdb_proto_msg_t m = { .opcode = SDB_OP_GET_RANGE, .flags = flags, .request_id = rid };
+    m.u.path_range.offset = offset;
+    m.u.path_range.length = length;
+    m.u.path_range.path = str_of(path);
+    return tc_send_msg(c, &m);
+}
+
+int tc_send_get_id_range(tc_t *c, uint32_t rid, const sdb_id_t *id, uint64_t version,
+                         uint64_t offset, uint64_t length, uint8_t flags)
+{
+    sdb_proto_msg_t m = { .opcode = SDB_OP_GET_ID_RANGE, .flags = flags, .request_id = rid };
+    m.u.id_range.id = *id;
+    m.u.id_range.version = version;
+    m.u.id_range.offset = offset;
+    m.u.id_range.length = length;
+    return tc_send_msg(c, &m);
+}
+
 int tc_send_id_path(tc_t *c, uint8_t opcode, uint32_t rid, const sdb_id_t *id, const char *path)
 {
     sdb_proto_msg_t m = { .opcode = opcode, .request_id = rid };
@@ -467,6 +488,55 @@ int tc_recv_get(tc_t *c, uint32_t rid, sdb_docinfo_t *info, tc_sink_fn sink, voi
     if (total != h.size || crc != h.crc32) {
         snprintf(c->err, sizeof c->err, "GET stream: %llu bytes crc %08x, header says %llu bytes crc %08x",
                  (unsigned long long)total, crc, (unsigned long long)h.size, h.crc32);
+        return TC_BAD;
+    }
+    return 0;
+}
+
+int tc_recv_range(tc_t *c, uint32_t rid, sdb_proto_range_header_t *hp, tc_sink_fn sink, void *arg)
+{
+    int rc = tc_recv(c, rid, SDB_OP_RANGE_HEADER);
+    if (rc)
+        return rc;
+    sdb_proto_range_header_t h = c->m.u.range_header;
+    if (hp)
+        *hp = h;
+    uint64_t total = 0;
+    uint32_t crc = 0;
+    for (;;) {
+        rc = tc_read(c);
+        if (rc != 1)
+            return rc;
+        if (error_for(c, rid)) {
+            snprintf(c->err, sizeof c->err, "ERROR %u after the header, %llu bytes in: %.200s", c->status,
+                     (unsigned long long)total, c->msg);
+            return c->status;
+        }
+        if (c->m.request_id != rid)
+            return unexpected(c, rid, "DATA/END");
+        if (c->m.opcode == SDB_OP_END)
+            break;
+        if (c->m.opcode != SDB_OP_DATA)
+            return unexpected(c, rid, "DATA/END");
+        size_t n = c->m.u.raw.len;
+        if (n == 0 || n > c->chunk) {
+            snprintf(c->err, sizeof c->err, "DATA frame of %zu bytes (chunk_bytes %u)", n, c->chunk);
+            return TC_BAD;
+        }
+        crc = (uint32_t)crc32(crc, c->m.u.raw.ptr, (uInt)n);
+        total += n;
+        if (total > h.length) {
+            snprintf(c->err, sizeof c->err, "more DATA than the range's length %llu",
+                     (unsigned long long)h.length);
+            return TC_BAD;
+        }
+        if (sink)
+            sink(arg, c->m.u.raw.ptr, n);
+    }
+    if (total != h.length || (h.offset == 0 && h.length == h.doc.size && crc != h.doc.crc32)) {
+        snprintf(c->err, sizeof c->err, "range stream: %llu bytes crc %08x, header says %llu of %llu "
+                 "bytes, crc %08x", (unsigned long long)total, crc, (unsigned long long)h.length,
+                 (unsigned long long)h.doc.size, h.doc.crc32);
         return TC_BAD;
     }
     return 0;
@@ -633,6 +703,25 @@ static int get_into(tc_t *c, uint32_t rid, uint8_t **data, size_t *len, sdb_doci
     *data = m.p;
     if (len)
         *len = m.len;
+    return 0;
+}
+
+int tc_get_range(tc_t *c, const char *path, uint64_t offset, uint64_t length, uint8_t **data,
+                 size_t *len, sdb_proto_range_header_t *h)
+{
+    uint32_t rid = ++c->rid;
+    membuf_t m = { 0 };
+    *data = NULL;
+    *len = 0;
+    int rc = tc_send_get_range(c, rid, path, offset, length, 0);
+    if (!rc)
+        rc = tc_recv_range(c, rid, h, mem_sink, &m);
+    if (rc) {
+        free(m.p);
+        return rc;
+    }
+    *data = m.p ? m.p : malloc(1);
+    *len = m.len;
     return 0;
 }
 

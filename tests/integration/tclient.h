@@ -90,6 +90,10 @@ int tc_send_ping(tc_t *c, uint32_t rid, const void *p, size_t n);
 int tc_send_path(tc_t *c, uint8_t opcode, uint32_t rid, const char *path);
 int tc_send_id(tc_t *c, uint8_t opcode, uint32_t rid, const sdb_id_t *id);
 int tc_send_get_id(tc_t *c, uint32_t rid, const sdb_id_t *id, uint64_t version, uint8_t flags);
+int tc_send_get_range(tc_t *c, uint32_t rid, const char *path, uint64_t offset, uint64_t length,
+                      uint8_t flags);
+int tc_send_get_id_range(tc_t *c, uint32_t rid, const sdb_id_t *id, uint64_t version,
+                         uint64_t offset, uint64_t length, uint8_t flags);
 int tc_send_id_path(tc_t *c, uint8_t opcode, uint32_t rid, const sdb_id_t *id, const char *path);
 int tc_send_search(tc_t *c, uint32_t rid, const char *prefix, const char *start_after,
                    uint32_t limit, uint8_t delimiter);
@@ -122,6 +126,16 @@ int tc_recv_doc(tc_t *c, uint32_t rid, uint8_t opcode, sdb_docinfo_t *info);
  * the header returns its status with c->err saying so. */
 typedef void (*tc_sink_fn)(void *arg, const uint8_t *p, size_t n);
 int tc_recv_get(tc_t *c, uint32_t rid, sdb_docinfo_t *info, tc_sink_fn sink, void *arg);
+
+/* A GET_RANGE / GET_ID_RANGE stream: RANGE_HEADER (into *h, may be NULL),
+ * DATA..., END.  Checks every DATA frame as tc_recv_get does and that they
+ * total the header's length; the CRC32 only when the range is the whole
+ * content. */
+int tc_recv_range(tc_t *c, uint32_t rid, sdb_proto_range_header_t *h, tc_sink_fn sink, void *arg);
+
+/* GET_RANGE into a malloc()ed buffer (*data, freed by the caller). */
+int tc_get_range(tc_t *c, const char *path, uint64_t offset, uint64_t length, uint8_t **data,
+                 size_t *len, sdb_proto_range_header_t *h);
 
 /* A listing: ENTRIES..., LIST_END, collected.  Checks that LIST_END's count
  * equals the entries received and that no ENTRIES payload exceeds

@@ -2234,6 +2234,302 @@ START_TEST(test_checkpoint_roundtrip)
 }
 END_TEST
 
+/* ---- Byte ranges (sdb_reader_range, sdb_reader_seek) ---- */
+
+#define RANGE_HDR 48   /* docs/FORMAT.md: the page header; a page holds page_size - 48 bytes */
+
+static uint64_t range_rand(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+/* Reads r to its end in reads of cap bytes and asserts it delivers exactly
+ * exp[0..n).  Returns the first error, or SDB_OK. */
+static int range_expect(sdb_reader_t *r, const uint8_t *exp, uint64_t n, size_t cap,
+                        const char *what)
+{
+    uint8_t *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    uint64_t got = 0;
+    int rc;
+    for (;;) {
+        size_t m = 999999;
+        rc = sdb_reader_read(r, buf, cap, &m);
+        if (rc != SDB_OK)
+            break;
+        /* plain ifs: a ck_assert per byte read would be slow (it reports
+           its location to the runner each time) */
+        if (m > cap)
+            ck_abort_msg("%s: read returned %zu > cap %zu", what, m, cap);
+        if (m == 0)
+            break;
+        if (got + m > n)
+            ck_abort_msg("%s: more than the %llu bytes of the range", what,
+                         (unsigned long long)n);
+        if (memcmp(buf, exp + got, m) != 0)
+            ck_abort_msg("%s: WRONG BYTES at range offset %llu", what, (unsigned long long)got);
+        got += m;
+    }
+    if (rc == SDB_OK)
+        ck_assert_msg(got == n, "%s: %llu bytes, expected %llu", what, (unsigned long long)got,
+                      (unsigned long long)n);
+    free(buf);
+    return rc;
+}
+
+/* Loop index: mode (i % 3) x page size 512, 4096, 65536 (i / 3).  Random
+ * ranges over documents of 0, 1, about one page and many pages, one of them
+ * spread over several extents, compare to the bytes put. */
+START_TEST(test_range_random)
+{
+    static const uint32_t sizes[] = {512, 4096, 65536};
+    env_t e;
+    env_init(&e, _i % 3, "rr");
+    e.cfg.durable = 0;             /* speed: durability is not what this tests */
+    e.cfg.page_size = sizes[_i / 3];
+    size_t cap = e.cfg.page_size - RANGE_HDR;
+    sdb_t *db = env_open(&e);
+    /* Fragment the free space: every other one-page document is deleted, so
+     * that the large document of index 6 reuses those pages (several extents). */
+    char path[32];
+    uint8_t *small = tu_bytes(cap, 5);
+    for (int i = 0; i < 40; i++) {
+        snprintf(path, sizeof path, "/frag/%d", i);
+        put_ok(db, path, small, cap);
+    }
+    for (int i = 0; i < 40; i += 2) {
+        snprintf(path, sizeof path, "/frag/%d", i);
+        CK_OK(sdb_delete(db, path));
+    }
+    CK_OK(sdb_flush(db));
+    size_t lens[] = {0, 1, cap - 1, cap, cap + 1, 7 * cap + 13, 45 * cap + 100};
+    enum { NDOC = sizeof lens / sizeof *lens };
+    uint8_t *d[NDOC];
+    for (int i = NDOC - 1; i >= 0; i--) {   /* the largest first: it gets the holes */
+        d[i] = tu_bytes(lens[i], (uint32_t)(i + 1) * 31 + _i);
+        snprintf(path, sizeof path, "/range/%d", i);
+        put_ok(db, path, d[i], lens[i]);
+    }
+    uint64_t x = 0x9e3779b97f4a7c15ull + (uint64_t)_i;
+    static const size_t caps[] = {1, 7, 511, 4096, 70000};
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1)
+            db = env_reopen(&e, db);
+        for (int i = 0; i < NDOC; i++) {
+            uint64_t n = lens[i];
+            snprintf(path, sizeof path, "/range/%d", i);
+            sdb_reader_t *r;
+            sdb_docinfo_t info;
+            CK_OK(sdb_reader_open(db, path, &r, &info));
+            ck_assert_uint_eq(info.size, n);
+            for (int k = 0; k < 60; k++) {
+                uint64_t off = k == 0 ? 0 : k == 1 ? n : range_rand(&x) % (n + 1);
+                uint64_t len = k == 2 ? 0 : k == 3 ? UINT64_MAX
+                               : range_rand(&x) % (n - off + cap + 2);
+                uint64_t avail = 12345;
+                CK_OK(sdb_reader_range(r, off, len, &avail));
+                uint64_t want = len < n - off ? len : n - off;
+                ck_assert_msg(avail == want, "%s [%llu, +%llu): avail %llu, expected %llu",
+                              path, (unsigned long long)off, (unsigned long long)len,
+                              (unsigned long long)avail, (unsigned long long)want);
+                char what[96];
+                snprintf(what, sizeof what, "%s range [%llu, +%llu)", path,
+                         (unsigned long long)off, (unsigned long long)len);
+                CK_OK(range_expect(r, d[i] + off, want, caps[range_rand(&x) % 5], what));
+                /* a read after the range's end stays at the end */
+                uint8_t c;
+                size_t m = 5;
+                CK_OK(sdb_reader_read(r, &c, 1, &m));
+                ck_assert_uint_eq(m, 0);
+            }
+            /* seek drops the range and goes on to the end of the content */
+            uint64_t off = n / 3;
+            CK_OK(sdb_reader_range(r, 0, 1, NULL));
+            CK_OK(sdb_reader_seek(r, off));
+            CK_OK(range_expect(r, d[i] + off, n - off, 4096, "seek"));
+            /* past the end: an error, and the reader is left as it was */
+            CK_OK(sdb_reader_range(r, 0, n, NULL));
+            CK_RC(sdb_reader_range(r, n + 1, 1, NULL), SDB_EINVAL);
+            CK_RC(sdb_reader_seek(r, UINT64_MAX), SDB_EINVAL);
+            CK_OK(range_expect(r, d[i], n, 70000, "after a refused seek"));
+            sdb_reader_close(r);
+        }
+    }
+    CK_RC(sdb_reader_range(NULL, 0, 1, NULL), SDB_EINVAL);
+    CK_RC(sdb_reader_seek(NULL, 0), SDB_EINVAL);
+    if (e.mode != MODE_MEMORY) {
+        /* The large document really is in several runs of pages (else the
+         * extent walk of a seek went untested). */
+        CK_OK(sdb_close(db));
+        size_t flen;
+        uint8_t *img = tu_read_file(e.path, &flen);
+        int jumps = 0;
+        size_t prev = 0;
+        for (size_t p = 0; p * cap < lens[NDOC - 1]; p++) {
+            const uint8_t *at = memmem(img, flen, d[NDOC - 1] + p * cap, 32);
+            ck_assert_msg(at != NULL, "page %zu of the large document not found", p);
+            size_t off = (size_t)(at - img);
+            if (p > 0 && off != prev + e.cfg.page_size)
+                jumps++;
+            prev = off;
+        }
+        ck_assert_msg(jumps >= 2, "the large document lies in %d runs only", jumps + 1);
+        free(img);
+    } else {
+        CK_OK(sdb_close(db));
+    }
+    free(small);
+    for (int i = 0; i < NDOC; i++)
+        free(d[i]);
+}
+END_TEST
+
+/* Finds the file offset of data page p of content d (each page's first 32
+ * bytes are unique in the file: random content). */
+static size_t range_page_at(const uint8_t *img, size_t flen, const uint8_t *d, size_t cap,
+                            size_t p)
+{
+    const uint8_t *at = memmem(img, flen, d + p * cap, 32);
+    ck_assert_msg(at != NULL, "data page %zu not found in the file", p);
+    return (size_t)(at - img);       /* the page's data; its header is 48 bytes before */
+}
+
+/* Loop index: page size 512 / 4096 (i / 2) x mmap on / off (i % 2).  A range
+ * is read correctly while every data page outside it is damaged (so none of
+ * them is read); a damaged page inside it, even in bytes past the range's
+ * end on its last page, is reported as SDB_ECORRUPT. */
+START_TEST(test_range_damage)
+{
+    env_t e;
+    env_init(&e, _i % 2 ? MODE_FILE_NOMMAP : MODE_FILE, "rd");
+    e.cfg.page_size = _i / 2 ? 4096 : 512;
+    size_t cap = e.cfg.page_size - RANGE_HDR;
+    size_t npages = 40, n = npages * cap - 10;
+    uint8_t *d = tu_bytes(n, 4242 + _i);
+    sdb_t *db = env_open(&e);
+    put_ok(db, "/big", d, n);
+    CK_OK(sdb_close(db));
+    /* the range: from inside page 11 to inside page 17 */
+    uint64_t off = 11 * cap + 5, len = 6 * cap + 20, p0 = 11, p1 = 17;
+    size_t flen;
+    uint8_t *orig = tu_read_file(e.path, &flen);
+    size_t at[64];
+    for (size_t p = 0; p < npages; p++)
+        at[p] = range_page_at(orig, flen, d, cap, p);
+    uint8_t *img = malloc(flen);
+    ck_assert_ptr_nonnull(img);
+
+    /* 1. Every page outside the range damaged: the range still reads. */
+    memcpy(img, orig, flen);
+    for (size_t p = 0; p < npages; p++)
+        if (p < p0 || p > p1)
+            img[at[p] + 3] ^= 0x5A;
+    tu_write_file(e.path, img, flen);
+    db = env_open(&e);
+    void *all = NULL;
+    size_t alen;
+    CK_RC(sdb_get(db, "/big", &all, &alen, NULL), SDB_ECORRUPT);   /* the damage is real */
+    sdb_reader_t *r;
+    CK_OK(sdb_reader_open(db, "/big", &r, NULL));
+    uint64_t avail;
+    CK_OK(sdb_reader_range(r, off, len, &avail));
+    ck_assert_uint_eq(avail, len);
+    CK_OK(range_expect(r, d + off, len, 1000, "range among damaged pages"));
+    /* ranges that start or end exactly on the range's page boundaries */
+    CK_OK(sdb_reader_range(r, p0 * cap, (p1 + 1 - p0) * cap, NULL));
+    CK_OK(range_expect(r, d + p0 * cap, (p1 + 1 - p0) * cap, 4096, "whole pages"));
+    /* one byte further reaches a damaged page */
+    CK_OK(sdb_reader_range(r, p0 * cap, (p1 + 1 - p0) * cap + 1, NULL));
+    CK_RC(range_expect(r, d + p0 * cap, (p1 + 1 - p0) * cap + 1, 4096, "one byte more"),
+          SDB_ECORRUPT);
+    CK_OK(sdb_reader_range(r, p0 * cap - 1, 2, NULL));
+    CK_RC(range_expect(r, d + p0 * cap - 1, 2, 4096, "one byte before"), SDB_ECORRUPT);
+    sdb_reader_close(r);
+    CK_OK(sdb_close(db));
+
+    /* 2. One damaged page inside the range (13), or a byte of page 17 past
+     * the range's end: SDB_ECORRUPT, and no byte of that page delivered. */
+    static const size_t bad_page[] = {13, 17, 11};
+    static const size_t bad_byte[] = {100, 0, 1};   /* offsets in the page's data (17: set below) */
+    for (int t = 0; t < 3; t++) {
+        memcpy(img, orig, flen);
+        size_t bp = bad_page[t], bb = bad_byte[t];
+        if (bp == p1)
+            bb = (size_t)(off + len - p1 * cap) + 3;   /* past the range's end */
+        img[at[bp] + bb] ^= 0x01;
+        tu_write_file(e.path, img, flen);
+        db = env_open(&e);
+        CK_OK(sdb_reader_open(db, "/big", &r, NULL));
+        CK_OK(sdb_reader_range(r, off, len, NULL));
+        uint8_t *buf = malloc(len);
+        ck_assert_ptr_nonnull(buf);
+        uint64_t got = 0;
+        int rc;
+        for (;;) {
+            size_t m;
+            rc = sdb_reader_read(r, buf + got, 777 < len - got ? 777 : len - got, &m);
+            if (rc || m == 0)
+                break;
+            got += m;
+        }
+        ck_assert_msg(rc == SDB_ECORRUPT, "damaged page %zu in the range: %d (%s)", bp, rc,
+                      sdb_strerror(rc));
+        ck_assert_msg(got == 0 || off + got <= bp * cap, "delivered %llu bytes, into damaged page %zu",
+                      (unsigned long long)got, bp);
+        ck_assert_msg(memcmp(buf, d + off, got) == 0, "WRONG BYTES before the damaged page");
+        /* the error stays until the reader is moved; a range that avoids the page reads */
+        size_t m;
+        CK_RC(sdb_reader_read(r, buf, 1, &m), SDB_ECORRUPT);
+        if (bp > p0) {
+            CK_OK(sdb_reader_range(r, off, bp * cap - off, NULL));
+            CK_OK(range_expect(r, d + off, bp * cap - off, 500, "before the damage"));
+        }
+        free(buf);
+        sdb_reader_close(r);
+        CK_OK(sdb_close(db));
+    }
+    free(img);
+    free(orig);
+    free(d);
+}
+END_TEST
+
+/* A reader moved by ranges still reads the version it opened after that
+ * version is overwritten, deleted and its pages could be reused. */
+START_TEST(test_range_snapshot)
+{
+    env_t e;
+    env_init(&e, _i, "rs");
+    e.cfg.page_size = 512;
+    sdb_t *db = env_open(&e);
+    size_t n = 100000;
+    uint8_t *a = tu_bytes(n, 61), *b = tu_bytes(n, 62);
+    put_ok(db, "/snap", a, n);
+    sdb_reader_t *r;
+    CK_OK(sdb_reader_open(db, "/snap", &r, NULL));
+    CK_OK(sdb_reader_range(r, 50000, 100, NULL));
+    CK_OK(range_expect(r, a + 50000, 100, 64, "before the overwrite"));
+    put_ok(db, "/snap", b, n);
+    CK_OK(sdb_delete(db, "/snap"));
+    CK_OK(sdb_flush(db));
+    put_ok(db, "/other", b, n);          /* would reuse freed pages, were any freed */
+    for (uint64_t off = 0; off < n; off += 9973) {
+        CK_OK(sdb_reader_range(r, off, 3000, NULL));
+        uint64_t len = n - off < 3000 ? n - off : 3000;
+        CK_OK(range_expect(r, a + off, len, 1000, "after the overwrite and delete"));
+    }
+    CK_OK(sdb_reader_seek(r, 0));
+    CK_OK(range_expect(r, a, n, 4096, "whole, after the delete"));
+    sdb_reader_close(r);
+    CK_OK(sdb_close(db));
+    free(a);
+    free(b);
+}
+END_TEST
+
 /* ---- Suite ---- */
 
 static TCase *tcase(Suite *s, const char *name, int timeout)
@@ -2302,5 +2598,10 @@ Suite *suite_api(void)
     tcase_add_loop_test(tc, test_too_large, 0, 2);
     tcase_add_loop_test(tc, test_max_db_size, 0, 2);
     tcase_add_test(tc, test_bad_config);
+
+    tc = tcase(s, "ranges", 120);
+    tcase_add_loop_test(tc, test_range_random, 0, 9);
+    tcase_add_loop_test(tc, test_range_damage, 0, 4);
+    tcase_add_loop_test(tc, test_range_snapshot, 0, 3);
     return s;
 }

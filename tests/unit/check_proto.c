@@ -186,6 +186,22 @@ static void sample_msg(unsigned op, uint32_t request_id, sdb_proto_msg_t *m)
         m->u.info.doc = sample_doc(4);
         m->u.info.text = S(info_text);
         break;
+    case SDB_BODY_PATH_RANGE:
+        m->u.path_range.offset = 0x1011121314151617ull;
+        m->u.path_range.length = 0x2021222324252627ull;
+        m->u.path_range.path = S("/r/\xc3\xa9");
+        break;
+    case SDB_BODY_ID_RANGE:
+        m->u.id_range.id = sample_id();
+        m->u.id_range.version = 0x3031323334353637ull;
+        m->u.id_range.offset = 0x4041424344454647ull;
+        m->u.id_range.length = 0x5051525354555657ull;
+        break;
+    case SDB_BODY_RANGE_HEADER:
+        m->u.range_header.doc = sample_doc(5);
+        m->u.range_header.offset = 0x0102030405060708ull;
+        m->u.range_header.length = m->u.range_header.doc.size - m->u.range_header.offset;
+        break;
     default:
         ck_abort_msg("opcode 0x%02x has no sample", op);
     }
@@ -299,6 +315,22 @@ static void msg_eq(const sdb_proto_msg_t *a, const sdb_proto_msg_t *b)
     case SDB_BODY_INFO:
         doc_eq(&a->u.info.doc, &b->u.info.doc);
         str_eq(a->u.info.text, b->u.info.text);
+        break;
+    case SDB_BODY_PATH_RANGE:
+        ck_assert_uint_eq(a->u.path_range.offset, b->u.path_range.offset);
+        ck_assert_uint_eq(a->u.path_range.length, b->u.path_range.length);
+        str_eq(a->u.path_range.path, b->u.path_range.path);
+        break;
+    case SDB_BODY_ID_RANGE:
+        ck_assert(memcmp(a->u.id_range.id.b, b->u.id_range.id.b, 16) == 0);
+        ck_assert_uint_eq(a->u.id_range.version, b->u.id_range.version);
+        ck_assert_uint_eq(a->u.id_range.offset, b->u.id_range.offset);
+        ck_assert_uint_eq(a->u.id_range.length, b->u.id_range.length);
+        break;
+    case SDB_BODY_RANGE_HEADER:
+        doc_eq(&a->u.range_header.doc, &b->u.range_header.doc);
+        ck_assert_uint_eq(a->u.range_header.offset, b->u.range_header.offset);
+        ck_assert_uint_eq(a->u.range_header.length, b->u.range_header.length);
         break;
     default:
         ck_abort_msg("unexpected body");
@@ -444,7 +476,7 @@ START_TEST(test_roundtrip_every_message)
         sdb_proto_msg_t m, back;
         size_t len, len2;
         sample_msg(ops[i].value, 0x10000 + (uint32_t)i, &m);
-        if (ops[i].value == SDB_OP_GET)
+        if (ops[i].value == SDB_OP_GET || ops[i].value == SDB_OP_GET_RANGE)
             m.flags = SDB_FLAG_QUICK;
         if (ops[i].value == SDB_OP_ERROR)
             m.flags = SDB_FLAG_CLOSING;
@@ -462,8 +494,8 @@ START_TEST(test_roundtrip_every_message)
         else
             n_resp++;
     }
-    ck_assert_uint_eq(n_req, 19);
-    ck_assert_uint_eq(n_resp, 12);
+    ck_assert_uint_eq(n_req, 21);
+    ck_assert_uint_eq(n_resp, 13);
 }
 END_TEST
 
@@ -556,6 +588,63 @@ START_TEST(test_exact_layouts)
     len = encode(&m, buf, sizeof(buf));
     ck_assert_uint_eq(len, sizeof(get_id));
     ck_assert(memcmp(buf, get_id, len) == 0);
+
+    /* GET_RANGE: u64 offset, u64 length, str16 path. */
+    static const uint8_t get_range[] = {
+        0xdb, 0x23, 0x01, 0x00, 0x14, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00,
+        0x00, 0x10, 0, 0, 0, 0, 0, 0,                      /* offset 4096 */
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,    /* length: to the end */
+        0x02, 0x00, '/', 'r'                               /* path */
+    };
+    memset(&m, 0, sizeof(m));
+    m.opcode = SDB_OP_GET_RANGE;
+    m.flags = SDB_FLAG_QUICK;
+    m.request_id = 8;
+    m.u.path_range.offset = 4096;
+    m.u.path_range.length = SDB_PROTO_UNSET;
+    m.u.path_range.path = S("/r");
+    len = encode(&m, buf, sizeof(buf));
+    ck_assert_uint_eq(len, sizeof(get_range));
+    ck_assert(memcmp(buf, get_range, len) == 0);
+    ck_assert_int_eq(decode_one(buf, len, &back), 0);
+    msg_eq(&m, &back);
+
+    /* GET_ID_RANGE: id, u64 version, u64 offset, u64 length. */
+    static const uint8_t get_id_range[] = {
+        0xdb, 0x24, 0x00, 0x00, 0x28, 0x00, 0x00, 0x00, 0x09, 0x00, 0x00, 0x00,
+        1, 18, 35, 52, 69, 86, 103, 120, 137, 154, 171, 188, 205, 222, 239, 0,
+        0x00, 0, 0, 0, 0, 0, 0, 0,                         /* version 0: current */
+        0x05, 0, 0, 0, 0, 0, 0, 0,                         /* offset 5 */
+        0x03, 0x01, 0, 0, 0, 0, 0, 0                       /* length 259 */
+    };
+    memset(&m, 0, sizeof(m));
+    m.opcode = SDB_OP_GET_ID_RANGE;
+    m.request_id = 9;
+    m.u.id_range.id = sample_id();
+    m.u.id_range.offset = 5;
+    m.u.id_range.length = 259;
+    len = encode(&m, buf, sizeof(buf));
+    ck_assert_uint_eq(len, sizeof(get_id_range));
+    ck_assert(memcmp(buf, get_id_range, len) == 0);
+
+    /* RANGE_HEADER: docinfo (52 bytes), then u64 offset, u64 length. */
+    memset(&m, 0, sizeof(m));
+    m.opcode = SDB_OP_RANGE_HEADER;
+    m.request_id = 8;
+    m.u.range_header.doc.size = 10000;
+    m.u.range_header.offset = 4096;
+    m.u.range_header.length = 10000 - 4096;
+    len = encode(&m, buf, sizeof(buf));
+    ck_assert_uint_eq(len, HDR + SDB_PROTO_DOCINFO_SIZE + 16);
+    ck_assert_uint_eq(buf[1], 0x90);
+    ck_assert_uint_eq(buf[HDR + 24], 0x10);            /* docinfo size 10000 = 0x2710 */
+    ck_assert_uint_eq(buf[HDR + 25], 0x27);
+    ck_assert_uint_eq(buf[HDR + 52], 0x00);            /* offset 4096 */
+    ck_assert_uint_eq(buf[HDR + 53], 0x10);
+    ck_assert_uint_eq(buf[HDR + 60], 0x10);            /* length 5904 = 0x1710 */
+    ck_assert_uint_eq(buf[HDR + 61], 0x17);
+    for (int i = 62; i < 68; i++)
+        ck_assert_uint_eq(buf[HDR + i], 0);
 
     static const uint8_t error[] = {
         0xdb, 0x81, 0x80, 0x00, 0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
@@ -1045,6 +1134,34 @@ START_TEST(test_malformed_fields)
     len = make_frame(buf, SDB_OP_LIST_END, 0, 1, end_more, sizeof(end_more));
     ck_assert_int_eq(decode_one(buf, len, &back), SDB_EPROTO);
 
+    /* RANGE_HEADER whose range passes the document's end: offset past the
+     * size, or offset + length over it (also where the sum would wrap). */
+    static const struct { uint64_t size, offset, length; int ok; } rh[] = {
+        { 100, 0, 100, 1 }, { 100, 100, 0, 1 }, { 0, 0, 0, 1 }, { 100, 40, 60, 1 },
+        { 100, 101, 0, 0 }, { 100, 40, 61, 0 }, { 100, 1, UINT64_MAX, 0 },
+        { UINT64_MAX, UINT64_MAX, 1, 0 }, { 100, UINT64_MAX, 2, 0 },
+    };
+    for (size_t i = 0; i < sizeof(rh) / sizeof(rh[0]); i++) {
+        uint8_t pl[SDB_PROTO_DOCINFO_SIZE + 16];
+        sdb_docinfo_t di = sample_doc(1);
+        di.size = rh[i].size;
+        sdb_proto_docinfo_encode(pl, &di);
+        for (int b = 0; b < 8; b++) {
+            pl[SDB_PROTO_DOCINFO_SIZE + b] = (uint8_t)(rh[i].offset >> (8 * b));
+            pl[SDB_PROTO_DOCINFO_SIZE + 8 + b] = (uint8_t)(rh[i].length >> (8 * b));
+        }
+        len = make_frame(buf, SDB_OP_RANGE_HEADER, 0, 1, pl, sizeof(pl));
+        int rc = decode_one(buf, len, &back);
+        ck_assert_msg(rc == (rh[i].ok ? 0 : SDB_EPROTO), "RANGE_HEADER size %llu offset %llu "
+                      "length %llu: %d", (unsigned long long)rh[i].size,
+                      (unsigned long long)rh[i].offset, (unsigned long long)rh[i].length, rc);
+        if (rh[i].ok) {
+            ck_assert_uint_eq(back.u.range_header.offset, rh[i].offset);
+            ck_assert_uint_eq(back.u.range_header.length, rh[i].length);
+            ck_assert_uint_eq(back.u.range_header.doc.size, rh[i].size);
+        }
+    }
+
     /* ENTRIES: unknown kind; count larger than the entries present;
      * count smaller (leftover bytes). */
     static const uint8_t bad_kind[] = { 1, 0, 7, 1, 0, 'a' };
@@ -1088,6 +1205,13 @@ START_TEST(test_unknown_opcode_and_flags)
     ck_assert_int_eq(decode_one(buf, len, &back), 0);
     ck_assert_uint_eq(back.flags, SDB_FLAG_QUICK);
     len = make_frame(buf, SDB_OP_GET, 0x02, 5, path, sizeof(path));
+    ck_assert_int_eq(decode_one(buf, len, &back), SDB_EINVAL);
+    static const uint8_t range[] = { 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, '/' };
+    len = make_frame(buf, SDB_OP_GET_RANGE, SDB_FLAG_QUICK, 5, range, sizeof(range));
+    ck_assert_int_eq(decode_one(buf, len, &back), 0);
+    ck_assert_uint_eq(back.flags, SDB_FLAG_QUICK);
+    ck_assert_uint_eq(back.u.path_range.length, 1);
+    len = make_frame(buf, SDB_OP_GET_RANGE, 0x04, 5, range, sizeof(range));
     ck_assert_int_eq(decode_one(buf, len, &back), SDB_EINVAL);
     len = make_frame(buf, SDB_OP_LOOKUP, SDB_FLAG_CLOSING, 5, path, sizeof(path));
     ck_assert_int_eq(decode_one(buf, len, &back), SDB_EINVAL);
@@ -1142,6 +1266,12 @@ START_TEST(test_encode_errors)
     ck_assert_int_eq(sdb_proto_encode(&m, buf, sizeof(buf), &len), SDB_EINVAL);
     sample_msg(SDB_OP_LIST_END, 1, &m);
     m.u.list_end.more = 2;
+    ck_assert_int_eq(sdb_proto_encode(&m, buf, sizeof(buf), &len), SDB_EINVAL);
+    sample_msg(SDB_OP_RANGE_HEADER, 1, &m);
+    m.u.range_header.length++;                    /* one byte past the end */
+    ck_assert_int_eq(sdb_proto_encode(&m, buf, sizeof(buf), &len), SDB_EINVAL);
+    m.u.range_header.offset = m.u.range_header.doc.size + 1;
+    m.u.range_header.length = 0;
     ck_assert_int_eq(sdb_proto_encode(&m, buf, sizeof(buf), &len), SDB_EINVAL);
     sample_msg(SDB_OP_DATA, 1, &m);
     m.u.raw.ptr = NULL;
@@ -1546,9 +1676,53 @@ static void gen_example_search(text_t *t)
     dump_frame(t, "S→C", &m, list_end);
 }
 
+static void gen_example_get_range(text_t *t)
+{
+    sdb_proto_msg_t m;
+    memset(&m, 0, sizeof(m));
+    m.opcode = SDB_OP_GET_RANGE;
+    m.request_id = 6;
+    m.u.path_range.offset = 6;
+    m.u.path_range.length = 100;
+    m.u.path_range.path = S(ex_path);
+    static const struct field get[] = {
+        { 8, "offset 6" }, { 8, "length 100 (more than there is: cut at the end)" },
+        { 2, "path length 11" }, { 11, "path \"/docs/a.txt\"" }, { 0, NULL }
+    };
+    dump_frame(t, "C→S", &m, get);
+
+    memset(&m, 0, sizeof(m));
+    m.opcode = SDB_OP_RANGE_HEADER;
+    m.request_id = 6;
+    m.u.range_header.doc = example_doc();
+    m.u.range_header.offset = 6;
+    m.u.range_header.length = 5;
+    static const struct field header[] = {
+        { 16, "id 3f2504e0-4f89-41d3-9a0c-0305e82c3301" }, { 8, "version 1" },
+        { 8, "size 11 (the whole document)" }, { 4, "crc32 0x0d4a1185 (the whole document)" },
+        { 8, "created_ms 1767225600000 (2026-01-01T00:00:00Z)" },
+        { 8, "modified_ms 1767225600000" },
+        { 8, "offset 6 (first byte sent)" }, { 8, "length 5 (bytes sent: 6..10)" }, { 0, NULL }
+    };
+    dump_frame(t, "S→C", &m, header);
+
+    memset(&m, 0, sizeof(m));
+    m.opcode = SDB_OP_DATA;
+    m.request_id = 6;
+    m.u.raw.ptr = (const uint8_t *)ex_content + 6;
+    m.u.raw.len = 5;
+    static const struct field data[] = { { 5, "content bytes 6..10 \"world\"" }, { 0, NULL } };
+    dump_frame(t, "S→C", &m, data);
+
+    memset(&m, 0, sizeof(m));
+    m.opcode = SDB_OP_END;
+    m.request_id = 6;
+    dump_frame(t, "S→C", &m, NULL);
+}
+
 static void (*const generators[])(text_t *) = {
     gen_opcode_table, gen_status_table, gen_example_hello, gen_example_put,
-    gen_example_get, gen_example_error, gen_example_search
+    gen_example_get, gen_example_error, gen_example_search, gen_example_get_range
 };
 
 static char *read_file(const char *path)
