@@ -92,9 +92,13 @@ typedef struct {
     uint64_t max_db_size;        /* bytes; default 8 TB */
     int use_mmap;                /* read committed pages through a shared mapping; default 1 */
     int quick_mode;              /* skip CRC checks on read; default 0 */
-    int durable;                 /* 1 (default): acknowledge only after sync; 0: sync lazily
-                                    (at sdb_flush, sdb_close, checkpoints and at most every
-                                    second on a commit) */
+    int durable;                 /* 1 (default): acknowledge only after sync; 0: sync lazily,
+                                    at sdb_flush, sdb_close, checkpoints and at most once a
+                                    second on a commit; earlier only when 8 MiB of commit
+                                    records wait in memory (about 70,000 small puts), or
+                                    when pages freed by overwrites and deletes (reusable
+                                    after a sync) exceed 1/16 of the file while fewer are
+                                    free */
 } sdb_config_t;
 
 /* Fills *cfg with the defaults listed above. */

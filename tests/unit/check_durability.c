@@ -1930,6 +1930,143 @@ START_TEST(test_lazy_flush_crash)
 }
 END_TEST
 
+/* Lazy mode syncs at most once a second (docs/CONFIG.md): with the engine's
+ * clock stopped (sdb_test_clock_freeze), 10,000 small puts of new documents
+ * cause no sync at all -- they used to sync every time a page of journal
+ * records filled, about every 38 puts -- and the first commit after the
+ * clock has moved on by more than a second syncs once.  What they wrote is
+ * on the disk after sdb_flush (a power cut right after it keeps all of it)
+ * and after sdb_close.  _i 1: paths of 4000 bytes make each put's records
+ * about 4.1 KB, so the memory bound (8 MiB of buffered records, about 2,045
+ * such puts) syncs once within 2,100 puts and not within 1,900.  The
+ * journal's growth starts a background checkpoint, which syncs too; it is
+ * held after its first slice (sdb_test_checkpoint_pause) so that the syncs
+ * counted are the commits' alone. */
+static sdb_t *lazy_reopen_image(sdb_backend_t *fb)
+{
+    uint8_t *img;
+    size_t len;
+    CK_OK(backend_fault_image(fb, &img, &len)); /* the power fails now */
+    sdb_backend_t *mb = backend_mem_from(img, len);
+    free(img);
+    ck_assert_ptr_nonnull(mb);
+    sdb_config_t cfg;
+    sdb_config_default(&cfg);
+    sdb_t *db = NULL;
+    CK_OK(sdb_open_backend(mb, &cfg, &db));
+    return db;
+}
+
+static uint64_t fault_syncs(sdb_backend_t *fb)
+{
+    uint64_t w, syncs;
+    int crashed;
+    backend_fault_counts(fb, &w, &syncs, &crashed);
+    return syncs;
+}
+
+static void lazy_path(char *p, size_t cap, int i, int long_paths)
+{
+    int n = snprintf(p, cap, "/lz/%05d/", i);
+    if (long_paths) {
+        memset(p + n, 'x', 4000 - (size_t)n);
+        p[4000] = 0;
+    }
+}
+
+START_TEST(test_lazy_sync_once_a_second)
+{
+    fault_plan_t plan = {0};
+    sdb_backend_t *fb = backend_fault_new(&plan, NULL, 0);
+    ck_assert_ptr_nonnull(fb);
+    keep_be_t kb;
+    kb_init(&kb, fb);
+    sdb_config_t cfg;
+    sdb_config_default(&cfg);
+    cfg.durable = 0;
+    sdb_test_clock_freeze(1);
+    sdb_t *db = NULL;
+    CK_OK(sdb_open_backend(&kb.base, &cfg, &db));
+    sdb_test_checkpoint_pause(db, 1);
+    int long_paths = _i == 1, n = long_paths ? 1900 : 10000;
+    char *path = malloc(4096);
+    uint8_t d[100];
+    uint64_t s0 = fault_syncs(fb);
+    for (int i = 0; i < n; i++) {
+        lazy_path(path, 4096, i, long_paths);
+        tu_fill(d, sizeof d, (uint32_t)i);
+        put_ok(db, path, d, sizeof d);
+    }
+    ck_assert_msg(fault_syncs(fb) == s0, "%d lazy puts with the clock stopped synced %llu "
+                  "times", n, (unsigned long long)(fault_syncs(fb) - s0));
+    if (long_paths) {
+        for (int i = n; i < 2100; i++) {
+            lazy_path(path, 4096, i, 1);
+            tu_fill(d, sizeof d, (uint32_t)i);
+            put_ok(db, path, d, sizeof d);
+        }
+        ck_assert_msg(fault_syncs(fb) == s0 + 1, "8 MiB of buffered records: %llu syncs, "
+                      "not 1", (unsigned long long)(fault_syncs(fb) - s0));
+        n = 2100;
+        s0++;
+    }
+    sdb_test_clock_advance(999000000ull);          /* not yet a second */
+    lazy_path(path, 4096, n, long_paths);
+    put_ok(db, path, d, sizeof d);
+    ck_assert_uint_eq(fault_syncs(fb), s0);
+    sdb_test_clock_advance(2000000ull);            /* now a second and 1 ms */
+    lazy_path(path, 4096, n + 1, long_paths);
+    put_ok(db, path, d, sizeof d);
+    ck_assert_msg(fault_syncs(fb) == s0 + 1, "a put a second after the last sync: %llu "
+                  "syncs, not 1", (unsigned long long)(fault_syncs(fb) - s0));
+    for (int i = n + 2; i < n + 12; i++) {
+        lazy_path(path, 4096, i, long_paths);
+        put_ok(db, path, d, sizeof d);
+    }
+    ck_assert_uint_eq(fault_syncs(fb), s0 + 1);
+    n += 12;
+    /* flush: a power cut right after it keeps every put */
+    for (int i = n; i < n + 100; i++) {
+        lazy_path(path, 4096, i, long_paths);
+        tu_fill(d, sizeof d, (uint32_t)i);
+        put_ok(db, path, d, sizeof d);
+    }
+    CK_OK(sdb_flush(db));
+    sdb_t *back = lazy_reopen_image(fb);
+    sdb_stats_t st;
+    CK_OK(sdb_stats(back, &st));
+    ck_assert_uint_eq(st.documents, (uint64_t)n + 100);
+    for (int i = n; i < n + 100; i++) {
+        lazy_path(path, 4096, i, long_paths);
+        tu_fill(d, sizeof d, (uint32_t)i);
+        tu_expect_get(back, path, d, sizeof d);
+    }
+    CK_OK(sdb_close(back));
+    /* close: so does one right after it */
+    for (int i = n + 100; i < n + 200; i++) {
+        lazy_path(path, 4096, i, long_paths);
+        tu_fill(d, sizeof d, (uint32_t)i);
+        put_ok(db, path, d, sizeof d);
+    }
+    CK_OK(sdb_close(db));
+    back = lazy_reopen_image(fb);
+    CK_OK(sdb_stats(back, &st));
+    ck_assert_uint_eq(st.documents, (uint64_t)n + 200);
+    for (int i = 0; i < n + 200; i += 7) {
+        lazy_path(path, 4096, i, long_paths);
+        void *p = NULL;
+        size_t len = 0;
+        CK_OK(sdb_get(back, path, &p, &len, NULL));
+        ck_assert_uint_eq(len, sizeof d);
+        free(p);
+    }
+    CK_OK(sdb_close(back));
+    fb->close(fb);
+    free(path);
+    sdb_test_clock_freeze(0);
+}
+END_TEST
+
 /* ---- I/O errors on demand ---- */
 
 /* Closes L and reopens its durable image in memory. */
@@ -3729,6 +3866,9 @@ Suite *suite_durability(void)
     tcase_add_test(tc, test_eio_journal_sticky);
     tcase_add_test(tc, test_eio_failed_sync);
     tcase_add_test(tc, test_eio_streamed_writer);
+
+    tc = tcase(s, "lazy", 120);
+    tcase_add_loop_test(tc, test_lazy_sync_once_a_second, 0, 2);
 
     tc = tcase(s, "slot", 300);
     tcase_add_loop_test(tc, test_newest_slot_bit_flip, 0, 2);
