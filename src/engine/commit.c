@@ -452,27 +452,44 @@ finish:
         if (rc && batch[i]->rc == SDB_OK)
             batch[i]->rc = rc;
         batch[i]->done = 1;
-        pthread_cond_signal(&batch[i]->cv);   /* wake exactly the members */
+        pthread_cond_signal(batch[i]->cv);    /* wake exactly the members' submitters */
     }
     pthread_mutex_unlock(&db->q_lock);
     free(ts.t);
     free(b.p);
 }
 
-int commit_submit(sdb_t *db, commit_req_t *req)
+void commit_submit_many(sdb_t *db, commit_req_t *const *reqs, size_t n)
 {
-    req->done = 0;
-    req->rc = SDB_OK;
-    req->next = NULL;
-    if (atomic_load(&db->fatal))
-        return SDB_EIO;
-    pthread_cond_init(&req->cv, NULL);
+    pthread_cond_t cv;
+    for (size_t i = 0; i < n; i++) {
+        reqs[i]->done = 0;
+        reqs[i]->rc = SDB_OK;
+        reqs[i]->next = NULL;
+        reqs[i]->cv = &cv;
+    }
+    if (atomic_load(&db->fatal)) {
+        for (size_t i = 0; i < n; i++)
+            reqs[i]->rc = SDB_EIO;
+        return;
+    }
+    if (n == 0)
+        return;
+    pthread_cond_init(&cv, NULL);
     pthread_mutex_lock(&db->q_lock);
-    *db->q_tail = req;
-    db->q_tail = &req->next;
+    for (size_t i = 0; i < n; i++) {
+        *db->q_tail = reqs[i];
+        db->q_tail = &reqs[i]->next;
+    }
     if (db->leader_waiting)
         pthread_cond_signal(&db->gather_cv);
-    while (!req->done) {
+    /* members complete in queue order, batch by batch: wait for the last */
+    size_t first = 0;
+    for (;;) {
+        while (first < n && reqs[first]->done)
+            first++;
+        if (first == n)
+            break;
         if (!db->leader) {
             db->leader = 1;
             pthread_mutex_unlock(&db->q_lock);
@@ -480,12 +497,17 @@ int commit_submit(sdb_t *db, commit_req_t *req)
             pthread_mutex_lock(&db->q_lock);
             db->leader = 0;
             if (db->q_head)                       /* hand the lead to the next in line */
-                pthread_cond_signal(&db->q_head->cv);
+                pthread_cond_signal(db->q_head->cv);
             continue;
         }
-        pthread_cond_wait(&req->cv, &db->q_lock);
+        pthread_cond_wait(&cv, &db->q_lock);
     }
     pthread_mutex_unlock(&db->q_lock);
-    pthread_cond_destroy(&req->cv);
+    pthread_cond_destroy(&cv);
+}
+
+int commit_submit(sdb_t *db, commit_req_t *req)
+{
+    commit_submit_many(db, &req, 1);
     return req->rc;
 }
