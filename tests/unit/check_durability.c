@@ -2067,6 +2067,70 @@ START_TEST(test_lazy_sync_once_a_second)
 }
 END_TEST
 
+/* The early sync for freed pages (they wait for a sync before they can be
+ * reused) comes only when free pages run short: with 990 pages free, 400
+ * overwrites of a small document with the clock stopped sync never (the
+ * rule without that condition synced every 80 of them) and the file
+ * does not grow; once the free pages are used up, syncs let the file stay
+ * within 1/16 of its size. */
+START_TEST(test_lazy_overwrites_use_free_space)
+{
+    fault_plan_t plan = {0};
+    sdb_backend_t *fb = backend_fault_new(&plan, NULL, 0);
+    ck_assert_ptr_nonnull(fb);
+    sdb_config_t cfg;
+    sdb_config_default(&cfg);
+    cfg.durable = 0;
+    cfg.versions_to_keep = 0;
+    sdb_test_clock_freeze(1);
+    sdb_test_checkpoint_slice(1);   /* a background checkpoint holds after one entry */
+    sdb_t *db = NULL;
+    CK_OK(sdb_open_backend(fb, &cfg, &db));
+    sdb_test_checkpoint_slice(0);
+    sdb_test_checkpoint_pause(db, 1);
+    uint8_t *big = tu_bytes(100 * 4000, 5);
+    char bp[16];
+    for (int i = 0; i < 10; i++) {            /* 100 pages each, then deleted */
+        snprintf(bp, sizeof bp, "/big/%d", i);
+        put_ok(db, bp, big, 100 * 4000);
+    }
+    CK_OK(sdb_flush(db));
+    for (int i = 0; i < 10; i++) {
+        snprintf(bp, sizeof bp, "/big/%d", i);
+        CK_OK(sdb_delete(db, bp));
+    }
+    CK_OK(sdb_flush(db));
+    sdb_stats_t st0, st1;
+    CK_OK(sdb_stats(db, &st0));
+    ck_assert_uint_ge(st0.free_pages, 900);
+    uint64_t s0 = fault_syncs(fb);
+    uint8_t d[100];
+    for (int i = 0; i < 400; i++) {
+        tu_fill(d, sizeof d, (uint32_t)i);
+        put_ok(db, "/small", d, sizeof d);
+    }
+    ck_assert_msg(fault_syncs(fb) == s0, "400 overwrites with %llu pages free synced %llu "
+                  "times (checkpoint running %d)", (unsigned long long)st0.free_pages,
+                  (unsigned long long)(fault_syncs(fb) - s0), sdb_test_checkpoint_running(db));
+    CK_OK(sdb_stats(db, &st1));
+    ck_assert_uint_eq(st1.total_pages, st0.total_pages);
+    /* free pages used up: the syncs come, and the file grows little */
+    for (int i = 400; i < 3000; i++) {
+        tu_fill(d, sizeof d, (uint32_t)i);
+        put_ok(db, "/small", d, sizeof d);
+    }
+    ck_assert_uint_gt(fault_syncs(fb), s0);
+    CK_OK(sdb_stats(db, &st1));
+    ck_assert_msg(st1.total_pages <= st0.total_pages + 16 + st0.total_pages / 8,
+                  "3,000 overwrites grew the file from %llu to %llu pages",
+                  (unsigned long long)st0.total_pages, (unsigned long long)st1.total_pages);
+    tu_expect_get(db, "/small", d, sizeof d);
+    free(big);
+    CK_OK(sdb_close(db));
+    sdb_test_clock_freeze(0);
+}
+END_TEST
+
 /* ---- sdb_writer_commit_many: one group, one sync ---- */
 
 /* Opens a writer on path and writes len bytes of content seed into it. */
@@ -4212,6 +4276,7 @@ Suite *suite_durability(void)
 
     tc = tcase(s, "lazy", 120);
     tcase_add_loop_test(tc, test_lazy_sync_once_a_second, 0, 2);
+    tcase_add_test(tc, test_lazy_overwrites_use_free_space);
 
     tc = tcase(s, "slot", 300);
     tcase_add_loop_test(tc, test_newest_slot_bit_flip, 0, 2);
