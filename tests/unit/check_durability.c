@@ -2089,7 +2089,7 @@ START_TEST(test_lazy_overwrites_use_free_space)
     sdb_test_checkpoint_slice(0);
     sdb_test_checkpoint_pause(db, 1);
     uint8_t *big = tu_bytes(100 * 4000, 5);
-    char bp[16];
+    char bp[32];
     for (int i = 0; i < 10; i++) {            /* 100 pages each, then deleted */
         snprintf(bp, sizeof bp, "/big/%d", i);
         put_ok(db, bp, big, 100 * 4000);
