@@ -92,9 +92,13 @@ typedef struct {
     uint64_t max_db_size;        /* bytes; default 8 TB */
     int use_mmap;                /* read committed pages through a shared mapping; default 1 */
     int quick_mode;              /* skip CRC checks on read; default 0 */
-    int durable;                 /* 1 (default): acknowledge only after sync; 0: sync lazily
-                                    (at sdb_flush, sdb_close, checkpoints and at most every
-                                    second on a commit) */
+    int durable;                 /* 1 (default): acknowledge only after sync; 0: sync lazily,
+                                    at sdb_flush, sdb_close, checkpoints and at most once a
+                                    second on a commit; earlier only when 8 MiB of commit
+                                    records wait in memory (about 70,000 small puts), or
+                                    when pages freed by overwrites and deletes (reusable
+                                    after a sync) exceed 1/16 of the file while fewer are
+                                    free */
 } sdb_config_t;
 
 /* Fills *cfg with the defaults listed above. */
@@ -178,6 +182,28 @@ int sdb_writer_checksum(sdb_writer_t *w, uint64_t *size, uint32_t *crc32);
  * SDB_ENOMEM, SDB_EINVAL (w NULL).  On error nothing becomes visible and the
  * writer's pages are reclaimed. */
 int sdb_writer_commit(sdb_writer_t *w, sdb_docinfo_t *out);
+
+/* Commits the n writers w[0..n) as one group: each one succeeds or fails on
+ * its own exactly as sdb_writer_commit() would (rcs[i] receives its result,
+ * out[i] its new version's metadata when out is not NULL and rcs[i] is
+ * SDB_OK; out[i] is left alone otherwise), but their requests are queued
+ * together, in array order, so that the group commit takes them in one
+ * batch and, in durable mode, one sync covers all of them.  Writers that
+ * touch the same path or document as an earlier member go to a later batch
+ * (with its own sync) and commit after it, in array order: two members
+ * writing one path both commit, and the later one's version is current.
+ * Without memory to queue them together the members are committed one by
+ * one (same results, one sync each).
+ *
+ * Ownership: every writer is freed, whatever its result (as by
+ * sdb_writer_commit); w, out and rcs are the caller's and are used only
+ * during the call.  Returns SDB_OK (look at rcs for each member's result:
+ * SDB_ECONFLICT, SDB_EIO, SDB_ENOSPC, SDB_ETOOLARGE, SDB_ENOMEM as for
+ * sdb_writer_commit), or SDB_EINVAL when n > 0 and w or rcs is NULL, a
+ * writer is NULL, the same writer appears twice, or the writers belong to
+ * different handles: then nothing is committed, no writer is freed and rcs
+ * is not written.  n == 0 returns SDB_OK and does nothing. */
+int sdb_writer_commit_many(sdb_writer_t *const *w, size_t n, sdb_docinfo_t *out, int *rcs);
 
 /* Discards the writer's content, reclaims its pages and frees w (NULL ok). */
 void sdb_writer_abort(sdb_writer_t *w);

@@ -131,6 +131,15 @@ void sdb_test_checkpoint_pause(sdb_t *db, int on);
 int sdb_test_checkpoint_pausing(sdb_t *db);
 void sdb_test_checkpoint_soon(sdb_t *db);
 
+/* Test hooks on the engine's monotonic clock (util_mono_ns), which times
+ * lazy-mode syncs (durable 0: at most one a second): with on, the clock
+ * stops at its current reading for every handle of the process; with 0 it
+ * runs again from where it stood.  sdb_test_clock_advance() moves it
+ * forward by ns, stopped or not.  Waits and time budgets (the commit
+ * leader's gathering, checkpoint slices) keep the real clock. */
+void sdb_test_clock_freeze(int on);
+void sdb_test_clock_advance(uint64_t ns);
+
 /* Opens a database on an already-open backend, taking ownership of be (it
  * is closed on failure too).  As sdb_open otherwise. */
 int sdb_open_backend(sdb_backend_t *be, const sdb_config_t *cfg, sdb_t **out);

@@ -261,8 +261,31 @@ static int plan(sdb_t *db, commit_req_t *r, touchset_t *ts, buf_t *b)
     return 0;
 }
 
+/* Lazy mode (cfg.durable 0) syncs when the last sync is a second old, at
+ * sdb_flush / close / checkpoints, and earlier only
+ *  - when LAZY_MAX_BYTES of records wait in db->jbuf (the memory bound:
+ *    about 70,000 small puts), or
+ *  - when the pages freed by commits since the last sync (they wait for it
+ *    before they can be reused, invariant 5) exceed 16 + 1/16 of the file
+ *    while fewer pages than that are free: an overwrite workload would grow
+ *    the file otherwise.
+ * Between syncs nothing is written to the journal: the buffered records go
+ * out as one group (of as many pages as they take) right before the sync,
+ * which then covers that group and its data pages as in durable mode. */
+#define LAZY_MAX_BYTES (8u << 20)
+
+static int lazy_sync_due(sdb_t *db)
+{
+    if (db->jbuf.len >= LAZY_MAX_BYTES || util_mono_ns() - db->last_sync_ns >= LAZY_SYNC_NS)
+        return 1;
+    pthread_mutex_lock(&db->fs_lock);
+    int crowded = db->pending_pages > 16 + db->fs.npages / 16 && db->fs.nfree < db->pending_pages;
+    pthread_mutex_unlock(&db->fs_lock);
+    return crowded;
+}
+
 /* Makes the batch's records durable (durable mode) or buffers them (lazy
- * mode).  *tag receives the journal sequence they belong to. */
+ * mode, see above).  *tag receives the journal sequence they belong to. */
 static int persist(sdb_t *db, const buf_t *b, int force_sync, int freeing, uint64_t *tag)
 {
     int rc = SDB_OK;
@@ -287,19 +310,12 @@ static int persist(sdb_t *db, const buf_t *b, int force_sync, int freeing, uint6
         db->jbuf_adds = 1;
     if (b->len && freeing)
         db->jbuf_frees = 1;
-    /* sync at least once a second, and early when many freed pages wait for
-       a sync before they can be reused (so churn does not grow the file) */
-    pthread_mutex_lock(&db->fs_lock);
-    int crowded = db->pending_pages > 16 + db->fs.npages / 16;
-    pthread_mutex_unlock(&db->fs_lock);
-    int timed = crowded || util_mono_ns() - db->last_sync_ns > LAZY_SYNC_NS;
-    if (db->jbuf.len >= db->cap - 8 || ((force_sync || timed) && db->jbuf.len)) {
-        if (atomic_load(&db->data_dirty) && (rc = db_sync(db))) {
-            db->jbuf.len = mark;
-            db->jbuf_adds = adds_before;
-            db->jbuf_frees = frees_before;
-            return rc;
-        }
+    if (!force_sync && !lazy_sync_due(db))
+        return SDB_OK;
+    if (db->jbuf.len) {
+        /* the group goes out right before the sync that covers it and its
+           data: no other group is written until that sync is done, so it is
+           the last one, whose data replay checks (as in durable mode) */
         rc = journal_write_group(db, db->jbuf.p, db->jbuf.len, freeing);
         if (rc) {
             /* this batch fails and is not applied: take its records back.
@@ -312,12 +328,14 @@ static int persist(sdb_t *db, const buf_t *b, int force_sync, int freeing, uint6
         }
         db->jbuf.len = 0;
         db->jbuf_adds = db->jbuf_frees = 0;
+        if (db->jbuf.cap > (1u << 20)) {   /* a burst's buffer is not kept for good */
+            free(db->jbuf.p);
+            db->jbuf = (buf_t){ 0 };
+        }
     }
-    if (force_sync || timed) {
-        if ((rc = db_sync(db)))
-            return rc;
-        journal_release_pending(db, db->jseq - 1);
-    }
+    if ((rc = db_sync(db)))
+        return rc;
+    journal_release_pending(db, db->jseq - 1);
     return SDB_OK;
 }
 
@@ -335,12 +353,12 @@ static void lead(sdb_t *db)
     if (db->cfg.durable && db->last_batch > 1) {
         /* the members of the last batch are likely preparing their next
            request: give them a moment to join this sync */
-        uint64_t deadline = util_mono_ns() + GATHER_NS;
+        uint64_t deadline = util_mono_ns_real() + GATHER_NS;
         for (;;) {
             size_t queued = 0;
             for (commit_req_t *q = db->q_head; q && queued < db->last_batch; q = q->next)
                 queued++;
-            uint64_t now = util_mono_ns();
+            uint64_t now = util_mono_ns_real();
             if (queued >= db->last_batch || now >= deadline)
                 break;
             struct timespec ts;
@@ -434,27 +452,44 @@ finish:
         if (rc && batch[i]->rc == SDB_OK)
             batch[i]->rc = rc;
         batch[i]->done = 1;
-        pthread_cond_signal(&batch[i]->cv);   /* wake exactly the members */
+        pthread_cond_signal(batch[i]->cv);    /* wake exactly the members' submitters */
     }
     pthread_mutex_unlock(&db->q_lock);
     free(ts.t);
     free(b.p);
 }
 
-int commit_submit(sdb_t *db, commit_req_t *req)
+void commit_submit_many(sdb_t *db, commit_req_t *const *reqs, size_t n)
 {
-    req->done = 0;
-    req->rc = SDB_OK;
-    req->next = NULL;
-    if (atomic_load(&db->fatal))
-        return SDB_EIO;
-    pthread_cond_init(&req->cv, NULL);
+    pthread_cond_t cv;
+    for (size_t i = 0; i < n; i++) {
+        reqs[i]->done = 0;
+        reqs[i]->rc = SDB_OK;
+        reqs[i]->next = NULL;
+        reqs[i]->cv = &cv;
+    }
+    if (atomic_load(&db->fatal)) {
+        for (size_t i = 0; i < n; i++)
+            reqs[i]->rc = SDB_EIO;
+        return;
+    }
+    if (n == 0)
+        return;
+    pthread_cond_init(&cv, NULL);
     pthread_mutex_lock(&db->q_lock);
-    *db->q_tail = req;
-    db->q_tail = &req->next;
+    for (size_t i = 0; i < n; i++) {
+        *db->q_tail = reqs[i];
+        db->q_tail = &reqs[i]->next;
+    }
     if (db->leader_waiting)
         pthread_cond_signal(&db->gather_cv);
-    while (!req->done) {
+    /* members complete in queue order, batch by batch: wait for the last */
+    size_t first = 0;
+    for (;;) {
+        while (first < n && reqs[first]->done)
+            first++;
+        if (first == n)
+            break;
         if (!db->leader) {
             db->leader = 1;
             pthread_mutex_unlock(&db->q_lock);
@@ -462,12 +497,17 @@ int commit_submit(sdb_t *db, commit_req_t *req)
             pthread_mutex_lock(&db->q_lock);
             db->leader = 0;
             if (db->q_head)                       /* hand the lead to the next in line */
-                pthread_cond_signal(&db->q_head->cv);
+                pthread_cond_signal(db->q_head->cv);
             continue;
         }
-        pthread_cond_wait(&req->cv, &db->q_lock);
+        pthread_cond_wait(&cv, &db->q_lock);
     }
     pthread_mutex_unlock(&db->q_lock);
-    pthread_cond_destroy(&req->cv);
+    pthread_cond_destroy(&cv);
+}
+
+int commit_submit(sdb_t *db, commit_req_t *req)
+{
+    commit_submit_many(db, &req, 1);
     return req->rc;
 }

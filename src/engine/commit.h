@@ -28,7 +28,8 @@ struct commit_req {
     int rc;
     sdb_docinfo_t info;            /* OP_PUT result */
     int done;
-    pthread_cond_t cv;             /* signalled when done, or when it is its turn to lead */
+    pthread_cond_t *cv;            /* its submitter's: signalled when it is done, or when it
+                                      is its turn to lead (one per commit_submit_many call) */
     commit_req_t *next;
 };
 
@@ -36,5 +37,12 @@ struct commit_req {
  * or refused.  Returns req->rc: 0, SDB_ENOTFOUND, SDB_ECONFLICT, SDB_EIO
  * (sticky error), SDB_ENOSPC, SDB_ETOOLARGE or SDB_ENOMEM. */
 int commit_submit(sdb_t *db, commit_req_t *req);
+
+/* Queues the n requests of reqs together, in that order (the leader takes
+ * them in one batch unless they conflict, see commit.c), and blocks until
+ * every one is committed or refused; each reqs[i]->rc holds its result as
+ * commit_submit returns it.  With the sticky error set, each gets SDB_EIO
+ * and nothing is queued. */
+void commit_submit_many(sdb_t *db, commit_req_t *const *reqs, size_t n);
 
 #endif

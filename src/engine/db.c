@@ -268,6 +268,7 @@ struct sdb_writer {
     uint32_t fill;
     uint32_t index;
     int err;                      /* sticky I/O error */
+    int in_group;                 /* sdb_writer_commit_many's duplicate check */
 };
 
 static void writer_free_pages(sdb_writer_t *w)
@@ -456,33 +457,107 @@ int sdb_writer_checksum(sdb_writer_t *w, uint64_t *size, uint32_t *crc)
     return SDB_OK;
 }
 
+/* Seals the writer's last page, gives back the pages it took and did not
+ * use, and makes *r its commit request (the last run is written by the
+ * commit leader, with its batch's). */
+static void writer_request(sdb_writer_t *w, commit_req_t *r)
+{
+    sdb_t *db = w->db;
+    if (w->have_page)
+        writer_seal(w, 1);
+    pthread_mutex_lock(&db->fs_lock);
+    if (w->pool_left)
+        freespace_free(&db->fs, w->pool, w->pool_left);
+    pthread_mutex_unlock(&db->fs_lock);
+    w->pool_left = 0;
+    *r = (commit_req_t){ .op = OP_PUT, .path = w->path, .plen = w->plen,
+                         .if_version = w->if_version, .ver = w->ver,
+                         .run = w->run, .run_start = w->run_start, .run_n = w->run_n };
+    w->run_n = 0;
+}
+
+/* Frees the writer after its commit ended with rc (its pages too when rc
+ * is an error: on success the state owns them). */
+static void writer_release(sdb_writer_t *w, int rc)
+{
+    if (rc)
+        writer_free_pages(w);
+    writer_destroy(w);
+}
+
 int sdb_writer_commit(sdb_writer_t *w, sdb_docinfo_t *out)
 {
     if (!w)
         return SDB_EINVAL;
-    sdb_t *db = w->db;
     int rc = w->err;
-    if (!rc && w->have_page)
-        writer_seal(w, 1);
     if (!rc) {
-        pthread_mutex_lock(&db->fs_lock);
-        if (w->pool_left)
-            freespace_free(&db->fs, w->pool, w->pool_left);
-        pthread_mutex_unlock(&db->fs_lock);
-        w->pool_left = 0;
-        /* the last run is written by the commit leader, with its batch's */
-        commit_req_t r = { .op = OP_PUT, .path = w->path, .plen = w->plen,
-                           .if_version = w->if_version, .ver = w->ver,
-                           .run = w->run, .run_start = w->run_start, .run_n = w->run_n };
-        w->run_n = 0;
-        rc = commit_submit(db, &r);
+        commit_req_t r;
+        writer_request(w, &r);
+        rc = commit_submit(w->db, &r);
         if (!rc && out)
             *out = r.info;
     }
-    if (rc)
-        writer_free_pages(w);
-    writer_destroy(w);
+    writer_release(w, rc);
     return rc;
+}
+
+#define MANY_ON_STACK 16
+
+int sdb_writer_commit_many(sdb_writer_t *const *w, size_t n, sdb_docinfo_t *out, int *rcs)
+{
+    if (n == 0)
+        return SDB_OK;
+    if (!w || !rcs)
+        return SDB_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!w[i] || w[i]->db != w[0]->db)
+            return SDB_EINVAL;
+    size_t marked = 0;
+    while (marked < n && !w[marked]->in_group)
+        w[marked++]->in_group = 1;
+    for (size_t i = 0; i < marked; i++)
+        w[i]->in_group = 0;
+    if (marked < n)
+        return SDB_EINVAL;             /* a writer given twice */
+
+    sdb_t *db = w[0]->db;
+    commit_req_t rbuf[MANY_ON_STACK], *pbuf[MANY_ON_STACK];
+    commit_req_t *r = rbuf, **p = pbuf;
+    if (n > MANY_ON_STACK) {
+        r = malloc(n * sizeof(*r));
+        p = malloc(n * sizeof(*p));
+        if (!r || !p) {
+            /* no memory to queue them together: commit them one by one (same
+               results, one sync each in durable mode) */
+            free(r);
+            free(p);
+            for (size_t i = 0; i < n; i++)
+                rcs[i] = sdb_writer_commit(w[i], out ? &out[i] : NULL);
+            return SDB_OK;
+        }
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        rcs[i] = w[i]->err;
+        if (!rcs[i]) {
+            writer_request(w[i], &r[i]);
+            p[m++] = &r[i];
+        }
+    }
+    commit_submit_many(db, p, m);
+    for (size_t i = 0; i < n; i++) {
+        if (!rcs[i]) {
+            rcs[i] = r[i].rc;
+            if (!rcs[i] && out)
+                out[i] = r[i].info;
+        }
+        writer_release(w[i], rcs[i]);
+    }
+    if (r != rbuf) {
+        free(r);
+        free(p);
+    }
+    return SDB_OK;
 }
 
 void sdb_writer_abort(sdb_writer_t *w)

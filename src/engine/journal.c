@@ -485,7 +485,7 @@ static void cpenc_done(cpenc_t *e)
  * the end).  e->phase is 2 once everything is written.  0 or SDB_ENOMEM. */
 static int cpenc_step(sdb_t *db, cpenc_t *e, buf_t *b, uint64_t budget_ns)
 {
-    uint64_t t0 = budget_ns ? util_mono_ns() : 0;
+    uint64_t t0 = budget_ns ? util_mono_ns_real() : 0;
     unsigned n = 0, max = budget_ns ? db->cp_slice_entries : 0;
     int rc;
     if (e->phase == 0) {
@@ -500,7 +500,7 @@ static int cpenc_step(sdb_t *db, cpenc_t *e, buf_t *b, uint64_t budget_ns)
             if ((rc = rec_bind(b, &d->id, k->bytes, k->len)))
                 return rc;
             n++;
-            if (max ? n >= max : budget_ns && n % 64 == 0 && util_mono_ns() - t0 >= budget_ns) {
+            if (max ? n >= max : budget_ns && n % 64 == 0 && util_mono_ns_real() - t0 >= budget_ns) {
                 memcpy(e->last, k->bytes, k->len);
                 e->last_len = k->len;
                 e->started = 1;
@@ -521,7 +521,7 @@ static int cpenc_step(sdb_t *db, cpenc_t *e, buf_t *b, uint64_t budget_ns)
                     return rc;
             e->bucket++;
             n++;
-            if (max ? n >= max : budget_ns && n % 256 == 0 && util_mono_ns() - t0 >= budget_ns)
+            if (max ? n >= max : budget_ns && n % 256 == 0 && util_mono_ns_real() - t0 >= budget_ns)
                 return SDB_OK;
         }
         e->phase = 2;

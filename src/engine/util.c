@@ -4,12 +4,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/backend.h"
 #include "engine/util.h"
 
 const char *sdb_strerror(int err)
@@ -212,11 +214,43 @@ int64_t util_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-uint64_t util_mono_ns(void)
+uint64_t util_mono_ns_real(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The engine clock that tests may stop (sdb_test_clock_freeze): while
+ * frozen it reads g_clock_at; otherwise the real clock plus g_clock_off,
+ * the time added while it was frozen, so that it never goes back. */
+static _Atomic int g_clock_frozen;
+static _Atomic uint64_t g_clock_at, g_clock_off;
+
+uint64_t util_mono_ns(void)
+{
+    if (atomic_load_explicit(&g_clock_frozen, memory_order_relaxed))
+        return atomic_load(&g_clock_at);
+    return util_mono_ns_real() + atomic_load_explicit(&g_clock_off, memory_order_relaxed);
+}
+
+void sdb_test_clock_freeze(int on)
+{
+    if (on && !atomic_load(&g_clock_frozen)) {
+        atomic_store(&g_clock_at, util_mono_ns());
+        atomic_store(&g_clock_frozen, 1);
+    } else if (!on && atomic_load(&g_clock_frozen)) {
+        atomic_store(&g_clock_off, atomic_load(&g_clock_at) - util_mono_ns_real());
+        atomic_store(&g_clock_frozen, 0);
+    }
+}
+
+void sdb_test_clock_advance(uint64_t ns)
+{
+    if (atomic_load(&g_clock_frozen))
+        atomic_fetch_add(&g_clock_at, ns);
+    else
+        atomic_fetch_add(&g_clock_off, ns);
 }
 
 int util_errno_to_sdb(int e)

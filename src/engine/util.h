@@ -23,8 +23,13 @@ int util_utf8_valid(const uint8_t *s, size_t len);
 int util_check_path(const char *path, size_t *len);
 /* Wall clock in Unix milliseconds. */
 int64_t util_now_ms(void);
-/* Monotonic clock in nanoseconds. */
+/* The engine's monotonic clock in nanoseconds: what the lazy-mode sync
+ * timer reads (commit.c).  Tests may stop and advance it
+ * (sdb_test_clock_freeze, backend.h). */
 uint64_t util_mono_ns(void);
+/* The real monotonic clock in nanoseconds, which tests cannot stop: for
+ * waits and time budgets (the leader's gathering, checkpoint slices). */
+uint64_t util_mono_ns_real(void);
 /* Maps an errno value to an SDB_E* code. */
 int util_errno_to_sdb(int e);
 

@@ -1251,6 +1251,48 @@ START_TEST(test_reader_snapshot)
 }
 END_TEST
 
+/* sdb_writer_commit_many refuses bad arguments with SDB_EINVAL and then
+ * commits and frees nothing, leaves rcs alone: the same writers commit
+ * afterwards (a writer freed by the refused call would be a use after free
+ * under ASan). */
+START_TEST(test_commit_many_bad_args)
+{
+    sdb_t *db = NULL, *db2 = NULL;
+    CK_OK(sdb_open_memory(NULL, &db));
+    CK_OK(sdb_open_memory(NULL, &db2));
+    sdb_writer_t *a, *b, *o;
+    CK_OK(sdb_writer_open(db, "/a", UINT64_MAX, &a));
+    CK_OK(sdb_writer_write(a, "aaa", 3));
+    CK_OK(sdb_writer_open(db, "/b", UINT64_MAX, &b));
+    CK_OK(sdb_writer_write(b, "bb", 2));
+    CK_OK(sdb_writer_open(db2, "/o", UINT64_MAX, &o));
+    int rcs[3] = { 12345, 12345, 12345 };
+    sdb_writer_t *ab[2] = { a, b }, *anull[2] = { a, NULL }, *aba[3] = { a, b, a },
+                 *bb[2] = { b, b }, *ao[2] = { a, o };
+    CK_RC(sdb_writer_commit_many(NULL, 1, NULL, rcs), SDB_EINVAL);
+    CK_RC(sdb_writer_commit_many(ab, 2, NULL, NULL), SDB_EINVAL);
+    CK_RC(sdb_writer_commit_many(anull, 2, NULL, rcs), SDB_EINVAL);
+    CK_RC(sdb_writer_commit_many(aba, 3, NULL, rcs), SDB_EINVAL);
+    CK_RC(sdb_writer_commit_many(bb, 2, NULL, rcs), SDB_EINVAL);
+    CK_RC(sdb_writer_commit_many(ao, 2, NULL, rcs), SDB_EINVAL);
+    CK_OK(sdb_writer_commit_many(NULL, 0, NULL, NULL));
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(rcs[i], 12345);
+    tu_expect_absent(db, "/a");
+    /* none of them was committed nor freed */
+    sdb_docinfo_t out[2];
+    CK_OK(sdb_writer_commit_many(ab, 2, out, rcs));
+    CK_OK(rcs[0]);
+    CK_OK(rcs[1]);
+    tu_expect_get(db, "/a", "aaa", 3);
+    tu_expect_get(db, "/b", "bb", 2);
+    ck_assert_uint_eq(out[1].size, 2);
+    CK_OK(sdb_writer_commit(o, NULL));
+    CK_OK(sdb_close(db));
+    CK_OK(sdb_close(db2));
+}
+END_TEST
+
 START_TEST(test_writer_abort)
 {
     env_t e;
@@ -2593,6 +2635,7 @@ Suite *suite_api(void)
 
     tc = tcase(s, "bad_input", 60);
     tcase_add_loop_test(tc, test_null_args, 0, 2);
+    tcase_add_test(tc, test_commit_many_bad_args);
     tcase_add_loop_test(tc, test_bad_paths, 0, 2);
     tcase_add_test(tc, test_bad_ids);
     tcase_add_loop_test(tc, test_too_large, 0, 2);
