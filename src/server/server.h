@@ -189,7 +189,7 @@ int server_run(server_config_t *cfg);
 /* Milliseconds of the loop's clock. */
 uint64_t server_now_ms(server_t *s);
 
-/* ---- ops.c: requests executed on the thread pool ---- */
+/* ---- dispatch.c (loop thread) and work.c (thread pool): requests ---- */
 
 /* Handles one queued frame of c (it takes ownership of f): on the loop when
  * no engine call is needed, else as a job.  Returns 1 when a job was
@@ -212,7 +212,7 @@ int out_msg(outbuf_t *o, const sdb_proto_msg_t *m);
 /* Appends an ERROR frame for err (an SDB_E* / protocol code). */
 void out_error(outbuf_t *o, uint32_t rid, int err, uint8_t flags, const char *msg);
 
-/* ---- server.c services for ops.c ---- */
+/* ---- server.c services for dispatch.c ---- */
 
 /* Queues o's bytes for sending on c (takes the buffer). */
 void conn_send(conn_t *c, outbuf_t *o);
@@ -220,7 +220,7 @@ void conn_send(conn_t *c, outbuf_t *o);
 void conn_fatal(conn_t *c, uint32_t rid, int err, const char *msg);
 /* Takes the next frames after a job: pumps the queue. */
 void conn_pump(conn_t *c);
-/* Called by ops.c after a job completes on c. */
+/* Called by dispatch.c after a job completes on c. */
 void conn_job_done(conn_t *c);
 /* Records a completed request for STATS. */
 void stats_record(server_t *s, uint8_t opcode, int err, uint64_t t0_us);

@@ -1,0 +1,56 @@
+/*
+ * job.h -- the hand-off between the loop thread and the thread pool (private
+ * to src/server).  dispatch.c, on the loop, builds a job_t from queued
+ * frames and the connection's stream state and queues it; work.c runs it on
+ * a worker (job_work_cb), touching only the job; dispatch.c's after-work
+ * callback, on the loop again, gives the results back to the connection.
+ * Nothing else crosses the boundary (server.h, invariant 6).
+ */
+#ifndef SDB_SERVER_JOB_H
+#define SDB_SERVER_JOB_H
+
+#include "server/server.h"
+
+enum {
+    JOB_REQ, JOB_PUT_BEGIN, JOB_PUT_DATA, JOB_PUT_END, JOB_PUT_ABORT, JOB_GET_MORE, JOB_LIST_MORE,
+    JOB_STATS, JOB_RELEASE
+};
+
+typedef struct job {
+    uv_work_t work;
+    conn_t *c;
+    server_t *s;
+    int kind;
+    qframe_t *f;                      /* request frame(s), owned; a chain for PUT_DATA */
+    upload_t *up;                     /* handed over for the job's duration */
+    download_t *down;
+    listing_t *list;
+    sdb_writer_t *release_w;          /* JOB_RELEASE: what to close */
+    sdb_reader_t *release_r;
+    sdb_stats_t st;                   /* JOB_STATS: the engine's figures */
+    int have_st;
+    outbuf_t out;
+    uint8_t opcode;
+    uint32_t rid;
+    uint64_t t0;
+    int err;                          /* result for STATS */
+    int done;                         /* the request has answered (record STATS) */
+} job_t;
+
+/* Runs job w->data on a worker thread (uv_queue_work's work callback): the
+ * engine calls of its kind, with results and responses left in the job. */
+void job_work_cb(uv_work_t *w);
+
+/* ---- outbuf.c: encoding helpers, callable on either thread ---- */
+
+/* Makes room for n more bytes in o.  0 or SDB_ENOMEM. */
+int out_reserve(outbuf_t *o, size_t n);
+/* Appends a frame with an empty payload (OK, END, PONG without data). */
+void out_simple(outbuf_t *o, uint8_t opcode, uint32_t rid);
+/* Appends a frame whose payload is one document's information (DOC,
+ * GET_HEADER). */
+void out_doc(outbuf_t *o, uint8_t opcode, uint32_t rid, const sdb_docinfo_t *d);
+/* Frees a chain of queued frames and their payloads (NULL: nothing). */
+void qframe_free(qframe_t *f);
+
+#endif
