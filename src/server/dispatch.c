@@ -153,9 +153,8 @@ static void do_hello(conn_t *c, qframe_t *f)
                    "the first frame must be HELLO");
         return;
     }
-    sdb_proto_frame_t fr = { .hdr = f->hdr, .payload = f->payload };
-    sdb_proto_msg_t m;
-    int rc = sdb_proto_decode(&fr, &m);
+    const sdb_proto_msg_t m = f->m;
+    int rc = f->decode_rc;
     if (rc == SDB_EINVAL) {
         char msg[64];
         snprintf(msg, sizeof(msg), "HELLO: undefined flag bits 0x%02x",
@@ -256,10 +255,8 @@ int ops_dispatch(conn_t *c, qframe_t *f)
         }
         if (op != SDB_OP_PUT_END) {
             /* PUT_DATA and PUT_ABORT are checked as every request is (flags,
-               layout); PUT_END is decoded by its job */
-            sdb_proto_frame_t fr = { .hdr = f->hdr, .payload = f->payload };
-            sdb_proto_msg_t m;
-            int rc = sdb_proto_decode(&fr, &m);
+               layout); PUT_END's decoding is judged by its job */
+            int rc = f->decode_rc;
             if (rc) {
                 char msg[128];
                 if (rc == SDB_EINVAL)
@@ -334,9 +331,8 @@ int ops_dispatch(conn_t *c, qframe_t *f)
         qframe_free(f);
         return 0;
     }
-    sdb_proto_frame_t fr = { .hdr = f->hdr, .payload = f->payload };
-    sdb_proto_msg_t m;
-    int rc = sdb_proto_decode(&fr, &m);
+    const sdb_proto_msg_t m = f->m;
+    int rc = f->decode_rc;
     int decoded = rc == 0;
     if (!rc && sdb_proto_opcode_is_request(op) != 1)
         rc = SDB_EOPCODE;

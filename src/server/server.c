@@ -357,6 +357,8 @@ static size_t conn_decode(conn_t *c, const uint8_t *p, size_t n)
         q->hdr = fr.hdr;
         q->payload = copy;
         q->next = NULL;
+        fr.payload = copy;             /* the message points into the frame's own copy */
+        q->decode_rc = sdb_proto_decode(&fr, &q->m);
         *c->qtail = q;
         c->qtail = &q->next;
         c->qcount++;

@@ -71,10 +71,14 @@
 #include "streamdb.h"
 #include "streamdb_proto.h"
 
+/* A request frame, decoded once as it is queued (the message's strings
+ * point into payload). */
 typedef struct qframe {
     sdb_proto_header_t hdr;
     uint8_t *payload;
     struct qframe *next;
+    int decode_rc;                /* sdb_proto_decode()'s result for it */
+    sdb_proto_msg_t m;            /* valid when decode_rc is 0 */
 } qframe_t;
 
 /* What a queued frame costs beyond its payload: the qframe_t and the two

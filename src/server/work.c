@@ -299,10 +299,9 @@ static int first_version_cb(void *arg, const char *path, const sdb_docinfo_t *in
 static void run_request(job_t *j)
 {
     server_t *s = j->s;
-    sdb_proto_frame_t fr = { .hdr = j->f->hdr, .payload = j->f->payload };
-    sdb_proto_msg_t m;
+    const sdb_proto_msg_t m = j->f->m;
     char *path = malloc(SDB_MAX_PATH + 1);
-    int rc = path ? sdb_proto_decode(&fr, &m) : SDB_ENOMEM;
+    int rc = path ? j->f->decode_rc : SDB_ENOMEM;
     int decoded = rc == 0;
     sdb_docinfo_t info;
     j->done = 1;
@@ -443,9 +442,8 @@ static void run_put_data(job_t *j)
 static void run_put_end(job_t *j)
 {
     upload_t *u = j->up;
-    sdb_proto_frame_t fr = { .hdr = j->f->hdr, .payload = j->f->payload };
-    sdb_proto_msg_t m;
-    int rc = sdb_proto_decode(&fr, &m);
+    const sdb_proto_msg_t m = j->f->m;
+    int rc = j->f->decode_rc;
     int decoded = rc == 0;
     uint32_t crc = 0;
     j->done = 1;
@@ -493,10 +491,9 @@ static void run_put_end(job_t *j)
 static void run_put_begin(job_t *j)
 {
     upload_t *u = j->up;
-    sdb_proto_frame_t fr = { .hdr = j->f->hdr, .payload = j->f->payload };
-    sdb_proto_msg_t m;
+    const sdb_proto_msg_t m = j->f->m;
     char *path = malloc(SDB_MAX_PATH + 1);
-    int rc = !path ? SDB_ENOMEM : sdb_proto_decode(&fr, &m);
+    int rc = !path ? SDB_ENOMEM : j->f->decode_rc;
     int decoded = path && rc == 0;
     if (!rc && path_arg(&m.u.put_begin.path, path))
         rc = SDB_EINVAL;
