@@ -38,6 +38,24 @@ static void stats_result(job_t *j)
     }
 }
 
+/* Gives the frames f (a chain) back to the head of c's queue, in order,
+ * counted there again (invariant 2). */
+static void requeue(conn_t *c, qframe_t *f)
+{
+    qframe_t *last = f;
+    for (;;) {
+        c->qcount++;
+        c->qbytes += last->hdr.length + QFRAME_COST;
+        if (!last->next)
+            break;
+        last = last->next;
+    }
+    last->next = c->qhead;
+    if (!c->qhead)
+        c->qtail = &last->next;
+    c->qhead = f;
+}
+
 static void after_cb(uv_work_t *w, int status)
 {
     job_t *j = w->data;
@@ -54,8 +72,14 @@ static void after_cb(uv_work_t *w, int status)
     c->down = j->down;
     c->list = j->list;
     c->job_bytes = 0;
-    if (j->done)
+    if (j->kind == JOB_BATCH) {
+        for (unsigned i = 0; i < j->nrec; i++)
+            stats_record(j->s, j->rec[i].opcode, j->rec[i].err, j->t0);
+        if (j->rest)
+            requeue(c, j->rest);
+    } else if (j->done) {
         stats_record(j->s, j->opcode, j->err, j->t0);
+    }
     conn_send(c, &j->out);
     free(j->out.p);
     qframe_free(j->f);
@@ -85,7 +109,14 @@ static void start_job(conn_t *c, job_t *j)
         c->job_bytes = 0;
         if (c->up && !c->up->w)
             c->up->failed = 1;         /* a PUT_BEGIN that never opened: end it silently */
-        send_now(c, j->rid, SDB_EINTERNAL, "cannot queue the request");
+        if (j->kind == JOB_BATCH) {
+            /* every request of the batch is answered (an upload once) */
+            for (qframe_t *f = j->f; f; f = f->next)
+                if (f->hdr.opcode != SDB_OP_PUT_DATA && f->hdr.opcode != SDB_OP_PUT_END)
+                    send_now(c, f->hdr.request_id, SDB_EINTERNAL, "cannot queue the request");
+        } else {
+            send_now(c, j->rid, SDB_EINTERNAL, "cannot queue the request");
+        }
         qframe_free(j->f);
         free(j);
         return;
@@ -214,6 +245,7 @@ static job_t *job_new(int kind, qframe_t *f, uint8_t opcode, uint32_t rid, uint6
     if (j) {
         j->kind = kind;
         j->f = f;
+        j->cur = f;
         j->opcode = opcode;
         j->rid = rid;
         j->t0 = t0;
@@ -235,12 +267,115 @@ static int upload_job(conn_t *c, int kind, uint8_t opcode, uint64_t t0, qframe_t
     return 1;
 }
 
+/* Whether the frames from begin on (a chain) hold a whole upload that a
+ * batch may run: a PUT_BEGIN that the loop would accept, PUT_DATA frames of
+ * the same request that pass dispatch's checks, at most a batch of bytes in
+ * all, and its PUT_END.  Returns the PUT_END frame, or NULL. */
+static qframe_t *whole_upload(const server_t *s, qframe_t *begin)
+{
+    const server_config_t *cfg = s->cfg;
+    const sdb_proto_put_begin_t *b = &begin->m.u.put_begin;
+    if (begin->decode_rc || begin->hdr.opcode != SDB_OP_PUT_BEGIN || b->path.len == 0 ||
+        b->path.len > SDB_MAX_PATH ||
+        (b->size != SDB_PROTO_UNSET && b->size > cfg->engine.max_document_size))
+        return NULL;
+    uint64_t bytes = 0, most = ops_batch_bytes(s);
+    for (qframe_t *n = begin->next; n; n = n->next) {
+        if (n->hdr.request_id != begin->hdr.request_id)
+            return NULL;
+        if (n->hdr.opcode == SDB_OP_PUT_END)
+            return n;
+        if (n->hdr.opcode != SDB_OP_PUT_DATA || n->decode_rc || n->hdr.length > cfg->chunk_bytes)
+            return NULL;
+        bytes += n->hdr.length;
+        if (bytes > most)
+            return NULL;
+    }
+    return NULL;
+}
+
+/* Whether a queued frame may join a batch behind other requests: a request
+ * that answers at once (no stream that goes on, no page that a batch's
+ * output would cut short).  A whole upload is judged by whole_upload(). */
+static int batch_follower(const qframe_t *f)
+{
+    if (f->decode_rc)
+        return 0;
+    switch (f->hdr.opcode) {
+    case SDB_OP_PING:
+    case SDB_OP_GET:
+    case SDB_OP_GET_ID:
+    case SDB_OP_LOOKUP:
+    case SDB_OP_DELETE:
+    case SDB_OP_DELETE_ID:
+    case SDB_OP_BIND:
+    case SDB_OP_UNBIND:
+    case SDB_OP_INFO:
+    case SDB_OP_FLUSH:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Unlinks c's first queued frame (it stays linked to what follows). */
+static qframe_t *queue_pop(conn_t *c)
+{
+    qframe_t *f = c->qhead;
+    c->qhead = f->next;
+    if (!c->qhead)
+        c->qtail = &c->qhead;
+    c->qcount--;
+    c->qbytes -= f->hdr.length + QFRAME_COST;
+    return f;
+}
+
+/* Runs request f (a whole upload when it is a PUT_BEGIN) and the requests
+ * queued behind it that may follow, up to BATCH_MAX, as one job (JOB_BATCH,
+ * invariant 1).  Returns 1 (a job started) or 0 (answered with an error). */
+static int batch_job(conn_t *c, qframe_t *f)
+{
+    server_t *s = c->srv;
+    qframe_t *last = f;
+    unsigned n = 1;
+    if (f->hdr.opcode == SDB_OP_PUT_BEGIN) {
+        while (last->hdr.opcode != SDB_OP_PUT_END)     /* whole_upload() found it */
+            last = last->next = queue_pop(c);
+    }
+    while (c->qhead && n < BATCH_MAX) {
+        qframe_t *end = c->qhead;
+        if (end->hdr.opcode == SDB_OP_PUT_BEGIN) {
+            if (!(end = whole_upload(s, c->qhead)))
+                break;
+        } else if (!batch_follower(end)) {
+            break;
+        }
+        qframe_t *g;
+        do {
+            g = queue_pop(c);
+            last->next = g;
+            last = g;
+        } while (g != end);
+        n++;
+    }
+    last->next = NULL;
+    job_t *j = job_new(JOB_BATCH, f, f->hdr.opcode, f->hdr.request_id, now_us());
+    if (!j) {
+        for (qframe_t *g = f; g; g = g->next)
+            if (g->hdr.opcode != SDB_OP_PUT_DATA && g->hdr.opcode != SDB_OP_PUT_END)
+                send_now(c, g->hdr.request_id, SDB_ENOMEM, NULL);
+        qframe_free(f);
+        return 0;
+    }
+    start_job(c, j);
+    return 1;
+}
+
 int ops_dispatch(conn_t *c, qframe_t *f)
 {
     server_t *s = c->srv;
     uint8_t op = f->hdr.opcode;
     uint32_t rid = f->hdr.request_id;
-    int started = 0;
     if (!c->hello) {
         do_hello(c, f);
         qframe_free(f);
@@ -336,6 +471,13 @@ int ops_dispatch(conn_t *c, qframe_t *f)
     int decoded = rc == 0;
     if (!rc && sdb_proto_opcode_is_request(op) != 1)
         rc = SDB_EOPCODE;
+    if (op == SDB_OP_PUT_BEGIN && !rc) {
+        f->next = c->qhead;            /* look at its frames still queued */
+        qframe_t *end = whole_upload(s, f);
+        f->next = NULL;
+        if (end)
+            return batch_job(c, f);    /* a small upload whose frames are all here */
+    }
     if (rc || op == SDB_OP_HELLO || op == SDB_OP_PING || op == SDB_OP_STATS || op == SDB_OP_PUT_BEGIN) {
         uint64_t t0 = now_us();
         outbuf_t o = { 0 };
@@ -397,14 +539,6 @@ int ops_dispatch(conn_t *c, qframe_t *f)
         qframe_free(f);
         return 0;
     }
-    job_t *j = job_new(JOB_REQ, f, op, rid, now_us());
-    if (!j) {
-        send_now(c, rid, SDB_ENOMEM, NULL);
-        qframe_free(f);
-        return 0;
-    }
-    start_job(c, j);
-    started = 1;
-    return started;
+    return batch_job(c, f);
 }
 

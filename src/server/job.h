@@ -11,8 +11,12 @@
 
 #include "server/server.h"
 
+/* Requests one JOB_BATCH runs at most (invariant 1); a whole upload counts
+ * as one. */
+#define BATCH_MAX 64
+
 enum {
-    JOB_REQ, JOB_PUT_BEGIN, JOB_PUT_DATA, JOB_PUT_END, JOB_PUT_ABORT, JOB_GET_MORE, JOB_LIST_MORE,
+    JOB_BATCH, JOB_PUT_BEGIN, JOB_PUT_DATA, JOB_PUT_END, JOB_PUT_ABORT, JOB_GET_MORE, JOB_LIST_MORE,
     JOB_STATS, JOB_RELEASE
 };
 
@@ -21,7 +25,11 @@ typedef struct job {
     conn_t *c;
     server_t *s;
     int kind;
-    qframe_t *f;                      /* request frame(s), owned; a chain for PUT_DATA */
+    qframe_t *f;                      /* request frame(s), owned; a chain for PUT_DATA and
+                                         JOB_BATCH */
+    qframe_t *cur;                    /* the frame being run */
+    qframe_t *rest;                   /* JOB_BATCH: the frames it did not run, cut from f and
+                                         given back to the queue's head */
     upload_t *up;                     /* handed over for the job's duration */
     download_t *down;
     listing_t *list;
@@ -30,11 +38,17 @@ typedef struct job {
     sdb_stats_t st;                   /* JOB_STATS: the engine's figures */
     int have_st;
     outbuf_t out;
+    size_t base;                      /* where the current request's answer starts in out */
     uint8_t opcode;
     uint32_t rid;
     uint64_t t0;
     int err;                          /* result for STATS */
     int done;                         /* the request has answered (record STATS) */
+    unsigned nrec;                    /* JOB_BATCH: requests answered, for STATS */
+    struct {
+        uint8_t opcode;
+        int err;
+    } rec[BATCH_MAX];
 } job_t;
 
 /* Runs job w->data on a worker thread (uv_queue_work's work callback): the

@@ -10,12 +10,22 @@
  * Connection state machine (numbered invariants):
  *  1. A connection runs at most one job at a time, and takes the next queued
  *     frame only after the previous request has answered: responses leave in
- *     request order, and a stream's frames are contiguous.
+ *     request order, and a stream's frames are contiguous.  One job may run
+ *     several requests (a batch, JOB_BATCH): the request taken and the
+ *     complete requests queued right behind it that answer at once (PING,
+ *     GET, GET_ID, LOOKUP, DELETE, DELETE_ID, BIND, UNBIND, INFO, FLUSH, and
+ *     whole small uploads whose PUT_BEGIN .. PUT_END are all queued), at
+ *     most BATCH_MAX, run in order on one worker, each answer appended to
+ *     the job's output.  The worker starts no further request once the
+ *     output holds ops_batch_bytes(), nor after one that leaves a stream
+ *     going (a GET larger than the room left, a listing in pieces); the
+ *     frames it did not run go back to the head of the queue.
  *  2. Every byte a connection makes the daemon hold is counted against one of
  *     its two caps, both max_output_bytes: request bytes (qbytes: each
  *     queued frame's payload plus its bookkeeping; job_bytes: the same for
- *     the frames its job holds, e.g. a batch of PUT_DATA; and the undecoded
- *     input held back when the queue filled in the middle of a read) and output
+ *     the frames its job holds, e.g. a batch of PUT_DATA or of requests,
+ *     until the job is back (frames it did not run then count in qbytes
+ *     again); and the undecoded input held back when the queue filled in the middle of a read) and output
  *     (out_bytes: the capacity of the buffer being written, of the buffer
  *     collecting the next write, and the write request itself).  Frames are
  *     decoded only while the queue is under max_inflight frames and under
@@ -54,7 +64,9 @@
  *  8. Fairness: one pump of a connection answers at most PUMP_BATCH requests
  *     inline, then yields to the loop and goes on in an idle callback, so
  *     that a client pipelining thousands of PINGs delays others by one
- *     batch, not by all of its backlog.
+ *     batch, not by all of its backlog.  A job holds one worker for at most
+ *     BATCH_MAX requests or one batch of output, and the connection's next
+ *     job queues behind the other connections' jobs.
  *  9. Shutdown (SIGTERM/SIGINT) drains: listeners close, reading stops and
  *     queued requests that have not started are dropped; running jobs, GET
  *     streams and listings go on until shutdown_timeout_ms, then are cut;

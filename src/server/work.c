@@ -41,7 +41,8 @@ static void get_batch(job_t *j)
 {
     download_t *d = j->down;
     uint32_t chunk = j->s->cfg->chunk_bytes;
-    size_t produced = 0, batch = ops_batch_bytes(j->s);
+    /* in a batch, behind other answers, the whole job's output counts */
+    size_t produced = j->nrec ? j->out.len : 0, batch = ops_batch_bytes(j->s);
     while (d->left > 0 && produced < batch) {
         if (produced > 0 && produced + (d->left < chunk ? d->left : chunk) > batch)
             break;
@@ -222,7 +223,7 @@ static void list_piece(job_t *j)
     rc = lister_end(&l, j, rc, p->count);
     if (rc) {
         if (p->count == l.count)
-            j->out.len = 0;          /* nothing sent yet: the error replaces the entries */
+            j->out.len = j->base;    /* nothing sent yet: the error replaces the entries */
         char msg[512] = "";
         if (rc == SDB_ENOTFOUND) {
             char ids[37];
@@ -285,7 +286,7 @@ static int run_listing(job_t *j, const sdb_proto_msg_t *m)
     free(after);
     rc = lister_end(&l, j, rc, l.count);
     if (rc)
-        j->out.len = 0;                 /* an error replaces partial entries */
+        j->out.len = j->base;           /* an error replaces partial entries */
     return rc;
 }
 
@@ -299,9 +300,9 @@ static int first_version_cb(void *arg, const char *path, const sdb_docinfo_t *in
 static void run_request(job_t *j)
 {
     server_t *s = j->s;
-    const sdb_proto_msg_t m = j->f->m;
+    const sdb_proto_msg_t m = j->cur->m;
     char *path = malloc(SDB_MAX_PATH + 1);
-    int rc = path ? j->f->decode_rc : SDB_ENOMEM;
+    int rc = path ? j->cur->decode_rc : SDB_ENOMEM;
     int decoded = rc == 0;
     sdb_docinfo_t info;
     j->done = 1;
@@ -391,14 +392,14 @@ static void run_request(job_t *j)
         rc = SDB_EOPCODE;
         break;
     }
-    if (!rc && j->out.len == 0)
+    if (!rc && j->out.len == j->base)
         out_simple(&j->out, SDB_OP_OK, j->rid);
 out:
     free(path);
     j->err = rc;
     if (rc) {
         char msg[512];
-        errmsg_request(s->cfg, s->db, &j->f->hdr, decoded, &m, rc, msg, sizeof(msg));
+        errmsg_request(s->cfg, s->db, &j->cur->hdr, decoded, &m, rc, msg, sizeof(msg));
         out_error(&j->out, j->rid, rc, 0, msg);
     }
 }
@@ -408,7 +409,7 @@ static void run_put_data(job_t *j)
 {
     upload_t *u = j->up;
     uint64_t maxdoc = j->s->cfg->engine.max_document_size;
-    for (qframe_t *f = j->f; f && !u->failed; f = f->next) {
+    for (qframe_t *f = j->cur; f && f->hdr.opcode == SDB_OP_PUT_DATA && !u->failed; f = f->next) {
         uint32_t n = f->hdr.length;
         int rc = 0;
         if (u->got + n > maxdoc)
@@ -442,8 +443,8 @@ static void run_put_data(job_t *j)
 static void run_put_end(job_t *j)
 {
     upload_t *u = j->up;
-    const sdb_proto_msg_t m = j->f->m;
-    int rc = j->f->decode_rc;
+    const sdb_proto_msg_t m = j->cur->m;
+    int rc = j->cur->decode_rc;
     int decoded = rc == 0;
     uint32_t crc = 0;
     j->done = 1;
@@ -454,7 +455,7 @@ static void run_put_end(job_t *j)
         if (decoded)
             snprintf(msg, sizeof(msg), "PUT_END: %s", sdb_proto_strerror(rc));
         else
-            errmsg_request(j->s->cfg, j->s->db, &j->f->hdr, 0, NULL, rc, msg, sizeof(msg));
+            errmsg_request(j->s->cfg, j->s->db, &j->cur->hdr, 0, NULL, rc, msg, sizeof(msg));
     } else if (m.u.put_end.size != u->got || m.u.put_end.crc32 != crc ||
                (u->declared != SDB_PROTO_UNSET && u->declared != u->got)) {
         rc = SDB_ECHECKSUM;
@@ -491,9 +492,9 @@ static void run_put_end(job_t *j)
 static void run_put_begin(job_t *j)
 {
     upload_t *u = j->up;
-    const sdb_proto_msg_t m = j->f->m;
+    const sdb_proto_msg_t m = j->cur->m;
     char *path = malloc(SDB_MAX_PATH + 1);
-    int rc = !path ? SDB_ENOMEM : j->f->decode_rc;
+    int rc = !path ? SDB_ENOMEM : j->cur->decode_rc;
     int decoded = path && rc == 0;
     if (!rc && path_arg(&m.u.put_begin.path, path))
         rc = SDB_EINVAL;
@@ -506,7 +507,7 @@ static void run_put_begin(job_t *j)
     free(path);
     if (rc) {
         char msg[512];
-        errmsg_request(j->s->cfg, j->s->db, &j->f->hdr, decoded, decoded ? &m : NULL, rc, msg, sizeof(msg));
+        errmsg_request(j->s->cfg, j->s->db, &j->cur->hdr, decoded, decoded ? &m : NULL, rc, msg, sizeof(msg));
         u->failed = 1;
         u->w = NULL;
         out_error(&j->out, u->rid, rc, 0, msg);
@@ -527,11 +528,90 @@ static void run_put_abort(job_t *j)
     j->up = NULL;
 }
 
+/* A whole upload of a batch, frames begin (PUT_BEGIN), PUT_DATA..., end
+ * (PUT_END), all queued and checked by the loop as dispatch.c checks an
+ * upload's frames one by one: opens the writer, writes, commits.  One
+ * answer, DOC or ERROR; j->done and j->err are set. */
+static void run_upload(job_t *j, qframe_t *begin, qframe_t *end)
+{
+    upload_t *u = calloc(1, sizeof(*u));
+    j->done = 1;
+    if (!u) {
+        j->err = SDB_ENOMEM;
+        out_error(&j->out, begin->hdr.request_id, SDB_ENOMEM, 0, NULL);
+        return;
+    }
+    u->rid = begin->hdr.request_id;
+    u->t0 = j->t0;
+    u->declared = begin->m.u.put_begin.size;
+    j->up = u;
+    j->cur = begin;
+    run_put_begin(j);
+    if (!u->failed && begin->next != end) {
+        j->cur = begin->next;
+        run_put_data(j);
+    }
+    if (!u->failed) {
+        j->cur = end;
+        run_put_end(j);               /* frees u */
+        return;
+    }
+    free(u);                          /* failed: its writer is gone, its ERROR sent */
+    j->up = NULL;
+    j->done = 1;
+}
+
+/* JOB_BATCH: the requests of the chain j->f in order, each answer appended
+ * to j->out (invariant 1).  It stops before a request once the output holds
+ * a batch's worth (ops_batch_bytes), and after a request that leaves a
+ * stream going (a GET larger than what fits, a listing in pieces): the
+ * frames not run go to j->rest, back to the connection's queue. */
+static void run_batch(job_t *j)
+{
+    size_t budget = ops_batch_bytes(j->s);
+    qframe_t *f = j->f, *last = NULL;
+    while (f && !(j->nrec > 0 && j->out.len >= budget)) {
+        qframe_t *end = f;
+        j->cur = f;
+        j->base = j->out.len;
+        j->rid = f->hdr.request_id;
+        j->opcode = f->hdr.opcode;
+        j->err = 0;
+        j->done = 1;
+        if (f->hdr.opcode == SDB_OP_PUT_BEGIN) {
+            while (end->hdr.opcode != SDB_OP_PUT_END)   /* the loop queued it whole */
+                end = end->next;
+            run_upload(j, f, end);
+        } else if (f->hdr.opcode == SDB_OP_PING) {
+            sdb_proto_msg_t r = { .opcode = SDB_OP_PONG, .request_id = j->rid };
+            r.u.raw = f->m.u.raw;
+            j->err = out_msg(&j->out, &r);
+            if (j->err)
+                out_error(&j->out, j->rid, j->err, 0, NULL);
+        } else {
+            run_request(j);
+        }
+        if (j->done && j->nrec < BATCH_MAX) {
+            j->rec[j->nrec].opcode = j->opcode;
+            j->rec[j->nrec].err = j->err;
+            j->nrec++;
+        }
+        last = end;
+        f = end->next;
+        if (j->down || j->list)
+            break;
+    }
+    if (f) {
+        last->next = NULL;
+        j->rest = f;
+    }
+}
+
 void job_work_cb(uv_work_t *w)
 {
     job_t *j = w->data;
     switch (j->kind) {
-    case JOB_REQ: run_request(j); break;
+    case JOB_BATCH: run_batch(j); break;
     case JOB_PUT_BEGIN: run_put_begin(j); break;
     case JOB_PUT_DATA: run_put_data(j); break;
     case JOB_PUT_END: run_put_end(j); break;
