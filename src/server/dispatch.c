@@ -221,9 +221,7 @@ static void do_hello(conn_t *c, qframe_t *f)
     r.u.hello_ok.max_inflight = cfg->max_inflight;
     r.u.hello_ok.server.ptr = "streamdbd " SDB_VERSION_STRING;
     r.u.hello_ok.server.len = strlen(r.u.hello_ok.server.ptr);
-    outbuf_t o = { 0 };
-    out_msg(&o, &r);
-    conn_send(c, &o);
+    conn_reply(c, &r);
     stats_record(s, SDB_OP_HELLO, 0, now_us());
 }
 
@@ -520,9 +518,10 @@ int ops_dispatch(conn_t *c, qframe_t *f)
             out_error(&o, rid, SDB_EPROTO, 0, "the session is already open");
             stats_record(s, op, SDB_EPROTO, t0);
         } else if (op == SDB_OP_PING) {
+            /* straight into the pending output: no allocation per PING */
             sdb_proto_msg_t r = { .opcode = SDB_OP_PONG, .request_id = rid };
             r.u.raw = m.u.raw;
-            out_msg(&o, &r);
+            conn_reply(c, &r);
             stats_record(s, op, 0, t0);
         } else {
             /* STATS: the engine's figures are read on a worker (invariant 6) */

@@ -67,6 +67,12 @@ static void on_close(uv_handle_t *h)
 {
     conn_t *c = h->data;
     server_t *s = c->srv;
+    if (c->dirty) {
+        conn_t **p = &s->dirty;
+        while (*p != c)
+            p = &(*p)->dirty_next;
+        *p = c->dirty_next;
+    }
     if (c->prev) c->prev->next = c->next; else s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     s->nconns--;
@@ -151,6 +157,7 @@ typedef struct {
 } wreq_t;
 
 static void conn_flush(conn_t *c);
+static void conn_mark_dirty(conn_t *c);
 
 static void on_write(uv_write_t *req, int status)
 {
@@ -159,6 +166,7 @@ static void on_write(uv_write_t *req, int status)
     c->out_bytes -= w->cost;
     c->out_inflight = 0;
     c->srv->bytes_out += status == 0 ? w->len : 0;
+    c->srv->writes += status == 0;
     c->last_write_ms = server_now_ms(c->srv);
     free(w->buf);
     free(w);
@@ -169,12 +177,53 @@ static void on_write(uv_write_t *req, int status)
         conn_close(c);
         return;
     }
-    conn_flush(c);
     if (c->close_after_flush && c->out_bytes == 0) {
         conn_close(c);
         return;
     }
     conn_pump(c);
+    conn_mark_dirty(c);   /* what waited, and what the pump added: in this turn's write */
+}
+
+/* Writes the pending output of every connection that has some and no
+ * write in flight (invariant 3): the loop's prepare and check callbacks. */
+static void flush_dirty(server_t *s)
+{
+    while (s->dirty) {
+        conn_t *c = s->dirty;
+        s->dirty = c->dirty_next;
+        c->dirty = 0;
+        c->dirty_next = NULL;
+        conn_flush(c);
+    }
+    uv_prepare_stop(&s->flush_prep);
+    uv_check_stop(&s->flush_check);
+}
+
+static void on_flush_prep(uv_prepare_t *h)
+{
+    flush_dirty(h->data);
+}
+
+static void on_flush_check(uv_check_t *h)
+{
+    flush_dirty(h->data);
+}
+
+/* Puts c on the list of connections whose pending output is written at the
+ * end of this loop turn. */
+static void conn_mark_dirty(conn_t *c)
+{
+    server_t *s = c->srv;
+    if (c->dirty || c->pend.len == 0 || c->handle_closed)
+        return;
+    c->dirty = 1;
+    c->dirty_next = s->dirty;
+    if (!s->dirty) {
+        uv_prepare_start(&s->flush_prep, on_flush_prep);
+        uv_check_start(&s->flush_check, on_flush_check);
+    }
+    s->dirty = c;
 }
 
 /* Writes the pending output when no write is in flight (invariant 3). */
@@ -246,7 +295,23 @@ void conn_send(conn_t *c, outbuf_t *o)
     }
     o->p = NULL;
     o->len = o->cap = 0;
-    conn_flush(c);
+    conn_mark_dirty(c);
+}
+
+void conn_reply(conn_t *c, const sdb_proto_msg_t *m)
+{
+    if (c->handle_closed || c->closing)
+        return;
+    if (c->out_bytes == 0)
+        c->last_write_ms = server_now_ms(c->srv);   /* the output deadline starts */
+    size_t cap0 = c->pend.cap;
+    int rc = out_msg(&c->pend, m);
+    c->out_bytes += c->pend.cap - cap0;
+    if (rc) {
+        conn_close(c);
+        return;
+    }
+    conn_mark_dirty(c);
 }
 
 void conn_fatal(conn_t *c, uint32_t rid, int err, const char *msg)
@@ -1036,6 +1101,10 @@ int server_run(server_config_t *cfg)
         uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
         uv_idle_init(s->loop, &s->resume);
         s->resume.data = s;
+        uv_prepare_init(s->loop, &s->flush_prep);
+        s->flush_prep.data = s;
+        uv_check_init(s->loop, &s->flush_check);
+        s->flush_check.data = s;
         uv_timer_init(s->loop, &s->accept_retry);
         s->accept_retry.data = s;
         uv_signal_init(s->loop, &s->sigterm);

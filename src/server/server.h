@@ -39,8 +39,11 @@
  *     connection is read: a pause for backpressure is the server's, not a
  *     slow client's.
  *  3. Output is coalesced: at most one write is in flight per connection;
- *     responses produced meanwhile are appended to one pending buffer,
- *     written as one when the previous write completes.  A GET stream or a
+ *     responses are appended to one pending buffer, which is written once
+ *     per loop turn (a prepare handle before the loop polls, a check handle
+ *     after the poll's callbacks), so that the answers a read or a job's
+ *     return produced leave in one write, and those produced while a write
+ *     is in flight leave in the next.  A GET stream or a
  *     long listing produces its next batch (at most half of
  *     max_output_bytes) only while the output is under half of
  *     max_output_bytes (a client that does not read stops the disk reads).
@@ -151,6 +154,8 @@ typedef struct conn {
     int busy;                     /* a job is in flight */
     int eof;                      /* the peer half-closed: answer what was read, then close */
     int yielded;                  /* its pump stopped to let others run (invariant 8) */
+    int dirty;                    /* output waits for this loop turn's flush (invariant 3) */
+    struct conn *dirty_next;
     qframe_t *qhead, **qtail;
     uint32_t qcount;
     uint64_t qbytes;              /* queued request bytes and their bookkeeping */
@@ -186,6 +191,9 @@ struct server {
     uv_timer_t sweep;
     uv_signal_t sigterm, sigint, sighup;
     uv_idle_t resume;             /* pumps connections that yielded */
+    uv_prepare_t flush_prep;      /* write what this loop turn produced (invariant 3): */
+    uv_check_t flush_check;       /* before the loop polls, and after the poll's callbacks */
+    conn_t *dirty;                /* connections with output to write, newest first */
     uv_timer_t accept_retry;      /* a listener whose accept failed, tried again */
     int retry_tcp, retry_pipe;
     uint64_t jobs;                /* thread-pool jobs not yet back (detached ones too) */
@@ -193,6 +201,7 @@ struct server {
     conn_t *conns;
     uint64_t nconns, total_conns, rejected_conns, next_id;
     uint64_t bytes_in, bytes_out;
+    uint64_t writes;              /* socket writes completed (STATS) */
     uint64_t start_ms;
     int stopping;
     uint64_t stop_deadline_ms;
@@ -230,8 +239,12 @@ void out_error(outbuf_t *o, uint32_t rid, int err, uint8_t flags, const char *ms
 
 /* ---- server.c services for dispatch.c ---- */
 
-/* Queues o's bytes for sending on c (takes the buffer). */
+/* Queues o's bytes for sending on c (takes the buffer); they are written
+ * at the end of the loop turn. */
 void conn_send(conn_t *c, outbuf_t *o);
+/* Encodes m straight into c's pending output (no buffer of its own), sent
+ * as conn_send sends.  A connection out of memory is closed. */
+void conn_reply(conn_t *c, const sdb_proto_msg_t *m);
 /* Sends an ERROR frame flagged CLOSING, then closes once it is written. */
 void conn_fatal(conn_t *c, uint32_t rid, int err, const char *msg);
 /* Takes the next frames after a job: pumps the queue. */

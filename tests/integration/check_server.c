@@ -961,6 +961,42 @@ START_TEST(test_pipelined_bursts)
 }
 END_TEST
 
+/* ---- the answers of one read leave in one write ----
+ *
+ * 20 PINGs in one send() on a Unix socket arrive in one read; the daemon
+ * answers them all in that loop turn and writes the 20 PONGs at its end in
+ * one write (server.h, invariant 3), not the first one alone and the rest
+ * after it.  STATS "writes" counts the daemon's completed socket writes. */
+START_TEST(test_replies_gathered)
+{
+    char dir[256];
+    td_t d;
+    it_newdir(dir, sizeof dir, "gather");
+    td_start(&d, dir, FAST_ENGINE);
+    tc_t *c = it_session(&d, 0);
+    cJSON *j = it_stats(c);
+    double w0 = it_num(j, "writes");   /* HELLO_OK; the STATS answer is counted once written */
+    cJSON_Delete(j);
+    enum { N = 20 };
+    uint8_t burst[N * SDB_PROTO_HEADER_SIZE];
+    for (int i = 0; i < N; i++) {
+        sdb_proto_header_t h = { .opcode = SDB_OP_PING, .request_id = 100 + (uint32_t)i };
+        sdb_proto_header_encode(burst + i * SDB_PROTO_HEADER_SIZE, &h);
+    }
+    IT_OK(c, tc_send_raw(c, burst, sizeof burst));
+    for (int i = 0; i < N; i++)
+        IT_OK(c, tc_recv(c, 100 + (uint32_t)i, SDB_OP_PONG));
+    j = it_stats(c);
+    double w1 = it_num(j, "writes");
+    cJSON_Delete(j);
+    /* the first STATS answer, then the PONGs */
+    ck_assert_msg(w1 - w0 == 2, "%g writes for a STATS answer and 20 PONGs read at once, expected 2",
+                  w1 - w0);
+    tc_close(c);
+    td_stop(&d);
+}
+END_TEST
+
 /* ---- 32 concurrent clients ---- */
 
 enum { CLIENTS = 32, DOCS_PER_CLIENT = 6 };
@@ -1311,6 +1347,7 @@ Suite *suite_server(void)
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_pipelining, 0, 2);
     tcase_add_test(tc, test_pipelined_bursts);
+    tcase_add_test(tc, test_replies_gathered);
     tcase_add_test(tc, test_concurrent_clients);
     tcase_add_test(tc, test_large_document);
     tcase_add_test(tc, test_get_snapshot);
