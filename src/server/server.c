@@ -1048,6 +1048,13 @@ int server_run(server_config_t *cfg)
      * an allocation failure would */
     const char *fail = getenv("STREAMDBD_TEST_FAIL_ACCEPTS");
     s->test_fail_accepts = fail ? atoi(fail) : 0;
+    if (cfg->workers == 0) {
+        /* one worker per core: a request rarely waits on the disk (reads
+         * are served from the page cache, a batch runs many requests), so
+         * more threads than cores only add switches and lock waits */
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->workers = n < 2 ? 2 : n > 128 ? 128 : (int)n;
+    }
     char wbuf[16];
     snprintf(wbuf, sizeof(wbuf), "%d", cfg->workers);
     setenv("UV_THREADPOOL_SIZE", wbuf, 1);    /* before the first job */
