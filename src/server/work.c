@@ -7,6 +7,7 @@
  * 6).  GET streams and long listings are produced in batches of at most half
  * the output cap (invariant 3).
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -440,14 +441,31 @@ static void run_put_data(job_t *j)
     }
 }
 
-static void run_put_end(job_t *j)
+/* Commits the n writers w[0..n) as one group: rcs[i] and out[i] get what
+ * sdb_writer_commit would give for w[i]; every writer is released.  Every
+ * commit of an upload goes through here, so that the commits of a batch's
+ * uploads are one group.  For now they are committed one by one (correct:
+ * each succeeds or fails on its own, in order; not yet one sync for all);
+ * this becomes sdb_writer_commit_many(w, n, out, rcs), one sync for the
+ * group in durable mode, when the engine branch that adds it is merged. */
+static void commit_group(sdb_t *db, sdb_writer_t **w, size_t n, sdb_docinfo_t *out, int *rcs)
+{
+    (void)db;
+    for (size_t i = 0; i < n; i++)
+        rcs[i] = sdb_writer_commit(w[i], &out[i]);
+}
+
+/* PUT_END's checks (j->cur) of the upload j->up: its size and CRC32 against
+ * what was received and declared.  Returns 0 when the writer may commit;
+ * else the writer is aborted, the upload freed and answered with an ERROR
+ * in j->out, and the error is returned (also in j->err). */
+static int put_end_check(job_t *j)
 {
     upload_t *u = j->up;
     const sdb_proto_msg_t m = j->cur->m;
     int rc = j->cur->decode_rc;
     int decoded = rc == 0;
     uint32_t crc = 0;
-    j->done = 1;
     if (!rc)
         rc = sdb_writer_checksum(u->w, NULL, &crc);   /* the engine's CRC: no second pass */
     char msg[512];
@@ -469,22 +487,43 @@ static void run_put_end(job_t *j)
     }
     if (rc) {
         sdb_writer_abort(u->w);
+        out_error(&j->out, u->rid, rc, 0, msg);
+        j->err = rc;
+        free(u);
+        j->up = NULL;
+    }
+    return rc;
+}
+
+/* Answers upload u after its commit (rc, info) and frees it. */
+static void put_end_answer(job_t *j, upload_t *u, int rc, const sdb_docinfo_t *info)
+{
+    char msg[512];
+    if (!rc) {
+        out_doc(&j->out, SDB_OP_DOC, u->rid, info);
     } else {
-        sdb_docinfo_t info;
-        rc = sdb_writer_commit(u->w, &info);
-        if (!rc)
-            out_doc(&j->out, SDB_OP_DOC, u->rid, &info);
-        else if (rc == SDB_ECONFLICT)
+        if (rc == SDB_ECONFLICT)
             errmsg_conflict(j->s->db, u->path, u->if_version, msg, sizeof(msg));
         else
             errmsg_storage(j->s->cfg, j->s->db, rc, msg, sizeof(msg));
-    }
-    u->w = NULL;
-    if (rc)
         out_error(&j->out, u->rid, rc, 0, msg);
-    j->err = rc;
+    }
     free(u);
+}
+
+static void run_put_end(job_t *j)
+{
+    upload_t *u = j->up;
+    j->done = 1;
+    if (put_end_check(j))
+        return;
+    sdb_docinfo_t info;
+    int rc;
+    commit_group(j->s->db, &u->w, 1, &info, &rc);
+    u->w = NULL;
+    j->err = rc;
     j->up = NULL;
+    put_end_answer(j, u, rc, &info);
 }
 
 /* PUT_BEGIN: opens the upload's writer (the upload is already the
@@ -530,16 +569,18 @@ static void run_put_abort(job_t *j)
 
 /* A whole upload of a batch, frames begin (PUT_BEGIN), PUT_DATA..., end
  * (PUT_END), all queued and checked by the loop as dispatch.c checks an
- * upload's frames one by one: opens the writer, writes, commits.  One
- * answer, DOC or ERROR; j->done and j->err are set. */
-static void run_upload(job_t *j, qframe_t *begin, qframe_t *end)
+ * upload's frames one by one: opens the writer, writes, checks.  Returns
+ * the upload ready to commit (its writer written, PUT_END's checks passed;
+ * the caller commits it and answers), or NULL when it was answered with an
+ * ERROR (j->err says which).  j->done is set. */
+static upload_t *run_upload(job_t *j, qframe_t *begin, qframe_t *end)
 {
     upload_t *u = calloc(1, sizeof(*u));
     j->done = 1;
     if (!u) {
         j->err = SDB_ENOMEM;
         out_error(&j->out, begin->hdr.request_id, SDB_ENOMEM, 0, NULL);
-        return;
+        return NULL;
     }
     u->rid = begin->hdr.request_id;
     u->t0 = j->t0;
@@ -553,12 +594,42 @@ static void run_upload(job_t *j, qframe_t *begin, qframe_t *end)
     }
     if (!u->failed) {
         j->cur = end;
-        run_put_end(j);               /* frees u */
-        return;
+        if (put_end_check(j))         /* answered, u freed */
+            return NULL;
+        j->up = NULL;
+        return u;
     }
     free(u);                          /* failed: its writer is gone, its ERROR sent */
     j->up = NULL;
-    j->done = 1;
+    return NULL;
+}
+
+/* The uploads of a batch whose commits wait, to be committed as one group
+ * (commit_group): consecutive uploads, nothing read between them. */
+typedef struct {
+    size_t n;
+    upload_t *u[BATCH_MAX];
+    unsigned rec[BATCH_MAX];          /* their slots in j->rec */
+} pending_t;
+
+/* Commits the pending uploads as one group and appends their answers, in
+ * order, to j->out. */
+static void commit_pending(job_t *j, pending_t *p)
+{
+    if (p->n == 0)
+        return;
+    sdb_writer_t *w[BATCH_MAX];
+    sdb_docinfo_t info[BATCH_MAX];
+    int rcs[BATCH_MAX];
+    for (size_t i = 0; i < p->n; i++)
+        w[i] = p->u[i]->w;
+    commit_group(j->s->db, w, p->n, info, rcs);
+    for (size_t i = 0; i < p->n; i++) {
+        p->u[i]->w = NULL;
+        j->rec[p->rec[i]].err = rcs[i];
+        put_end_answer(j, p->u[i], rcs[i], &info[i]);
+    }
+    p->n = 0;
 }
 
 /* JOB_BATCH: the requests of the chain j->f in order, each answer appended
@@ -570,6 +641,9 @@ static void run_batch(job_t *j)
 {
     size_t budget = ops_batch_bytes(j->s);
     qframe_t *f = j->f, *last = NULL;
+    pending_t pend;
+    outbuf_t side = { 0 };            /* an upload's ERROR while commits wait */
+    pend.n = 0;
     while (f && !(j->nrec > 0 && j->out.len >= budget)) {
         qframe_t *end = f;
         j->cur = f;
@@ -581,15 +655,40 @@ static void run_batch(job_t *j)
         if (f->hdr.opcode == SDB_OP_PUT_BEGIN) {
             while (end->hdr.opcode != SDB_OP_PUT_END)   /* the loop queued it whole */
                 end = end->next;
-            run_upload(j, f, end);
-        } else if (f->hdr.opcode == SDB_OP_PING) {
-            sdb_proto_msg_t r = { .opcode = SDB_OP_PONG, .request_id = j->rid };
-            r.u.raw = f->m.u.raw;
-            j->err = out_msg(&j->out, &r);
-            if (j->err)
-                out_error(&j->out, j->rid, j->err, 0, NULL);
+            /* its ERROR, if any, must follow the answers of the commits
+             * that wait: collect it aside */
+            outbuf_t main = j->out;
+            j->out = side;
+            upload_t *u = run_upload(j, f, end);
+            side = j->out;
+            j->out = main;
+            if (u) {
+                assert(j->nrec < BATCH_MAX);   /* a batch holds at most BATCH_MAX requests */
+                j->rec[j->nrec].opcode = SDB_OP_PUT_BEGIN;   /* its error comes with the commit */
+                pend.rec[pend.n] = j->nrec++;
+                pend.u[pend.n++] = u;
+                j->done = 0;          /* recorded already */
+            }
+            if (side.len) {
+                commit_pending(j, &pend);
+                if (out_reserve(&j->out, side.len) == 0) {
+                    memcpy(j->out.p + j->out.len, side.p, side.len);
+                    j->out.len += side.len;
+                }
+                side.len = 0;
+            }
         } else {
-            run_request(j);
+            commit_pending(j, &pend);    /* what follows sees the uploads before it */
+            j->base = j->out.len;
+            if (f->hdr.opcode == SDB_OP_PING) {
+                sdb_proto_msg_t r = { .opcode = SDB_OP_PONG, .request_id = j->rid };
+                r.u.raw = f->m.u.raw;
+                j->err = out_msg(&j->out, &r);
+                if (j->err)
+                    out_error(&j->out, j->rid, j->err, 0, NULL);
+            } else {
+                run_request(j);
+            }
         }
         if (j->done && j->nrec < BATCH_MAX) {
             j->rec[j->nrec].opcode = j->opcode;
@@ -601,6 +700,8 @@ static void run_batch(job_t *j)
         if (j->down || j->list)
             break;
     }
+    commit_pending(j, &pend);
+    free(side.p);
     if (f) {
         last->next = NULL;
         j->rest = f;

@@ -961,6 +961,65 @@ START_TEST(test_pipelined_bursts)
 }
 END_TEST
 
+/* ---- consecutive uploads of a batch commit as one group ----
+ *
+ * Whole uploads queued one after the other run in one batch, and their
+ * commits wait to be made as one group (commit_group in work.c): the
+ * answers must still come in request order, each upload succeeding or
+ * failing on its own -- a conditional PUT on the version that the upload
+ * just before it creates succeeds, one on a wrong version conflicts, one
+ * whose PUT_END has a wrong CRC32 fails before its commit (its ERROR comes
+ * after the DOCs of the commits waiting before it) -- and a GET behind them
+ * sees every commit. */
+START_TEST(test_pipelined_uploads_grouped)
+{
+    char dir[256];
+    td_t d;
+    it_newdir(dir, sizeof dir, "group");
+    td_start(&d, dir, FAST_ENGINE);
+    tc_t *c = it_session(&d, 0);
+    enum { ROUNDS = 40, PER = 6 };
+    uint8_t a[1024], b[1024], x[100];
+    char path[64], other[64];
+    for (int i = 0; i < ROUNDS; i++) {
+        uint32_t rid = 1 + (uint32_t)i * PER;
+        snprintf(path, sizeof path, "/g/%d", i);
+        snprintf(other, sizeof other, "/g/%d/other", i);
+        tc_fill(a, sizeof a, (uint32_t)i);
+        tc_fill(b, sizeof b, (uint32_t)i + 1000);
+        tc_fill(x, sizeof x, 5);
+        IT_OK(c, tc_send_put(c, rid, path, a, sizeof a, 0));           /* new: version 1 */
+        IT_OK(c, tc_send_put(c, rid + 1, path, b, sizeof b, 1));       /* on version 1: version 2 */
+        IT_OK(c, tc_send_put(c, rid + 2, path, x, sizeof x, 7));       /* conflict */
+        IT_OK(c, tc_send_put_begin(c, rid + 3, other, sizeof x, UNSET));
+        IT_OK(c, tc_send_put_data(c, rid + 3, x, sizeof x));
+        IT_OK(c, tc_send_put_end(c, rid + 3, sizeof x, tc_crc(x, sizeof x) ^ 1));   /* wrong CRC32 */
+        IT_OK(c, tc_send_put(c, rid + 4, other, x, sizeof x, UNSET));  /* new: version 1 */
+        IT_OK(c, tc_send_path(c, SDB_OP_GET, rid + 5, path));
+    }
+    for (int i = 0; i < ROUNDS; i++) {
+        uint32_t rid = 1 + (uint32_t)i * PER;
+        sdb_docinfo_t info;
+        tc_fill(b, sizeof b, (uint32_t)i + 1000);
+        IT_OK(c, tc_recv_doc(c, rid, SDB_OP_DOC, &info));
+        ck_assert_uint_eq(info.version, 1);
+        IT_OK(c, tc_recv_doc(c, rid + 1, SDB_OP_DOC, &info));
+        ck_assert_msg(info.version == 2 && info.crc32 == tc_crc(b, sizeof b),
+                      "round %d: the conditional PUT on version 1 made version %llu", i,
+                      (unsigned long long)info.version);
+        IT_RC(c, tc_recv_doc(c, rid + 2, SDB_OP_DOC, &info), SDB_STATUS_CONFLICT);
+        IT_RC(c, tc_recv_doc(c, rid + 3, SDB_OP_DOC, &info), SDB_STATUS_CHECKSUM);
+        IT_OK(c, tc_recv_doc(c, rid + 4, SDB_OP_DOC, &info));
+        ck_assert_uint_eq(info.version, 1);
+        burst_sink_t sink = { .exp = b, .n = sizeof b };
+        IT_OK(c, tc_recv_get(c, rid + 5, &info, burst_sink_cb, &sink));
+        ck_assert_msg(!sink.bad && sink.off == sizeof b, "round %d: GET behind the uploads: wrong content", i);
+    }
+    tc_close(c);
+    td_stop(&d);
+}
+END_TEST
+
 /* ---- the answers of one read leave in one write ----
  *
  * 20 PINGs in one send() on a Unix socket arrive in one read; the daemon
@@ -1348,6 +1407,7 @@ Suite *suite_server(void)
     tcase_add_loop_test(tc, test_pipelining, 0, 2);
     tcase_add_test(tc, test_pipelined_bursts);
     tcase_add_test(tc, test_replies_gathered);
+    tcase_add_test(tc, test_pipelined_uploads_grouped);
     tcase_add_test(tc, test_concurrent_clients);
     tcase_add_test(tc, test_large_document);
     tcase_add_test(tc, test_get_snapshot);
