@@ -31,7 +31,7 @@ static const keydef_t g_keys[] = {
     { "unix_socket_mode", T_MODE, OFF(unix_socket_mode), 0, 0777 },
     { "data_dir", T_STR, OFF(data_dir), 0, 0 },
     { "db_file", T_STR, OFF(db_file), 0, 0 },
-    { "workers", T_INT, OFF(workers), 1, 128 },
+    { "workers", T_INT, OFF(workers), 0, 128 },   /* 0: one per online CPU (server_run) */
     { "log_level", T_STR, OFF(log_level), 0, 0 },
     { "log_file", T_STR, OFF(log_file), 0, 0 },
     { "auth_token", T_STR, OFF(auth_token), 0, 0 },
@@ -75,7 +75,7 @@ void config_defaults(server_config_t *cfg)
     cfg->unix_socket_mode = 0660;
     config_set_str(&cfg->data_dir, "./data");
     config_set_str(&cfg->db_file, "streamdb.sdb");
-    cfg->workers = 16;
+    cfg->workers = 0;                 /* one per online CPU, at least 2 */
     config_set_str(&cfg->log_level, "info");
     config_set_str(&cfg->log_file, "");
     config_set_str(&cfg->auth_token, "");

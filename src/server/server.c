@@ -67,6 +67,12 @@ static void on_close(uv_handle_t *h)
 {
     conn_t *c = h->data;
     server_t *s = c->srv;
+    if (c->dirty) {
+        conn_t **p = &s->dirty;
+        while (*p != c)
+            p = &(*p)->dirty_next;
+        *p = c->dirty_next;
+    }
     if (c->prev) c->prev->next = c->next; else s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     s->nconns--;
@@ -151,6 +157,7 @@ typedef struct {
 } wreq_t;
 
 static void conn_flush(conn_t *c);
+static void conn_mark_dirty(conn_t *c);
 
 static void on_write(uv_write_t *req, int status)
 {
@@ -159,6 +166,7 @@ static void on_write(uv_write_t *req, int status)
     c->out_bytes -= w->cost;
     c->out_inflight = 0;
     c->srv->bytes_out += status == 0 ? w->len : 0;
+    c->srv->writes += status == 0;
     c->last_write_ms = server_now_ms(c->srv);
     free(w->buf);
     free(w);
@@ -169,12 +177,58 @@ static void on_write(uv_write_t *req, int status)
         conn_close(c);
         return;
     }
-    conn_flush(c);
     if (c->close_after_flush && c->out_bytes == 0) {
         conn_close(c);
         return;
     }
     conn_pump(c);
+    conn_mark_dirty(c);   /* what waited, and what the pump added: in this turn's write */
+}
+
+/* Writes the pending output of every connection that has some and no
+ * write in flight (invariant 3): the loop's prepare and check callbacks. */
+static void flush_dirty(server_t *s)
+{
+    ops_commit_stage(s);
+    while (s->dirty) {
+        conn_t *c = s->dirty;
+        s->dirty = c->dirty_next;
+        c->dirty = 0;
+        c->dirty_next = NULL;
+        conn_flush(c);
+    }
+    uv_prepare_stop(&s->flush_prep);
+    uv_check_stop(&s->flush_check);
+}
+
+static void on_flush_prep(uv_prepare_t *h)
+{
+    flush_dirty(h->data);
+}
+
+static void on_flush_check(uv_check_t *h)
+{
+    flush_dirty(h->data);
+}
+
+void server_wake_flush(server_t *s)
+{
+    uv_prepare_start(&s->flush_prep, on_flush_prep);
+    uv_check_start(&s->flush_check, on_flush_check);
+}
+
+/* Puts c on the list of connections whose pending output is written at the
+ * end of this loop turn. */
+static void conn_mark_dirty(conn_t *c)
+{
+    server_t *s = c->srv;
+    if (c->dirty || c->pend.len == 0 || c->handle_closed)
+        return;
+    c->dirty = 1;
+    c->dirty_next = s->dirty;
+    if (!s->dirty)
+        server_wake_flush(s);
+    s->dirty = c;
 }
 
 /* Writes the pending output when no write is in flight (invariant 3). */
@@ -246,7 +300,23 @@ void conn_send(conn_t *c, outbuf_t *o)
     }
     o->p = NULL;
     o->len = o->cap = 0;
-    conn_flush(c);
+    conn_mark_dirty(c);
+}
+
+void conn_reply(conn_t *c, const sdb_proto_msg_t *m)
+{
+    if (c->handle_closed || c->closing)
+        return;
+    if (c->out_bytes == 0)
+        c->last_write_ms = server_now_ms(c->srv);   /* the output deadline starts */
+    size_t cap0 = c->pend.cap;
+    int rc = out_msg(&c->pend, m);
+    c->out_bytes += c->pend.cap - cap0;
+    if (rc) {
+        conn_close(c);
+        return;
+    }
+    conn_mark_dirty(c);
 }
 
 void conn_fatal(conn_t *c, uint32_t rid, int err, const char *msg)
@@ -357,6 +427,8 @@ static size_t conn_decode(conn_t *c, const uint8_t *p, size_t n)
         q->hdr = fr.hdr;
         q->payload = copy;
         q->next = NULL;
+        fr.payload = copy;             /* the message points into the frame's own copy */
+        q->decode_rc = sdb_proto_decode(&fr, &q->m);
         *c->qtail = q;
         c->qtail = &q->next;
         c->qcount++;
@@ -663,6 +735,7 @@ static void on_connection(uv_stream_t *server, int status)
 static void on_sweep(uv_timer_t *t)
 {
     server_t *s = t->data;
+    ops_commit_stage(s);          /* one that could not start for want of memory */
     uint64_t now = server_now_ms(s);
     const server_config_t *cfg = s->cfg;
     for (conn_t *c = s->conns, *n; c; c = n) {
@@ -977,10 +1050,18 @@ int server_run(server_config_t *cfg)
     server_t *s = &srv;
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
+    s->stage_tail = &s->stage;
     /* test hook (tests/integration): fail the first N connection setups as
      * an allocation failure would */
     const char *fail = getenv("STREAMDBD_TEST_FAIL_ACCEPTS");
     s->test_fail_accepts = fail ? atoi(fail) : 0;
+    if (cfg->workers == 0) {
+        /* one worker per core: a request rarely waits on the disk (reads
+         * are served from the page cache, a batch runs many requests), so
+         * more threads than cores only add switches and lock waits */
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->workers = n < 2 ? 2 : n > 128 ? 128 : (int)n;
+    }
     char wbuf[16];
     snprintf(wbuf, sizeof(wbuf), "%d", cfg->workers);
     setenv("UV_THREADPOOL_SIZE", wbuf, 1);    /* before the first job */
@@ -1034,6 +1115,10 @@ int server_run(server_config_t *cfg)
         uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
         uv_idle_init(s->loop, &s->resume);
         s->resume.data = s;
+        uv_prepare_init(s->loop, &s->flush_prep);
+        s->flush_prep.data = s;
+        uv_check_init(s->loop, &s->flush_check);
+        s->flush_check.data = s;
         uv_timer_init(s->loop, &s->accept_retry);
         s->accept_retry.data = s;
         uv_signal_init(s->loop, &s->sigterm);

@@ -10,12 +10,28 @@
  * Connection state machine (numbered invariants):
  *  1. A connection runs at most one job at a time, and takes the next queued
  *     frame only after the previous request has answered: responses leave in
- *     request order, and a stream's frames are contiguous.
+ *     request order, and a stream's frames are contiguous.  One job may run
+ *     several requests (a batch, JOB_BATCH): the request taken and the
+ *     complete requests queued right behind it that answer at once (PING,
+ *     GET, GET_ID, LOOKUP, DELETE, DELETE_ID, BIND, UNBIND, INFO, FLUSH, and
+ *     whole small uploads whose PUT_BEGIN .. PUT_END are all queued), at
+ *     most BATCH_MAX, run in order on one worker, each answer appended to
+ *     the job's output.  The worker starts no further request once the
+ *     output holds ops_batch_bytes(), nor after one that leaves a stream
+ *     going (a GET larger than the room left, a listing in pieces); the
+ *     frames it did not run go back to the head of the queue.  Uploads of a
+ *     batch that reach their commit are not committed by it: the batch runs
+ *     only further uploads after them, and they go to the commit stage,
+ *     which at the end of the loop turn (when no commit job is out) starts
+ *     ONE job that commits the waiting uploads of every connection as one
+ *     group (commit_group) and answers them; their connections stay busy
+ *     until it is back, so what they send next sees the commits.
  *  2. Every byte a connection makes the daemon hold is counted against one of
  *     its two caps, both max_output_bytes: request bytes (qbytes: each
  *     queued frame's payload plus its bookkeeping; job_bytes: the same for
- *     the frames its job holds, e.g. a batch of PUT_DATA; and the undecoded
- *     input held back when the queue filled in the middle of a read) and output
+ *     the frames its job holds, e.g. a batch of PUT_DATA or of requests,
+ *     until the job is back (frames it did not run then count in qbytes
+ *     again); and the undecoded input held back when the queue filled in the middle of a read) and output
  *     (out_bytes: the capacity of the buffer being written, of the buffer
  *     collecting the next write, and the write request itself).  Frames are
  *     decoded only while the queue is under max_inflight frames and under
@@ -29,8 +45,11 @@
  *     connection is read: a pause for backpressure is the server's, not a
  *     slow client's.
  *  3. Output is coalesced: at most one write is in flight per connection;
- *     responses produced meanwhile are appended to one pending buffer,
- *     written as one when the previous write completes.  A GET stream or a
+ *     responses are appended to one pending buffer, which is written once
+ *     per loop turn (a prepare handle before the loop polls, a check handle
+ *     after the poll's callbacks), so that the answers a read or a job's
+ *     return produced leave in one write, and those produced while a write
+ *     is in flight leave in the next.  A GET stream or a
  *     long listing produces its next batch (at most half of
  *     max_output_bytes) only while the output is under half of
  *     max_output_bytes (a client that does not read stops the disk reads).
@@ -54,7 +73,9 @@
  *  8. Fairness: one pump of a connection answers at most PUMP_BATCH requests
  *     inline, then yields to the loop and goes on in an idle callback, so
  *     that a client pipelining thousands of PINGs delays others by one
- *     batch, not by all of its backlog.
+ *     batch, not by all of its backlog.  A job holds one worker for at most
+ *     BATCH_MAX requests or one batch of output, and the connection's next
+ *     job queues behind the other connections' jobs.
  *  9. Shutdown (SIGTERM/SIGINT) drains: listeners close, reading stops and
  *     queued requests that have not started are dropped; running jobs, GET
  *     streams and listings go on until shutdown_timeout_ms, then are cut;
@@ -71,10 +92,14 @@
 #include "streamdb.h"
 #include "streamdb_proto.h"
 
+/* A request frame, decoded once as it is queued (the message's strings
+ * point into payload). */
 typedef struct qframe {
     sdb_proto_header_t hdr;
     uint8_t *payload;
     struct qframe *next;
+    int decode_rc;                /* sdb_proto_decode()'s result for it */
+    sdb_proto_msg_t m;            /* valid when decode_rc is 0 */
 } qframe_t;
 
 /* What a queued frame costs beyond its payload: the qframe_t and the two
@@ -135,6 +160,8 @@ typedef struct conn {
     int busy;                     /* a job is in flight */
     int eof;                      /* the peer half-closed: answer what was read, then close */
     int yielded;                  /* its pump stopped to let others run (invariant 8) */
+    int dirty;                    /* output waits for this loop turn's flush (invariant 3) */
+    struct conn *dirty_next;
     qframe_t *qhead, **qtail;
     uint32_t qcount;
     uint64_t qbytes;              /* queued request bytes and their bookkeeping */
@@ -170,6 +197,11 @@ struct server {
     uv_timer_t sweep;
     uv_signal_t sigterm, sigint, sighup;
     uv_idle_t resume;             /* pumps connections that yielded */
+    uv_prepare_t flush_prep;      /* write what this loop turn produced (invariant 3): */
+    uv_check_t flush_check;       /* before the loop polls, and after the poll's callbacks */
+    conn_t *dirty;                /* connections with output to write, newest first */
+    struct job *stage, **stage_tail;   /* batches whose uploads wait for the commit stage */
+    int committing;               /* the commit stage's job is out */
     uv_timer_t accept_retry;      /* a listener whose accept failed, tried again */
     int retry_tcp, retry_pipe;
     uint64_t jobs;                /* thread-pool jobs not yet back (detached ones too) */
@@ -177,6 +209,7 @@ struct server {
     conn_t *conns;
     uint64_t nconns, total_conns, rejected_conns, next_id;
     uint64_t bytes_in, bytes_out;
+    uint64_t writes;              /* socket writes completed (STATS) */
     uint64_t start_ms;
     int stopping;
     uint64_t stop_deadline_ms;
@@ -189,7 +222,7 @@ int server_run(server_config_t *cfg);
 /* Milliseconds of the loop's clock. */
 uint64_t server_now_ms(server_t *s);
 
-/* ---- ops.c: requests executed on the thread pool ---- */
+/* ---- dispatch.c (loop thread) and work.c (thread pool): requests ---- */
 
 /* Handles one queued frame of c (it takes ownership of f): on the loop when
  * no engine call is needed, else as a job.  Returns 1 when a job was
@@ -204,6 +237,12 @@ void ops_continue(conn_t *c);
  * thread pool, detached from any connection (invariant 6). */
 void ops_release(server_t *s, sdb_writer_t *w, sdb_reader_t *r);
 
+/* The commit stage: when batches left uploads waiting for their commits
+ * and no commit job is out, starts one job that commits them all as one
+ * group (the connections wait, busy, until it is back).  Called once per
+ * loop turn (the flush handles) and by the sweep timer. */
+void ops_commit_stage(server_t *s);
+
 /* Bytes of output a streaming job produces per batch. */
 size_t ops_batch_bytes(const server_t *s);
 
@@ -212,15 +251,22 @@ int out_msg(outbuf_t *o, const sdb_proto_msg_t *m);
 /* Appends an ERROR frame for err (an SDB_E* / protocol code). */
 void out_error(outbuf_t *o, uint32_t rid, int err, uint8_t flags, const char *msg);
 
-/* ---- server.c services for ops.c ---- */
+/* ---- server.c services for dispatch.c ---- */
 
-/* Queues o's bytes for sending on c (takes the buffer). */
+/* Queues o's bytes for sending on c (takes the buffer); they are written
+ * at the end of the loop turn. */
 void conn_send(conn_t *c, outbuf_t *o);
+/* Encodes m straight into c's pending output (no buffer of its own), sent
+ * as conn_send sends.  A connection out of memory is closed. */
+void conn_reply(conn_t *c, const sdb_proto_msg_t *m);
 /* Sends an ERROR frame flagged CLOSING, then closes once it is written. */
 void conn_fatal(conn_t *c, uint32_t rid, int err, const char *msg);
 /* Takes the next frames after a job: pumps the queue. */
 void conn_pump(conn_t *c);
-/* Called by ops.c after a job completes on c. */
+/* Has the loop's flush handles run at the end of this loop turn (the
+ * dirty connections' output, the commit stage). */
+void server_wake_flush(server_t *s);
+/* Called by dispatch.c after a job completes on c. */
 void conn_job_done(conn_t *c);
 /* Records a completed request for STATS. */
 void stats_record(server_t *s, uint8_t opcode, int err, uint64_t t0_us);

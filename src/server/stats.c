@@ -53,6 +53,7 @@ char *stats_json(server_t *s, const sdb_stats_t *engine)
     cJSON_AddNumberToObject(c, "rejected", (double)s->rejected_conns);
     cJSON_AddNumberToObject(root, "bytes_in", (double)s->bytes_in);
     cJSON_AddNumberToObject(root, "bytes_out", (double)s->bytes_out);
+    cJSON_AddNumberToObject(root, "writes", (double)s->writes);
     cJSON *ops = cJSON_AddObjectToObject(root, "requests");
     uint64_t total = 0, errors = 0;
     for (int i = 0; i < 256; i++) {

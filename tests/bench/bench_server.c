@@ -1664,7 +1664,7 @@ static void usage(void)
             "                   exists, else /tmp; also SDB_BENCH_DIR); not tmpfs\n"
             "  --streamdbd FILE the daemon (default: SDB_STREAMDBD, else streamdbd in the\n"
             "                   build directory above this program, else build/streamdbd)\n"
-            "  --workers N      the daemon's worker threads (default: its own, 16)\n"
+            "  --workers N      the daemon's worker threads (default: its own, one per CPU)\n"
             "  --no-mmap        run the daemon with engine.use_mmap = false\n"
             "  --bulk-mib N     size of the big document (default 256; --quick 16)\n"
             "  --conns N        connections of the get and put sections (default 50)\n"

@@ -40,6 +40,8 @@ static void start(td_t *d, const char *name, const char *extra)
  * 1, 2, ...) without reading anything, until every one is done or none of
  * them could send for 1 s (the daemon stopped reading them: the fill is
  * over; no assertion depends on this wait).  sent[i] gets the bytes sent. */
+static void fill_frames(tc_t **cs, int n, const uint8_t *buf, size_t max, size_t *sent);
+
 static void fill_pings(tc_t **cs, int n, size_t max, size_t *sent)
 {
     uint8_t *buf = malloc(max);
@@ -49,6 +51,14 @@ static void fill_pings(tc_t **cs, int n, size_t max, size_t *sent)
                                  .request_id = (uint32_t)(off / SDB_PROTO_HEADER_SIZE) + 1 };
         sdb_proto_header_encode(buf + off, &h);
     }
+    fill_frames(cs, n, buf, max, sent);
+    free(buf);
+}
+
+/* Sends buf[0..max) (whole frames) to each client of cs[0..n) as
+ * fill_pings does, without reading anything. */
+static void fill_frames(tc_t **cs, int n, const uint8_t *buf, size_t max, size_t *sent)
+{
     struct pollfd *pf = calloc((size_t)n, sizeof *pf);
     ck_assert_ptr_nonnull(pf);
     for (int i = 0; i < n; i++)
@@ -72,7 +82,6 @@ static void fill_pings(tc_t **cs, int n, size_t max, size_t *sent)
             break;
     }
     free(pf);
-    free(buf);
 }
 
 /* Stores `count` documents whose paths are /s/NNNNN/ then padding to
@@ -150,6 +159,104 @@ START_TEST(test_pipelined_pings_bounded)
         tc_close(cs[i]);
     }
     it_still_serving(&d, "clients pipelining PINGs");
+    td_stop(&d);
+}
+END_TEST
+
+/* ---- pipelined GETs run in batches, never read ----
+ *
+ * Each client pipelines GETs of a 40 KiB document and PINGs, and reads
+ * nothing.  They are complete requests queued behind each other, so the
+ * daemon runs them in batches (one job, server.h invariant 1), each stopped
+ * at half the output cap: the memory per connection stays within its
+ * bound, and once the client reads, every answer is there, whole and in
+ * order. */
+
+enum { UNREAD_DOC = 40 * 1024 };
+
+typedef struct {
+    const uint8_t *exp;
+    size_t off;
+    int bad;
+} unread_sink_t;
+
+static void unread_sink_cb(void *arg, const uint8_t *p, size_t n)
+{
+    unread_sink_t *u = arg;
+    if (u->off + n > UNREAD_DOC || memcmp(u->exp + u->off, p, n) != 0)
+        u->bad = 1;
+    u->off += n;
+}
+
+START_TEST(test_unread_batches_bounded)
+{
+    td_t d;
+    /* HOSTILE_CONF with a deep queue: a batch may take many requests */
+    start(&d, "batches", "\"max_output_bytes\": 1048576, \"max_frame_bytes\": 65536, "
+                         "\"chunk_bytes\": 16384, \"max_inflight\": 1024, "
+                         "\"frame_timeout_ms\": 120000, \"idle_timeout_ms\": 120000, "
+                         "\"engine\": {\"durability\": \"none\"}");
+    uint8_t *doc = malloc(UNREAD_DOC);
+    ck_assert_ptr_nonnull(doc);
+    tc_fill(doc, UNREAD_DOC, 77);
+    tc_t *w = it_session(&d, 0);
+    IT_OK(w, tc_put(w, "/g", doc, UNREAD_DOC, UNSET, NULL));
+    long base = peak_kb(&d, "RssAnon");
+
+    /* GET /g and PING, alternating, request ids 1, 2, ... */
+    const size_t max = 8192;
+    uint8_t *buf = malloc(max);
+    ck_assert_ptr_nonnull(buf);
+    size_t len = 0, nframes = 0, ends[1024];
+    for (;;) {
+        sdb_proto_msg_t m = { .opcode = nframes % 2 ? SDB_OP_PING : SDB_OP_GET,
+                              .request_id = (uint32_t)nframes + 1 };
+        if (m.opcode == SDB_OP_GET) {
+            m.u.path.ptr = "/g";
+            m.u.path.len = 2;
+        }
+        size_t n;
+        if (sdb_proto_encode(&m, buf + len, max - len, &n) != 0 || nframes == 1024)
+            break;
+        len += n;
+        ends[nframes++] = len;
+    }
+    enum { K = 8 };
+    tc_t *cs[K];
+    size_t sent[K];
+    for (int i = 0; i < K; i++) {
+        cs[i] = tc_connect_tcp(d.port, 16384);
+        ck_assert_ptr_nonnull(cs[i]);
+        IT_OK(cs[i], tc_hello(cs[i], NULL, NULL));
+    }
+    fill_frames(cs, K, buf, len, sent);
+    IT_OK(w, tc_ping(w, "after", 5));     /* the others were served meanwhile */
+    long peak = peak_kb(&d, "RssAnon");
+    fprintf(stderr, "note: %d clients with unread batches of GETs: RssAnon %ld -> %ld kB (bound %ld kB)\n",
+            K, base, peak, (long)K * CONN_CAP_KB + 16 * 1024);
+    if (!td_asan())
+        ck_assert_msg(peak - base < (long)K * CONN_CAP_KB + 16 * 1024,
+                      "RssAnon %ld -> %ld kB with %d clients not reading batches of GETs", base, peak, K);
+    for (int i = 0; i < K; i++) {
+        size_t whole = 0;
+        while (whole < nframes && ends[whole] <= sent[i])
+            whole++;
+        ck_assert_msg(whole > 100, "client %d sent only %zu requests", i, whole);
+        for (size_t r = 1; r <= whole; r++) {
+            if (r % 2) {
+                unread_sink_t u = { .exp = doc };
+                sdb_docinfo_t info;
+                IT_OK(cs[i], tc_recv_get(cs[i], (uint32_t)r, &info, unread_sink_cb, &u));
+                ck_assert_msg(!u.bad && u.off == UNREAD_DOC, "client %d, GET %zu: wrong content", i, r);
+            } else {
+                IT_OK(cs[i], tc_recv(cs[i], (uint32_t)r, SDB_OP_PONG));
+            }
+        }
+        tc_close(cs[i]);
+    }
+    free(buf);
+    free(doc);
+    tc_close(w);
     td_stop(&d);
 }
 END_TEST
@@ -494,6 +601,7 @@ Suite *suite_hostile(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_pipelined_pings_bounded);
     tcase_add_test(tc, test_unread_listings_bounded);
+    tcase_add_test(tc, test_unread_batches_bounded);
     tcase_add_test(tc, test_hostile_mix);
     suite_add_tcase(s, tc);
 

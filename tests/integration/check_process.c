@@ -87,7 +87,8 @@ START_TEST(test_bad_config)
     } cases[] = {
         { "\"bogus_key\": 1", 0, "\"bogus_key\"" },
         { "\"workers\": \"many\"", 0, "\"workers\"" },
-        { "\"workers\": 0", 0, "\"workers\"" },
+        { "\"workers\": -1", 0, "\"workers\"" },
+        { "\"workers\": 129", 0, "\"workers\"" },
         { "\"max_frame_bytes\": 100", 0, "\"max_frame_bytes\"" },
         { "\"max_connections\": true", 0, "\"max_connections\"" },
         { "\"idle_timeout_ms\": -5", 0, "\"idle_timeout_ms\"" },
@@ -142,6 +143,22 @@ START_TEST(test_bad_config)
 END_TEST
 
 /* ---- a second daemon on the same data, socket or port ---- */
+
+/* "workers": 0 (the default) runs one worker per online CPU, at least 2. */
+START_TEST(test_workers_default)
+{
+    char dir[256], want[64];
+    td_t d;
+    it_newdir(dir, sizeof dir, "workers");
+    td_start(&d, dir, "\"workers\": 0");
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    snprintf(want, sizeof want, "ready (%ld workers)", n < 2 ? 2 : n > 128 ? 128 : n);
+    char *log = td_log_text(&d);
+    ck_assert_msg(strstr(log, want) != NULL, "the log does not say \"%s\":\n%s", want, log);
+    free(log);
+    td_stop(&d);
+}
+END_TEST
 
 START_TEST(test_second_daemon)
 {
@@ -1003,6 +1020,7 @@ Suite *suite_process(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_version_help);
     tcase_add_test(tc, test_bad_config);
+    tcase_add_test(tc, test_workers_default);
     tcase_add_test(tc, test_second_daemon);
     tcase_add_test(tc, test_unix_socket_path);
     tcase_add_test(tc, test_file_modes);

@@ -6,6 +6,7 @@
  */
 #include <dirent.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <zlib.h>
@@ -719,6 +720,342 @@ START_TEST(test_pipelining)
 }
 END_TEST
 
+/* ---- pipelined bursts of mixed requests on several connections ----
+ *
+ * Each connection sends BURST_N requests before reading any answer: whole
+ * small uploads (PUT_BEGIN, PUT_DATA..., PUT_END), GETs of what was just
+ * put, PINGs, LOOKUPs, GETs of missing paths, conditional PUTs that
+ * conflict, GETs of a document larger than a batch's output (a stream that
+ * ends a batch), DELETEs.  The daemon runs consecutive complete requests of
+ * a connection as one job (server.h, invariant 1); every answer must come
+ * back complete, right, and in request order, across the batches' bounds
+ * (max_output_bytes 65536: a batch holds 32 KiB of output at most). */
+
+enum { BURST_CONNS = 4, BURST_N = 600, BURST_BIG = 100000 };
+
+typedef struct {
+    td_t *d;
+    int k;                  /* connection number */
+    tc_t *c;
+    const uint8_t *big;     /* /big's content */
+    int failed_at;          /* sender: -1, or the request whose sending failed */
+    char err[512];
+} burst_t;
+
+/* The content of burst request i's document on connection k: 0..5999 bytes
+ * (no PUT_DATA, one, or two with chunk_bytes 4096). */
+static void burst_content(int k, int i, uint8_t *buf, size_t *n)
+{
+    *n = (size_t)(i * 97 + k * 13) % 6000;
+    tc_fill(buf, *n, (uint32_t)(k * 100000 + i));
+}
+
+static void burst_path(int k, int i, char *path, size_t cap)
+{
+    snprintf(path, cap, "/burst/%d/%04d", k, i - i % 10);   /* one path per group of ten */
+}
+
+static void *burst_sender(void *arg)
+{
+    burst_t *b = arg;
+    tc_t *c = b->c;
+    uint8_t buf[6000];
+    char path[64], extra[64];
+    size_t n;
+    b->failed_at = -1;
+    for (int i = 0; i < BURST_N && b->failed_at < 0; i++) {
+        uint32_t rid = 1 + (uint32_t)i;
+        int rc;
+        burst_path(b->k, i, path, sizeof path);
+        switch (i % 10) {
+        case 0:
+        case 9:
+            burst_content(b->k, i, buf, &n);
+            rc = tc_send_put(c, rid, path, buf, n, UNSET);
+            break;
+        case 1:
+        case 3:
+            rc = tc_send_path(c, i % 10 == 1 ? SDB_OP_GET : SDB_OP_LOOKUP, rid, path);
+            break;
+        case 2:
+            snprintf(extra, sizeof extra, "ping %d.%d", b->k, i);
+            rc = tc_send_ping(c, rid, extra, strlen(extra));
+            break;
+        case 4:
+            snprintf(extra, sizeof extra, "/missing/%d/%d", b->k, i);
+            rc = tc_send_path(c, SDB_OP_GET, rid, extra);
+            break;
+        case 5:
+            rc = tc_send_put(c, rid, path, "conflict", 8, 7);   /* the document is at version 1 */
+            break;
+        case 6:
+            rc = tc_send_path(c, SDB_OP_DELETE, rid, path);
+            break;
+        case 7:
+            rc = tc_send_path(c, SDB_OP_LOOKUP, rid, path);    /* deleted: NOT_FOUND */
+            break;
+        default:
+            rc = tc_send_path(c, SDB_OP_GET, rid, "/big");
+            break;
+        }
+        if (rc) {
+            b->failed_at = i;
+            it_errf(b->err, sizeof b->err, "%s", c->err);
+        }
+    }
+    return NULL;
+}
+
+typedef struct {
+    const uint8_t *exp;
+    size_t n, off;
+    int bad;
+} burst_sink_t;
+
+static void burst_sink_cb(void *arg, const uint8_t *p, size_t n)
+{
+    burst_sink_t *s = arg;
+    if (s->off + n > s->n || memcmp(s->exp + s->off, p, n) != 0)
+        s->bad = 1;
+    s->off += n;
+}
+
+/* One connection: sends its burst on a thread, reads and checks every
+ * answer here.  b->err says what went wrong first. */
+static void *burst_conn(void *arg)
+{
+    burst_t *b = arg;
+    tc_t *c = b->k % 2 ? tc_connect_tcp(b->d->port, 0) : tc_connect_unix(b->d->sock);
+    uint8_t buf[6000];
+    char path[64], ping[64];
+    size_t n;
+    b->c = c;
+    if (!c || tc_hello(c, NULL, NULL) != 0) {
+        it_errf(b->err, sizeof b->err, "connection %d: no session", b->k);
+        tc_close(c);
+        return NULL;
+    }
+    burst_t sb = *b;
+    pthread_t th;
+    if (pthread_create(&th, NULL, burst_sender, &sb) != 0) {
+        it_errf(b->err, sizeof b->err, "pthread_create");
+        tc_close(c);
+        return NULL;
+    }
+    int rc = 0;
+    for (int i = 0; i < BURST_N && !rc; i++) {
+        uint32_t rid = 1 + (uint32_t)i;
+        sdb_docinfo_t info;
+        burst_sink_t sink = { 0 };
+        burst_path(b->k, i, path, sizeof path);
+        const char *what = "";
+        switch (i % 10) {
+        case 0:
+        case 9:
+            what = "PUT";
+            burst_content(b->k, i, buf, &n);
+            rc = tc_recv_doc(c, rid, SDB_OP_DOC, &info);
+            if (!rc && (info.size != n || info.crc32 != tc_crc(buf, n) || (i % 10 == 0 && info.version != 1)))
+                rc = TC_BAD, it_errf(c->err, sizeof c->err, "DOC: version %llu, size %llu",
+                                     (unsigned long long)info.version, (unsigned long long)info.size);
+            break;
+        case 1:
+            what = "GET of the PUT before";
+            burst_content(b->k, i - 1, buf, &n);
+            sink.exp = buf;
+            sink.n = n;
+            rc = tc_recv_get(c, rid, &info, burst_sink_cb, &sink);
+            if (!rc && (sink.bad || sink.off != n))
+                rc = TC_BAD, it_errf(c->err, sizeof c->err, "wrong content (%zu bytes)", sink.off);
+            break;
+        case 2:
+            what = "PING";
+            snprintf(ping, sizeof ping, "ping %d.%d", b->k, i);
+            rc = tc_recv(c, rid, SDB_OP_PONG);
+            if (!rc && (c->m.u.raw.len != strlen(ping) || memcmp(c->m.u.raw.ptr, ping, strlen(ping))))
+                rc = TC_BAD, it_errf(c->err, sizeof c->err, "PONG payload differs");
+            break;
+        case 3:
+            what = "LOOKUP";
+            burst_content(b->k, i - 3, buf, &n);
+            rc = tc_recv_doc(c, rid, SDB_OP_DOC, &info);
+            if (!rc && info.size != n)
+                rc = TC_BAD, it_errf(c->err, sizeof c->err, "size %llu", (unsigned long long)info.size);
+            break;
+        case 4:
+        case 7:
+            what = i % 10 == 4 ? "GET of a missing path" : "LOOKUP after DELETE";
+            rc = i % 10 == 4 ? tc_recv_get(c, rid, &info, NULL, NULL) : tc_recv_doc(c, rid, SDB_OP_DOC, &info);
+            rc = rc == SDB_STATUS_NOT_FOUND && !(c->flags & SDB_FLAG_CLOSING) ? 0 : rc ? rc : TC_BAD;
+            break;
+        case 5:
+            what = "conditional PUT";
+            rc = tc_recv_doc(c, rid, SDB_OP_DOC, &info);
+            rc = rc == SDB_STATUS_CONFLICT && !(c->flags & SDB_FLAG_CLOSING) ? 0 : rc ? rc : TC_BAD;
+            break;
+        case 8:
+            what = "GET /big";
+            sink.exp = b->big;
+            sink.n = BURST_BIG;
+            rc = tc_recv_get(c, rid, &info, burst_sink_cb, &sink);
+            if (!rc && (sink.bad || sink.off != BURST_BIG))
+                rc = TC_BAD, it_errf(c->err, sizeof c->err, "wrong content (%zu bytes)", sink.off);
+            break;
+        case 6:
+            what = "DELETE";
+            rc = tc_recv(c, rid, SDB_OP_OK);
+            break;
+        }
+        if (rc)
+            it_errf(b->err, sizeof b->err, "connection %d, request %d (%s): %s %s %s", b->k, i, what,
+                    it_rc_name(rc), c->err, rc > 0 ? c->msg : "");
+    }
+    if (rc)
+        shutdown(c->fd, SHUT_RDWR);   /* unblock the sender */
+    pthread_join(th, NULL);
+    if (!rc && sb.failed_at >= 0)
+        it_errf(b->err, sizeof b->err, "connection %d: sending request %d failed: %s", b->k, sb.failed_at,
+                sb.err);
+    return NULL;
+}
+
+START_TEST(test_pipelined_bursts)
+{
+    char dir[256];
+    td_t d;
+    it_newdir(dir, sizeof dir, "burst");
+    td_start(&d, dir, "\"max_output_bytes\": 65536, \"chunk_bytes\": 4096, \"max_inflight\": 64, "
+                      FAST_ENGINE);
+    uint8_t *big = malloc(BURST_BIG);
+    ck_assert_ptr_nonnull(big);
+    tc_fill(big, BURST_BIG, 4242);
+    tc_t *c = it_session(&d, 0);
+    IT_OK(c, tc_put(c, "/big", big, BURST_BIG, UNSET, NULL));
+    pthread_t th[BURST_CONNS];
+    burst_t b[BURST_CONNS];
+    for (int k = 0; k < BURST_CONNS; k++) {
+        b[k] = (burst_t){ .d = &d, .k = k, .big = big };
+        ck_assert_int_eq(pthread_create(&th[k], NULL, burst_conn, &b[k]), 0);
+    }
+    for (int k = 0; k < BURST_CONNS; k++)
+        pthread_join(th[k], NULL);
+    for (int k = 0; k < BURST_CONNS; k++) {
+        ck_assert_msg(b[k].err[0] == '\0', "%s", b[k].err);
+        tc_close(b[k].c);
+    }
+    /* one PUT, GET, ... each in STATS: a batch records every request */
+    cJSON *j = it_stats(c);
+    double puts = BURST_CONNS * (BURST_N / 10) * 3 + 1, gets = BURST_CONNS * (BURST_N / 10) * 3;
+    ck_assert_msg(it_num(j, "requests.PUT.count") == puts && it_num(j, "requests.GET.count") == gets &&
+                      it_num(j, "requests.PUT.errors") == BURST_CONNS * (BURST_N / 10) &&
+                      it_num(j, "requests.PING.count") == BURST_CONNS * (BURST_N / 10) &&
+                      it_num(j, "requests.LOOKUP.count") == BURST_CONNS * (BURST_N / 10) * 2,
+                  "STATS after the bursts: PUT %g (errors %g), GET %g, PING %g, LOOKUP %g",
+                  it_num(j, "requests.PUT.count"), it_num(j, "requests.PUT.errors"),
+                  it_num(j, "requests.GET.count"), it_num(j, "requests.PING.count"),
+                  it_num(j, "requests.LOOKUP.count"));
+    cJSON_Delete(j);
+    tc_close(c);
+    free(big);
+    td_stop(&d);
+}
+END_TEST
+
+/* ---- consecutive uploads of a batch commit as one group ----
+ *
+ * Whole uploads queued one after the other run in one batch, and their
+ * commits wait to be made as one group (commit_group in work.c): the
+ * answers must still come in request order, each upload succeeding or
+ * failing on its own -- a conditional PUT on the version that the upload
+ * just before it creates succeeds, one on a wrong version conflicts, one
+ * whose PUT_END has a wrong CRC32 fails before its commit (its ERROR comes
+ * after the DOCs of the commits waiting before it) -- and a GET behind them
+ * sees every commit. */
+START_TEST(test_pipelined_uploads_grouped)
+{
+    char dir[256];
+    td_t d;
+    it_newdir(dir, sizeof dir, "group");
+    td_start(&d, dir, FAST_ENGINE);
+    tc_t *c = it_session(&d, 0);
+    enum { ROUNDS = 40, PER = 6 };
+    uint8_t a[1024], b[1024], x[100];
+    char path[64], other[64];
+    for (int i = 0; i < ROUNDS; i++) {
+        uint32_t rid = 1 + (uint32_t)i * PER;
+        snprintf(path, sizeof path, "/g/%d", i);
+        snprintf(other, sizeof other, "/g/%d/other", i);
+        tc_fill(a, sizeof a, (uint32_t)i);
+        tc_fill(b, sizeof b, (uint32_t)i + 1000);
+        tc_fill(x, sizeof x, 5);
+        IT_OK(c, tc_send_put(c, rid, path, a, sizeof a, 0));           /* new: version 1 */
+        IT_OK(c, tc_send_put(c, rid + 1, path, b, sizeof b, 1));       /* on version 1: version 2 */
+        IT_OK(c, tc_send_put(c, rid + 2, path, x, sizeof x, 7));       /* conflict */
+        IT_OK(c, tc_send_put_begin(c, rid + 3, other, sizeof x, UNSET));
+        IT_OK(c, tc_send_put_data(c, rid + 3, x, sizeof x));
+        IT_OK(c, tc_send_put_end(c, rid + 3, sizeof x, tc_crc(x, sizeof x) ^ 1));   /* wrong CRC32 */
+        IT_OK(c, tc_send_put(c, rid + 4, other, x, sizeof x, UNSET));  /* new: version 1 */
+        IT_OK(c, tc_send_path(c, SDB_OP_GET, rid + 5, path));
+    }
+    for (int i = 0; i < ROUNDS; i++) {
+        uint32_t rid = 1 + (uint32_t)i * PER;
+        sdb_docinfo_t info;
+        tc_fill(b, sizeof b, (uint32_t)i + 1000);
+        IT_OK(c, tc_recv_doc(c, rid, SDB_OP_DOC, &info));
+        ck_assert_uint_eq(info.version, 1);
+        IT_OK(c, tc_recv_doc(c, rid + 1, SDB_OP_DOC, &info));
+        ck_assert_msg(info.version == 2 && info.crc32 == tc_crc(b, sizeof b),
+                      "round %d: the conditional PUT on version 1 made version %llu", i,
+                      (unsigned long long)info.version);
+        IT_RC(c, tc_recv_doc(c, rid + 2, SDB_OP_DOC, &info), SDB_STATUS_CONFLICT);
+        IT_RC(c, tc_recv_doc(c, rid + 3, SDB_OP_DOC, &info), SDB_STATUS_CHECKSUM);
+        IT_OK(c, tc_recv_doc(c, rid + 4, SDB_OP_DOC, &info));
+        ck_assert_uint_eq(info.version, 1);
+        burst_sink_t sink = { .exp = b, .n = sizeof b };
+        IT_OK(c, tc_recv_get(c, rid + 5, &info, burst_sink_cb, &sink));
+        ck_assert_msg(!sink.bad && sink.off == sizeof b, "round %d: GET behind the uploads: wrong content", i);
+    }
+    tc_close(c);
+    td_stop(&d);
+}
+END_TEST
+
+/* ---- the answers of one read leave in one write ----
+ *
+ * 20 PINGs in one send() on a Unix socket arrive in one read; the daemon
+ * answers them all in that loop turn and writes the 20 PONGs at its end in
+ * one write (server.h, invariant 3), not the first one alone and the rest
+ * after it.  STATS "writes" counts the daemon's completed socket writes. */
+START_TEST(test_replies_gathered)
+{
+    char dir[256];
+    td_t d;
+    it_newdir(dir, sizeof dir, "gather");
+    td_start(&d, dir, FAST_ENGINE);
+    tc_t *c = it_session(&d, 0);
+    cJSON *j = it_stats(c);
+    double w0 = it_num(j, "writes");   /* HELLO_OK; the STATS answer is counted once written */
+    cJSON_Delete(j);
+    enum { N = 20 };
+    uint8_t burst[N * SDB_PROTO_HEADER_SIZE];
+    for (int i = 0; i < N; i++) {
+        sdb_proto_header_t h = { .opcode = SDB_OP_PING, .request_id = 100 + (uint32_t)i };
+        sdb_proto_header_encode(burst + i * SDB_PROTO_HEADER_SIZE, &h);
+    }
+    IT_OK(c, tc_send_raw(c, burst, sizeof burst));
+    for (int i = 0; i < N; i++)
+        IT_OK(c, tc_recv(c, 100 + (uint32_t)i, SDB_OP_PONG));
+    j = it_stats(c);
+    double w1 = it_num(j, "writes");
+    cJSON_Delete(j);
+    /* the first STATS answer, then the PONGs */
+    ck_assert_msg(w1 - w0 == 2, "%g writes for a STATS answer and 20 PONGs read at once, expected 2",
+                  w1 - w0);
+    tc_close(c);
+    td_stop(&d);
+}
+END_TEST
+
 /* ---- 32 concurrent clients ---- */
 
 enum { CLIENTS = 32, DOCS_PER_CLIENT = 6 };
@@ -1234,6 +1571,9 @@ Suite *suite_server(void)
     tcase_add_unchecked_fixture(tc, it_dir_setup, it_dir_teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_pipelining, 0, 2);
+    tcase_add_test(tc, test_pipelined_bursts);
+    tcase_add_test(tc, test_replies_gathered);
+    tcase_add_test(tc, test_pipelined_uploads_grouped);
     tcase_add_test(tc, test_concurrent_clients);
     tcase_add_test(tc, test_large_document);
     tcase_add_test(tc, test_get_snapshot);

@@ -1,120 +1,22 @@
 /*
- * ops.c -- request handling: the HELLO handshake and PING on the loop; every
- * engine call (requests, writer open/abort, reader close, STATS's engine
- * figures) as a job on the thread pool (server.h, invariant 6); the streamed
- * PUT, GET and long listings, produced in batches of at most half the output
- * cap.  Every response is encoded with the shared codec (streamdb_proto.h).
+ * work.c -- what runs on the thread pool: every engine call of a request
+ * (reads, writes, deletes, listings, the writer's open, commit and abort, a
+ * reader's close, STATS's engine figures), as the job that dispatch.c built
+ * (job.h).  Code here runs on a worker thread: it touches the job and the
+ * engine, never a connection or the server's counters (server.h, invariant
+ * 6).  GET streams and long listings are produced in batches of at most half
+ * the output cap (invariant 3).
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "server/errmsg.h"
-#include "server/log.h"
-#include "server/server.h"
+#include "server/job.h"
 
 #define GET_BATCH (1u << 20)          /* DATA bytes produced per job, at most */
 #define LIST_PAGE_MAX 10000           /* entries per SEARCH page at most */
-
-enum {
-    JOB_REQ, JOB_PUT_BEGIN, JOB_PUT_DATA, JOB_PUT_END, JOB_PUT_ABORT, JOB_GET_MORE, JOB_LIST_MORE,
-    JOB_STATS, JOB_RELEASE
-};
-
-typedef struct job {
-    uv_work_t work;
-    conn_t *c;
-    server_t *s;
-    int kind;
-    qframe_t *f;                      /* request frame(s), owned; a chain for PUT_DATA */
-    upload_t *up;                     /* handed over for the job's duration */
-    download_t *down;
-    listing_t *list;
-    sdb_writer_t *release_w;          /* JOB_RELEASE: what to close */
-    sdb_reader_t *release_r;
-    sdb_stats_t st;                   /* JOB_STATS: the engine's figures */
-    int have_st;
-    outbuf_t out;
-    uint8_t opcode;
-    uint32_t rid;
-    uint64_t t0;
-    int err;                          /* result for STATS */
-    int done;                         /* the request has answered (record STATS) */
-} job_t;
-
-/* ---- output helpers ---- */
-
-static int out_reserve(outbuf_t *o, size_t n)
-{
-    if (o->len + n <= o->cap)
-        return 0;
-    size_t nc = o->cap ? o->cap : 256;
-    while (nc < o->len + n)
-        nc *= 2;
-    uint8_t *p = realloc(o->p, nc);
-    if (!p)
-        return SDB_ENOMEM;
-    o->p = p;
-    o->cap = nc;
-    return 0;
-}
-
-int out_msg(outbuf_t *o, const sdb_proto_msg_t *m)
-{
-    size_t size, len;
-    int rc = sdb_proto_encoded_size(m, &size);
-    if (!rc)
-        rc = out_reserve(o, size);
-    if (!rc)
-        rc = sdb_proto_encode(m, o->p + o->len, size, &len);
-    if (!rc)
-        o->len += len;
-    return rc;
-}
-
-void out_error(outbuf_t *o, uint32_t rid, int err, uint8_t flags, const char *msg)
-{
-    sdb_proto_msg_t m = { .opcode = SDB_OP_ERROR, .flags = flags, .request_id = rid };
-    m.u.error.status = (uint16_t)sdb_proto_status_from_error(err);
-    if (m.u.error.status == SDB_STATUS_OK)
-        m.u.error.status = SDB_STATUS_INTERNAL;
-    const char *text = msg ? msg : sdb_proto_strerror(err);
-    m.u.error.message.ptr = text;
-    m.u.error.message.len = strlen(text) > SDB_PROTO_MAX_MESSAGE ? SDB_PROTO_MAX_MESSAGE : strlen(text);
-    out_msg(o, &m);
-}
-
-static void out_simple(outbuf_t *o, uint8_t opcode, uint32_t rid)
-{
-    sdb_proto_msg_t m = { .opcode = opcode, .request_id = rid };
-    out_msg(o, &m);
-}
-
-static void out_doc(outbuf_t *o, uint8_t opcode, uint32_t rid, const sdb_docinfo_t *d)
-{
-    sdb_proto_msg_t m = { .opcode = opcode, .request_id = rid };
-    m.u.doc = *d;
-    out_msg(o, &m);
-}
-
-static void send_now(conn_t *c, uint32_t rid, int err, const char *msg)
-{
-    outbuf_t o = { 0 };
-    out_error(&o, rid, err, 0, msg);
-    conn_send(c, &o);
-}
-
-static void free_frames(qframe_t *f)
-{
-    while (f) {
-        qframe_t *n = f->next;
-        free(f->payload);
-        free(f);
-        f = n;
-    }
-}
-
-/* ---- jobs ---- */
 
 size_t ops_batch_bytes(const server_t *s)
 {
@@ -140,7 +42,8 @@ static void get_batch(job_t *j)
 {
     download_t *d = j->down;
     uint32_t chunk = j->s->cfg->chunk_bytes;
-    size_t produced = 0, batch = ops_batch_bytes(j->s);
+    /* in a batch, behind other answers, the whole job's output counts */
+    size_t produced = j->nrec ? j->out.len : 0, batch = ops_batch_bytes(j->s);
     while (d->left > 0 && produced < batch) {
         if (produced > 0 && produced + (d->left < chunk ? d->left : chunk) > batch)
             break;
@@ -321,7 +224,7 @@ static void list_piece(job_t *j)
     rc = lister_end(&l, j, rc, p->count);
     if (rc) {
         if (p->count == l.count)
-            j->out.len = 0;          /* nothing sent yet: the error replaces the entries */
+            j->out.len = j->base;    /* nothing sent yet: the error replaces the entries */
         char msg[512] = "";
         if (rc == SDB_ENOTFOUND) {
             char ids[37];
@@ -384,7 +287,7 @@ static int run_listing(job_t *j, const sdb_proto_msg_t *m)
     free(after);
     rc = lister_end(&l, j, rc, l.count);
     if (rc)
-        j->out.len = 0;                 /* an error replaces partial entries */
+        j->out.len = j->base;           /* an error replaces partial entries */
     return rc;
 }
 
@@ -452,10 +355,9 @@ static int start_range(job_t *j, const sdb_proto_msg_t *m, char *path)
 static void run_request(job_t *j)
 {
     server_t *s = j->s;
-    sdb_proto_frame_t fr = { .hdr = j->f->hdr, .payload = j->f->payload };
-    sdb_proto_msg_t m;
+    const sdb_proto_msg_t m = j->cur->m;
     char *path = malloc(SDB_MAX_PATH + 1);
-    int rc = path ? sdb_proto_decode(&fr, &m) : SDB_ENOMEM;
+    int rc = path ? j->cur->decode_rc : SDB_ENOMEM;
     int decoded = rc == 0;
     sdb_docinfo_t info;
     j->done = 1;
@@ -552,14 +454,14 @@ static void run_request(job_t *j)
         rc = SDB_EOPCODE;
         break;
     }
-    if (!rc && j->out.len == 0)
+    if (!rc && j->out.len == j->base)
         out_simple(&j->out, SDB_OP_OK, j->rid);
 out:
     free(path);
     j->err = rc;
     if (rc) {
         char msg[512];
-        errmsg_request(s->cfg, s->db, &j->f->hdr, decoded, &m, rc, msg, sizeof(msg));
+        errmsg_request(s->cfg, s->db, &j->cur->hdr, decoded, &m, rc, msg, sizeof(msg));
         out_error(&j->out, j->rid, rc, 0, msg);
     }
 }
@@ -569,7 +471,7 @@ static void run_put_data(job_t *j)
 {
     upload_t *u = j->up;
     uint64_t maxdoc = j->s->cfg->engine.max_document_size;
-    for (qframe_t *f = j->f; f && !u->failed; f = f->next) {
+    for (qframe_t *f = j->cur; f && f->hdr.opcode == SDB_OP_PUT_DATA && !u->failed; f = f->next) {
         uint32_t n = f->hdr.length;
         int rc = 0;
         if (u->got + n > maxdoc)
@@ -600,15 +502,31 @@ static void run_put_data(job_t *j)
     }
 }
 
-static void run_put_end(job_t *j)
+/* Commits the n writers w[0..n) as one group: rcs[i] and out[i] get what
+ * sdb_writer_commit would give for w[i]; every writer is released.  Every
+ * commit of an upload goes through here, so that the commits of a batch's
+ * uploads are one group.  For now they are committed one by one (correct:
+ * each succeeds or fails on its own, in order; not yet one sync for all);
+ * this becomes sdb_writer_commit_many(w, n, out, rcs), one sync for the
+ * group in durable mode, when the engine branch that adds it is merged. */
+static void commit_group(sdb_t *db, sdb_writer_t **w, size_t n, sdb_docinfo_t *out, int *rcs)
+{
+    (void)db;
+    for (size_t i = 0; i < n; i++)
+        rcs[i] = sdb_writer_commit(w[i], &out[i]);
+}
+
+/* PUT_END's checks (j->cur) of the upload j->up: its size and CRC32 against
+ * what was received and declared.  Returns 0 when the writer may commit;
+ * else the writer is aborted, the upload freed and answered with an ERROR
+ * in j->out, and the error is returned (also in j->err). */
+static int put_end_check(job_t *j)
 {
     upload_t *u = j->up;
-    sdb_proto_frame_t fr = { .hdr = j->f->hdr, .payload = j->f->payload };
-    sdb_proto_msg_t m;
-    int rc = sdb_proto_decode(&fr, &m);
+    const sdb_proto_msg_t m = j->cur->m;
+    int rc = j->cur->decode_rc;
     int decoded = rc == 0;
     uint32_t crc = 0;
-    j->done = 1;
     if (!rc)
         rc = sdb_writer_checksum(u->w, NULL, &crc);   /* the engine's CRC: no second pass */
     char msg[512];
@@ -616,7 +534,7 @@ static void run_put_end(job_t *j)
         if (decoded)
             snprintf(msg, sizeof(msg), "PUT_END: %s", sdb_proto_strerror(rc));
         else
-            errmsg_request(j->s->cfg, j->s->db, &j->f->hdr, 0, NULL, rc, msg, sizeof(msg));
+            errmsg_request(j->s->cfg, j->s->db, &j->cur->hdr, 0, NULL, rc, msg, sizeof(msg));
     } else if (m.u.put_end.size != u->got || m.u.put_end.crc32 != crc ||
                (u->declared != SDB_PROTO_UNSET && u->declared != u->got)) {
         rc = SDB_ECHECKSUM;
@@ -630,22 +548,43 @@ static void run_put_end(job_t *j)
     }
     if (rc) {
         sdb_writer_abort(u->w);
+        out_error(&j->out, u->rid, rc, 0, msg);
+        j->err = rc;
+        free(u);
+        j->up = NULL;
+    }
+    return rc;
+}
+
+/* Answers upload u after its commit (rc, info) and frees it. */
+static void put_end_answer(job_t *j, upload_t *u, int rc, const sdb_docinfo_t *info)
+{
+    char msg[512];
+    if (!rc) {
+        out_doc(&j->out, SDB_OP_DOC, u->rid, info);
     } else {
-        sdb_docinfo_t info;
-        rc = sdb_writer_commit(u->w, &info);
-        if (!rc)
-            out_doc(&j->out, SDB_OP_DOC, u->rid, &info);
-        else if (rc == SDB_ECONFLICT)
+        if (rc == SDB_ECONFLICT)
             errmsg_conflict(j->s->db, u->path, u->if_version, msg, sizeof(msg));
         else
             errmsg_storage(j->s->cfg, j->s->db, rc, msg, sizeof(msg));
-    }
-    u->w = NULL;
-    if (rc)
         out_error(&j->out, u->rid, rc, 0, msg);
-    j->err = rc;
+    }
     free(u);
+}
+
+static void run_put_end(job_t *j)
+{
+    upload_t *u = j->up;
+    j->done = 1;
+    if (put_end_check(j))
+        return;
+    sdb_docinfo_t info;
+    int rc;
+    commit_group(j->s->db, &u->w, 1, &info, &rc);
+    u->w = NULL;
+    j->err = rc;
     j->up = NULL;
+    put_end_answer(j, u, rc, &info);
 }
 
 /* PUT_BEGIN: opens the upload's writer (the upload is already the
@@ -653,10 +592,9 @@ static void run_put_end(job_t *j)
 static void run_put_begin(job_t *j)
 {
     upload_t *u = j->up;
-    sdb_proto_frame_t fr = { .hdr = j->f->hdr, .payload = j->f->payload };
-    sdb_proto_msg_t m;
+    const sdb_proto_msg_t m = j->cur->m;
     char *path = malloc(SDB_MAX_PATH + 1);
-    int rc = !path ? SDB_ENOMEM : sdb_proto_decode(&fr, &m);
+    int rc = !path ? SDB_ENOMEM : j->cur->decode_rc;
     int decoded = path && rc == 0;
     if (!rc && path_arg(&m.u.put_begin.path, path))
         rc = SDB_EINVAL;
@@ -669,7 +607,7 @@ static void run_put_begin(job_t *j)
     free(path);
     if (rc) {
         char msg[512];
-        errmsg_request(j->s->cfg, j->s->db, &j->f->hdr, decoded, decoded ? &m : NULL, rc, msg, sizeof(msg));
+        errmsg_request(j->s->cfg, j->s->db, &j->cur->hdr, decoded, decoded ? &m : NULL, rc, msg, sizeof(msg));
         u->failed = 1;
         u->w = NULL;
         out_error(&j->out, u->rid, rc, 0, msg);
@@ -690,11 +628,184 @@ static void run_put_abort(job_t *j)
     j->up = NULL;
 }
 
-static void work_cb(uv_work_t *w)
+/* A whole upload of a batch, frames begin (PUT_BEGIN), PUT_DATA..., end
+ * (PUT_END), all queued and checked by the loop as dispatch.c checks an
+ * upload's frames one by one: opens the writer, writes, checks.  Returns
+ * the upload ready to commit (its writer written, PUT_END's checks passed;
+ * the caller commits it and answers), or NULL when it was answered with an
+ * ERROR (j->err says which).  j->done is set. */
+static upload_t *run_upload(job_t *j, qframe_t *begin, qframe_t *end)
+{
+    upload_t *u = calloc(1, sizeof(*u));
+    j->done = 1;
+    if (!u) {
+        j->err = SDB_ENOMEM;
+        out_error(&j->out, begin->hdr.request_id, SDB_ENOMEM, 0, NULL);
+        return NULL;
+    }
+    u->rid = begin->hdr.request_id;
+    u->t0 = j->t0;
+    u->declared = begin->m.u.put_begin.size;
+    j->up = u;
+    j->cur = begin;
+    run_put_begin(j);
+    if (!u->failed && begin->next != end) {
+        j->cur = begin->next;
+        run_put_data(j);
+    }
+    if (!u->failed) {
+        j->cur = end;
+        if (put_end_check(j))         /* answered, u freed */
+            return NULL;
+        j->up = NULL;
+        return u;
+    }
+    free(u);                          /* failed: its writer is gone, its ERROR sent */
+    j->up = NULL;
+    return NULL;
+}
+
+/* Hands upload u (ready to commit) to the commit stage: appended to
+ * j->staged, allocated on the first.  0, or SDB_ENOMEM (u untouched). */
+static int stage_upload(job_t *j, upload_t *u)
+{
+    staged_t *st = j->staged;
+    if (!st) {
+        st = calloc(1, sizeof(*st));
+        if (!st)
+            return SDB_ENOMEM;
+        j->staged = st;
+    }
+    assert(st->n < BATCH_MAX);        /* a batch holds at most BATCH_MAX requests */
+    st->u[st->n] = u;
+    st->tail_from[st->n] = st->tail.len;
+    st->n++;
+    return 0;
+}
+
+/* JOB_BATCH: the requests of the chain j->f in order, each answer appended
+ * to j->out (invariant 1).  It stops before a request once the output holds
+ * a batch's worth (ops_batch_bytes), and after a request that leaves a
+ * stream going (a GET larger than what fits, a listing in pieces): the
+ * frames not run go to j->rest, back to the connection's queue.  Uploads
+ * that reach their commit are not committed here: they go to j->staged,
+ * for the server's commit stage to commit with those of other connections
+ * as one group; the batch then runs only further uploads (a request that
+ * might read what they write waits for their commits), and the ERRORs of
+ * uploads that fail before their commit wait behind them (staged tail). */
+static void run_batch(job_t *j)
+{
+    size_t budget = ops_batch_bytes(j->s);
+    qframe_t *f = j->f, *last = NULL;
+    while (f && !(j->nrec > 0 && j->out.len >= budget)) {
+        staged_t *st = j->staged;
+        if (st && f->hdr.opcode != SDB_OP_PUT_BEGIN)
+            break;                        /* after the commits (invariant 1) */
+        qframe_t *end = f;
+        j->cur = f;
+        j->base = j->out.len;
+        j->rid = f->hdr.request_id;
+        j->opcode = f->hdr.opcode;
+        j->err = 0;
+        j->done = 1;
+        if (f->hdr.opcode == SDB_OP_PUT_BEGIN) {
+            while (end->hdr.opcode != SDB_OP_PUT_END)   /* the loop queued it whole */
+                end = end->next;
+            /* behind staged uploads, its ERROR (if any) waits with them */
+            outbuf_t main = j->out;
+            if (st)
+                j->out = st->tail;
+            upload_t *u = run_upload(j, f, end);
+            if (st) {
+                st->tail = j->out;
+                j->out = main;
+            }
+            if (u) {
+                if (stage_upload(j, u) == 0) {
+                    j->done = 0;          /* recorded by the commit stage */
+                } else {
+                    /* no memory for the stage: commit it here, alone */
+                    sdb_docinfo_t info;
+                    commit_group(j->s->db, &u->w, 1, &info, &j->err);
+                    u->w = NULL;
+                    put_end_answer(j, u, j->err, &info);
+                }
+            }
+        } else if (f->hdr.opcode == SDB_OP_PING) {
+            sdb_proto_msg_t r = { .opcode = SDB_OP_PONG, .request_id = j->rid };
+            r.u.raw = f->m.u.raw;
+            j->err = out_msg(&j->out, &r);
+            if (j->err)
+                out_error(&j->out, j->rid, j->err, 0, NULL);
+        } else {
+            run_request(j);
+        }
+        if (j->done && j->nrec < BATCH_MAX) {
+            j->rec[j->nrec].opcode = j->opcode;
+            j->rec[j->nrec].err = j->err;
+            j->nrec++;
+        }
+        last = end;
+        f = end->next;
+        if (j->down || j->list)
+            break;
+    }
+    if (f) {
+        last->next = NULL;
+        j->rest = f;
+    }
+}
+
+/* JOB_COMMIT: commits the staged uploads of every batch job on the list
+ * j->stage_next as one group (commit_group) and answers each job's. */
+static void run_commit(job_t *j)
+{
+    size_t n = 0, k = 0;
+    for (job_t *b = j->stage_next; b; b = b->stage_next)
+        n += b->staged->n;
+    sdb_writer_t **w = malloc(n * sizeof(*w));
+    sdb_docinfo_t *info = malloc(n * sizeof(*info));
+    int *rcs = malloc(n * sizeof(*rcs));
+    if (w && info && rcs) {
+        for (job_t *b = j->stage_next; b; b = b->stage_next)
+            for (unsigned i = 0; i < b->staged->n; i++)
+                w[k++] = b->staged->u[i]->w;
+        commit_group(j->s->db, w, n, info, rcs);
+    }
+    k = 0;
+    for (job_t *b = j->stage_next; b; b = b->stage_next) {
+        staged_t *st = b->staged;
+        b->out.len = 0;
+        for (unsigned i = 0; i < st->n; i++, k++) {
+            sdb_docinfo_t one;
+            upload_t *u = st->u[i];
+            if (w && info && rcs) {
+                st->rc[i] = rcs[k];
+                one = info[k];
+            } else {
+                commit_group(j->s->db, &u->w, 1, &one, &st->rc[i]);   /* no memory: one by one */
+            }
+            u->w = NULL;
+            put_end_answer(b, u, st->rc[i], &one);
+            st->u[i] = NULL;
+            size_t from = st->tail_from[i], to = i + 1 < st->n ? st->tail_from[i + 1] : st->tail.len;
+            if (to > from && out_reserve(&b->out, to - from) == 0) {
+                memcpy(b->out.p + b->out.len, st->tail.p + from, to - from);
+                b->out.len += to - from;
+            }
+        }
+    }
+    free(w);
+    free(info);
+    free(rcs);
+}
+
+void job_work_cb(uv_work_t *w)
 {
     job_t *j = w->data;
     switch (j->kind) {
-    case JOB_REQ: run_request(j); break;
+    case JOB_BATCH: run_batch(j); break;
+    case JOB_COMMIT: run_commit(j); break;
     case JOB_PUT_BEGIN: run_put_begin(j); break;
     case JOB_PUT_DATA: run_put_data(j); break;
     case JOB_PUT_END: run_put_end(j); break;
@@ -711,395 +822,3 @@ static void work_cb(uv_work_t *w)
     }
 }
 
-/* STATS on the loop, once the engine's figures have come back. */
-static void stats_result(job_t *j)
-{
-    char *json = stats_json(j->s, j->have_st ? &j->st : NULL);
-    if (json) {
-        sdb_proto_msg_t r = { .opcode = SDB_OP_STATS_RESULT, .request_id = j->rid };
-        r.u.raw.ptr = (const uint8_t *)json;
-        r.u.raw.len = strlen(json);
-        j->err = out_msg(&j->out, &r);
-        free(json);
-    } else {
-        j->err = SDB_ENOMEM;
-    }
-    if (j->err) {
-        j->out.len = 0;
-        out_error(&j->out, j->rid, j->err, 0, NULL);
-    }
-}
-
-static void after_cb(uv_work_t *w, int status)
-{
-    job_t *j = w->data;
-    conn_t *c = j->c;
-    (void)status;
-    j->s->jobs--;
-    if (j->kind == JOB_RELEASE) {
-        free(j);
-        return;
-    }
-    if (j->kind == JOB_STATS)
-        stats_result(j);
-    c->up = j->up;
-    c->down = j->down;
-    c->list = j->list;
-    c->job_bytes = 0;
-    if (j->done)
-        stats_record(j->s, j->opcode, j->err, j->t0);
-    conn_send(c, &j->out);
-    free(j->out.p);
-    free_frames(j->f);
-    free(j);
-    conn_job_done(c);
-}
-
-static void start_job(conn_t *c, job_t *j)
-{
-    j->c = c;
-    j->s = c->srv;
-    j->work.data = j;
-    j->up = c->up;
-    j->down = c->down;
-    j->list = c->list;
-    c->up = NULL;
-    c->down = NULL;
-    c->list = NULL;
-    c->busy = 1;
-    for (qframe_t *f = j->f; f; f = f->next)   /* still counted (invariant 2) */
-        c->job_bytes += f->hdr.length + QFRAME_COST;
-    if (uv_queue_work(c->srv->loop, &j->work, work_cb, after_cb) < 0) {
-        c->up = j->up;
-        c->down = j->down;
-        c->list = j->list;
-        c->busy = 0;
-        c->job_bytes = 0;
-        if (c->up && !c->up->w)
-            c->up->failed = 1;         /* a PUT_BEGIN that never opened: end it silently */
-        send_now(c, j->rid, SDB_EINTERNAL, "cannot queue the request");
-        free_frames(j->f);
-        free(j);
-        return;
-    }
-    c->srv->jobs++;
-}
-
-void ops_release(server_t *s, sdb_writer_t *w, sdb_reader_t *r)
-{
-    job_t *j = calloc(1, sizeof(*j));
-    if (j) {
-        j->s = s;
-        j->kind = JOB_RELEASE;
-        j->work.data = j;
-        j->release_w = w;
-        j->release_r = r;
-        if (uv_queue_work(s->loop, &j->work, work_cb, after_cb) == 0) {
-            s->jobs++;
-            return;
-        }
-        free(j);
-    }
-    /* cannot hand it to a worker: do it here rather than leak it */
-    if (w)
-        sdb_writer_abort(w);
-    if (r)
-        sdb_reader_close(r);
-}
-
-void ops_continue(conn_t *c)
-{
-    job_t *j = calloc(1, sizeof(*j));
-    uint32_t rid = c->down ? c->down->rid : c->list->rid;
-    if (!j) {
-        conn_fatal(c, rid, SDB_ENOMEM, NULL);
-        return;
-    }
-    j->kind = c->down ? JOB_GET_MORE : JOB_LIST_MORE;
-    j->opcode = c->down ? c->down->opcode : c->list->opcode;
-    j->rid = rid;
-    j->t0 = c->down ? c->down->t0 : c->list->t0;
-    start_job(c, j);
-}
-
-/* ---- dispatch on the loop ---- */
-
-/* 1 when the client's token (got, gl bytes) equals the configured one (want,
- * wl bytes).  Lengths and bytes are compared without an early exit: the time
- * taken depends on wl only. */
-static int token_eq(const char *want, size_t wl, const char *got, size_t gl)
-{
-    unsigned char d = wl != gl;
-    for (size_t i = 0; i < wl; i++)
-        d |= (unsigned char)(want[i] ^ (i < gl ? got[i] : 0));
-    return d == 0;
-}
-
-static void do_hello(conn_t *c, qframe_t *f)
-{
-    server_t *s = c->srv;
-    const server_config_t *cfg = s->cfg;
-    uint32_t rid = f->hdr.request_id;
-    if (f->hdr.opcode != SDB_OP_HELLO) {
-        conn_fatal(c, rid, cfg->auth_token_len ? SDB_EAUTH : SDB_EPROTO,
-                   "the first frame must be HELLO");
-        return;
-    }
-    sdb_proto_frame_t fr = { .hdr = f->hdr, .payload = f->payload };
-    sdb_proto_msg_t m;
-    int rc = sdb_proto_decode(&fr, &m);
-    if (rc == SDB_EINVAL) {
-        char msg[64];
-        snprintf(msg, sizeof(msg), "HELLO: undefined flag bits 0x%02x",
-                 (unsigned)(f->hdr.flags & ~SDB_FLAG_REQUEST_MASK));
-        conn_fatal(c, rid, SDB_EINVAL, msg);
-        return;
-    }
-    if (rc) {
-        conn_fatal(c, rid, SDB_EPROTO, "malformed HELLO (bad magic, or a field cut short)");
-        return;
-    }
-    uint16_t version;
-    if (sdb_proto_negotiate(m.u.hello.min_version, m.u.hello.max_version, &version)) {
-        char msg[96];
-        snprintf(msg, sizeof(msg), "this server speaks protocol versions %u..%u",
-                 SDB_PROTO_VERSION_MIN, SDB_PROTO_VERSION);
-        conn_fatal(c, rid, SDB_EVERSION, msg);
-        return;
-    }
-    if (cfg->auth_token_len &&
-        !token_eq(cfg->auth_token, cfg->auth_token_len, m.u.hello.token.ptr, m.u.hello.token.len)) {
-        log_warn("conn %llu (%s): authentication failed", (unsigned long long)c->id, c->peer);
-        conn_fatal(c, rid, SDB_EAUTH, "authentication failed");
-        return;
-    }
-    c->hello = 1;
-    sdb_proto_decoder_set_limit(&c->dec, cfg->max_frame_bytes);
-    sdb_proto_msg_t r = { .opcode = SDB_OP_HELLO_OK, .request_id = rid };
-    r.u.hello_ok.version = version;
-    r.u.hello_ok.max_frame_bytes = cfg->max_frame_bytes;
-    r.u.hello_ok.chunk_bytes = cfg->chunk_bytes;
-    r.u.hello_ok.max_document_bytes = cfg->engine.max_document_size;
-    r.u.hello_ok.max_inflight = cfg->max_inflight;
-    r.u.hello_ok.server.ptr = "streamdbd " SDB_VERSION_STRING;
-    r.u.hello_ok.server.len = strlen(r.u.hello_ok.server.ptr);
-    outbuf_t o = { 0 };
-    out_msg(&o, &r);
-    conn_send(c, &o);
-    stats_record(s, SDB_OP_HELLO, 0, now_us());
-}
-
-/* Fails the open upload with err: ERROR now, the rest is discarded. */
-static void fail_upload(conn_t *c, int err, const char *msg)
-{
-    upload_t *u = c->up;
-    send_now(c, u->rid, err, msg);
-    ops_release(c->srv, u->w, NULL);
-    u->w = NULL;
-    u->failed = 1;
-}
-
-/* A new job of the given kind for request rid, owning frame(s) f; NULL when
- * out of memory (f stays the caller's). */
-static job_t *job_new(int kind, qframe_t *f, uint8_t opcode, uint32_t rid, uint64_t t0)
-{
-    job_t *j = calloc(1, sizeof(*j));
-    if (j) {
-        j->kind = kind;
-        j->f = f;
-        j->opcode = opcode;
-        j->rid = rid;
-        j->t0 = t0;
-    }
-    return j;
-}
-
-/* Continues c's upload with frame(s) f as a job of the given kind, recorded
- * in STATS under opcode from t0.  On allocation failure the upload fails. */
-static int upload_job(conn_t *c, int kind, uint8_t opcode, uint64_t t0, qframe_t *f)
-{
-    job_t *j = job_new(kind, f, opcode, f->hdr.request_id, t0);
-    if (!j) {
-        fail_upload(c, SDB_ENOMEM, NULL);
-        free_frames(f);
-        return 0;
-    }
-    start_job(c, j);
-    return 1;
-}
-
-int ops_dispatch(conn_t *c, qframe_t *f)
-{
-    server_t *s = c->srv;
-    uint8_t op = f->hdr.opcode;
-    uint32_t rid = f->hdr.request_id;
-    int started = 0;
-    if (!c->hello) {
-        do_hello(c, f);
-        free_frames(f);
-        return 0;
-    }
-    if (c->up) {                            /* invariant 4 */
-        upload_t *u = c->up;
-        if ((op != SDB_OP_PUT_DATA && op != SDB_OP_PUT_END && op != SDB_OP_PUT_ABORT) || rid != u->rid) {
-            conn_fatal(c, rid, SDB_EPROTO, "frame out of place during an upload");
-            free_frames(f);
-            return 0;
-        }
-        if (op != SDB_OP_PUT_END) {
-            /* PUT_DATA and PUT_ABORT are checked as every request is (flags,
-               layout); PUT_END is decoded by its job */
-            sdb_proto_frame_t fr = { .hdr = f->hdr, .payload = f->payload };
-            sdb_proto_msg_t m;
-            int rc = sdb_proto_decode(&fr, &m);
-            if (rc) {
-                char msg[128];
-                if (rc == SDB_EINVAL)
-                    snprintf(msg, sizeof(msg), "%s: undefined flag bits 0x%02x; the upload is %s",
-                             sdb_proto_opcode_name(op), f->hdr.flags & ~SDB_FLAG_REQUEST_MASK,
-                             op == SDB_OP_PUT_DATA ? "failed" : "aborted");
-                else
-                    snprintf(msg, sizeof(msg), "%s: a payload of %u bytes, its layout is empty; "
-                             "the upload is aborted", sdb_proto_opcode_name(op), f->hdr.length);
-                if (!u->failed) {
-                    fail_upload(c, rc, msg);
-                    stats_record(s, SDB_OP_PUT_BEGIN, rc, u->t0);
-                }
-                if (op == SDB_OP_PUT_DATA) {   /* the upload stays open, failed (6.2) */
-                    free_frames(f);
-                    return 0;
-                }
-            }
-        }
-        if (op == SDB_OP_PUT_DATA) {
-            if (u->failed) {
-                free_frames(f);
-                return 0;
-            }
-            if (f->hdr.length > s->cfg->chunk_bytes) {
-                char msg[96];
-                snprintf(msg, sizeof(msg), "PUT_DATA of %u bytes is over chunk_bytes (%u)",
-                         (unsigned)f->hdr.length, (unsigned)s->cfg->chunk_bytes);
-                fail_upload(c, SDB_ETOOLARGE, msg);
-                stats_record(s, SDB_OP_PUT_BEGIN, SDB_ETOOLARGE, u->t0);
-                free_frames(f);
-                return 0;
-            }
-            /* take the following PUT_DATA frames of this upload in the same
-             * job: up to half the cap, so that reading goes on meanwhile
-             * (the job's frames still count, invariant 2) */
-            qframe_t *last = f;
-            uint64_t bytes = f->hdr.length;
-            uint64_t most = s->cfg->max_output_bytes / 2 < (4u << 20) ? s->cfg->max_output_bytes / 2 : (4u << 20);
-            while (c->qhead && c->qhead->hdr.opcode == SDB_OP_PUT_DATA && c->qhead->hdr.request_id == rid &&
-                   !(c->qhead->hdr.flags & ~SDB_FLAG_REQUEST_MASK) &&
-                   c->qhead->hdr.length <= s->cfg->chunk_bytes && bytes < most) {
-                qframe_t *n = c->qhead;
-                c->qhead = n->next;
-                if (!c->qhead)
-                    c->qtail = &c->qhead;
-                c->qcount--;
-                c->qbytes -= n->hdr.length + QFRAME_COST;
-                bytes += n->hdr.length;
-                last->next = n;
-                n->next = NULL;
-                last = n;
-            }
-            return upload_job(c, JOB_PUT_DATA, SDB_OP_PUT_BEGIN, c->up->t0, f);   /* one PUT in STATS */
-        }
-        if (op == SDB_OP_PUT_ABORT && !u->failed) {
-            /* the writer is aborted on a worker (invariant 6) */
-            return upload_job(c, JOB_PUT_ABORT, SDB_OP_PUT_ABORT, 0, f);
-        }
-        if (u->failed) {               /* its writer is gone already: end silently */
-            if (u->w)
-                ops_release(s, u->w, NULL);
-            free(u);
-            c->up = NULL;
-            free_frames(f);
-            return 0;
-        }
-        return upload_job(c, JOB_PUT_END, SDB_OP_PUT_BEGIN, c->up->t0, f);
-    }
-    if (op == SDB_OP_PUT_DATA || op == SDB_OP_PUT_END || op == SDB_OP_PUT_ABORT) {
-        conn_fatal(c, rid, SDB_EPROTO, "upload frame outside an upload");
-        free_frames(f);
-        return 0;
-    }
-    sdb_proto_frame_t fr = { .hdr = f->hdr, .payload = f->payload };
-    sdb_proto_msg_t m;
-    int rc = sdb_proto_decode(&fr, &m);
-    int decoded = rc == 0;
-    if (!rc && sdb_proto_opcode_is_request(op) != 1)
-        rc = SDB_EOPCODE;
-    if (rc || op == SDB_OP_HELLO || op == SDB_OP_PING || op == SDB_OP_STATS || op == SDB_OP_PUT_BEGIN) {
-        uint64_t t0 = now_us();
-        outbuf_t o = { 0 };
-        if (op == SDB_OP_PUT_BEGIN) {
-            /* a malformed or refused PUT_BEGIN still opens an upload (failed) */
-            upload_t *u = calloc(1, sizeof(*u));
-            if (!u) {
-                conn_fatal(c, rid, SDB_ENOMEM, NULL);
-                free_frames(f);
-                return 0;
-            }
-            u->rid = rid;
-            u->t0 = t0;
-            u->declared = rc ? SDB_PROTO_UNSET : m.u.put_begin.size;
-            c->up = u;
-            if (!rc && (m.u.put_begin.path.len == 0 || m.u.put_begin.path.len > SDB_MAX_PATH))
-                rc = SDB_EINVAL;
-            if (!rc && u->declared != SDB_PROTO_UNSET && u->declared > s->cfg->engine.max_document_size)
-                rc = SDB_ETOOLARGE;
-            if (!rc) {
-                /* the writer opens on a worker (invariant 6) */
-                job_t *j = job_new(JOB_PUT_BEGIN, f, op, rid, t0);
-                if (j) {
-                    start_job(c, j);
-                    return 1;
-                }
-                rc = SDB_ENOMEM;
-            }
-            char msg[512];
-            errmsg_request(s->cfg, s->db, &f->hdr, decoded, decoded ? &m : NULL, rc, msg, sizeof(msg));
-            u->failed = 1;
-            out_error(&o, rid, rc, 0, msg);
-            stats_record(s, op, rc, t0);
-        } else if (rc) {
-            char msg[256];
-            errmsg_request(s->cfg, s->db, &f->hdr, 0, NULL, rc, msg, sizeof(msg));
-            out_error(&o, rid, rc, 0, msg);
-            stats_record(s, op, rc, t0);
-        } else if (op == SDB_OP_HELLO) {
-            out_error(&o, rid, SDB_EPROTO, 0, "the session is already open");
-            stats_record(s, op, SDB_EPROTO, t0);
-        } else if (op == SDB_OP_PING) {
-            sdb_proto_msg_t r = { .opcode = SDB_OP_PONG, .request_id = rid };
-            r.u.raw = m.u.raw;
-            out_msg(&o, &r);
-            stats_record(s, op, 0, t0);
-        } else {
-            /* STATS: the engine's figures are read on a worker (invariant 6) */
-            job_t *j = job_new(JOB_STATS, f, op, rid, t0);
-            if (j) {
-                j->done = 1;
-                start_job(c, j);
-                return 1;
-            }
-            out_error(&o, rid, SDB_ENOMEM, 0, NULL);
-            stats_record(s, op, SDB_ENOMEM, t0);
-        }
-        conn_send(c, &o);
-        free_frames(f);
-        return 0;
-    }
-    job_t *j = job_new(JOB_REQ, f, op, rid, now_us());
-    if (!j) {
-        send_now(c, rid, SDB_ENOMEM, NULL);
-        free_frames(f);
-        return 0;
-    }
-    start_job(c, j);
-    started = 1;
-    return started;
-}
