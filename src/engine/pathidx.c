@@ -3,10 +3,11 @@
  * in byte order (for seeks, prefix scans and cursors) plus a hash table that
  * finds a key in O(1) (for the engine's exact path lookups).
  *
- * Every key is one malloc'd pathidx_key_t.  Both structures point to it: the
- * hash table through the key's own hnext chain, the tree through the leaf
- * arrays and the separators of inner nodes.  No key text is copied into
- * nodes, so a key costs its entry plus one leaf slot and one bucket share.
+ * Every key is one pathidx_key_t, carved from a chunk of its size class
+ * (invariant 9).  Both structures point to it: the hash table through the
+ * key's own hnext chain, the tree through the leaf arrays and the
+ * separators of inner nodes.  No key text is copied into nodes, so a key
+ * costs its entry plus one leaf slot and one bucket share.
  *
  * Design notes (numbered invariants, checked by the unit tests through
  * seek/next/get):
@@ -42,12 +43,23 @@
  *      index unchanged.  A delete never allocates.  Resizing the hash table
  *      is an optimization: if that allocation fails the old table is kept.
  *   8. idx->mem is the sum of the sizes requested from malloc for the index
- *      header, the nodes, the bucket array and the key entries (allocator
- *      bookkeeping is not included).
+ *      header, the nodes and the bucket array, plus the size of every key
+ *      entry in use (for an entry from a chunk, its size class; see 9).
+ *      Chunk space not handed out yet, or back on a free list, and the
+ *      allocator's own bookkeeping are not included.
+ *   9. Key entries up to PI_CLASS_MAX * 8 bytes are carved from chunks, one
+ *      free list per size class of 8 bytes, not malloc'd one by one: a
+ *      malloc'd entry cost 8 bytes of malloc header and up to 15 of rounding
+ *      (about 20 bytes per real path), and a million malloc()s and free()s
+ *      dominated the engine's open and close.  A deleted entry goes on its
+ *      class's free list; chunks are released only by pathidx_free().
+ *      Larger entries are malloc'd (idx->nbig counts them, so that
+ *      pathidx_free() visits the keys only when there are some).
  */
 #include "pathidx.h"
 
 #include <assert.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +72,9 @@
 #define PI_MAX_HEIGHT 24                /* 2 + log32(2^64) < 24 */
 #define PI_HASH_MIN 16                  /* smallest bucket count (power of two) */
 #define PI_HASH_LOAD 2                  /* double the buckets above this many keys each */
+#define PI_CLASS_MAX 64                 /* entries up to 64 * 8 bytes come from chunks */
+#define PI_CHUNK_MIN 2048               /* the first chunk of a class, in bytes */
+#define PI_CHUNK_MAX 65536              /* chunks double up to this size */
 
 /* A rebalance needs a sibling, so an inner node keeps at least 2 children;
  * two nodes just under/at the minimum must fit in one (merge); a split
@@ -85,6 +100,14 @@ typedef struct pi_inner {
     pi_node_t *child[PI_INNER_MAX];
 } pi_inner_t;
 
+/* The entries of one size class (invariant 9). */
+typedef struct {
+    void *free;                 /* freed entries, linked through their first word */
+    char *cur;                  /* the unused end of the newest chunk */
+    size_t left;                /* its bytes */
+    size_t next_chunk;          /* bytes of the class's next chunk */
+} pi_class_t;
+
 struct pathidx {
     pi_node_t *root;
     uint32_t height;            /* levels, leaves included */
@@ -93,6 +116,9 @@ struct pathidx {
     size_t nbuckets;            /* power of two */
     size_t mem;                 /* bytes requested from malloc, see invariant 8 */
     pathidx_key_t *last_put;    /* the key the previous put inserted, or NULL */
+    void *chunks;               /* every key chunk, linked through its first word */
+    size_t nbig;                /* malloc'd key entries (invariant 9) */
+    pi_class_t cls[PI_CLASS_MAX + 1];   /* cls[c]: entries of c * 8 bytes */
 };
 
 /* The root-to-leaf path of a search: node[d] at depth d and the index of
@@ -141,6 +167,66 @@ static inline int pi_cmp(const pathidx_key_t *k, const char *p, size_t len)
     if (c != 0)
         return c;
     return (k->len > len) - (k->len < len);
+}
+
+/* The bytes a key entry of len bytes takes: its size class (a multiple of
+ * 8) when it comes from a chunk, else its exact size (invariant 9). */
+static size_t pi_key_size(size_t len)
+{
+    size_t sz = offsetof(pathidx_key_t, bytes) + len + 1;
+    size_t rounded = (sz + 7) & ~(size_t)7;
+
+    return rounded <= PI_CLASS_MAX * 8 ? rounded : sz;
+}
+
+/* Returns an uninitialized entry for a key of len bytes, or NULL when out
+ * of memory.  Changes nothing that a reader of the index can see. */
+static pathidx_key_t *pi_key_alloc(pathidx_t *idx, size_t len)
+{
+    size_t sz = pi_key_size(len);
+    pi_class_t *c;
+    void *e;
+
+    if (sz > PI_CLASS_MAX * 8)
+        return malloc(sz);
+    c = &idx->cls[sz / 8];
+    if (c->free != NULL) {
+        e = c->free;
+        memcpy(&c->free, e, sizeof(void *));
+        return e;
+    }
+    if (c->left < sz) {
+        size_t cb = c->next_chunk ? c->next_chunk : PI_CHUNK_MIN;
+        char *chunk;
+
+        if (cb < 8 + sz)
+            cb = 8 + sz;
+        chunk = malloc(cb);
+        if (chunk == NULL)
+            return NULL;
+        memcpy(chunk, &idx->chunks, sizeof(void *));
+        idx->chunks = chunk;
+        c->cur = chunk + 8;
+        c->left = cb - 8;
+        c->next_chunk = cb * 2 <= PI_CHUNK_MAX ? cb * 2 : PI_CHUNK_MAX;
+    }
+    e = c->cur;
+    c->cur += sz;
+    c->left -= sz;
+    return e;
+}
+
+/* Returns entry k (from pi_key_alloc, for the same length) for reuse. */
+static void pi_key_release(pathidx_t *idx, pathidx_key_t *k, size_t len)
+{
+    size_t sz = pi_key_size(len);
+
+    if (sz > PI_CLASS_MAX * 8) {
+        free(k);
+        return;
+    }
+    memcpy(k, &idx->cls[sz / 8].free, sizeof(void *));
+    idx->cls[sz / 8].free = k;
 }
 
 /* ---- hash table ------------------------------------------------------------------ */
@@ -235,6 +321,22 @@ static pi_leaf_t *pi_descend(const pathidx_t *idx, const char *key, size_t len, 
     if (path != NULL)
         path->node[d] = n;
     assert(n->is_leaf);
+    return LEAF(n);
+}
+
+/* Descends to the last leaf along the rightmost children, recording the
+ * path as pi_descend does. */
+static pi_leaf_t *pi_descend_last(const pathidx_t *idx, pi_path_t *path)
+{
+    pi_node_t *n = idx->root;
+    uint32_t d;
+
+    for (d = 0; d + 1 < idx->height; d++) {
+        path->node[d] = n;
+        path->pos[d] = (int)n->n - 1;
+        n = INNER(n)->child[n->n - 1];
+    }
+    path->node[d] = n;
     return LEAF(n);
 }
 
@@ -471,16 +573,19 @@ fail:
     return NULL;
 }
 
-static void pi_free_tree(pi_node_t *n)
+/* Frees node n and its subtree, and the malloc'd key entries in it when
+ * big_keys (the others go with their chunks). */
+static void pi_free_tree(pi_node_t *n, int big_keys)
 {
     uint32_t i;
 
     if (n->is_leaf) {
-        for (i = 0; i < n->n; i++)
-            free(LEAF(n)->keys[i]);
+        for (i = 0; big_keys && i < n->n; i++)
+            if (pi_key_size(LEAF(n)->keys[i]->len) > PI_CLASS_MAX * 8)
+                free(LEAF(n)->keys[i]);
     } else {
         for (i = 0; i < n->n; i++)
-            pi_free_tree(INNER(n)->child[i]);
+            pi_free_tree(INNER(n)->child[i], big_keys);
     }
     free(n);
 }
@@ -490,9 +595,15 @@ static void pi_free_tree(pi_node_t *n)
  * the index becomes invalid.  NULL is accepted. */
 void pathidx_free(pathidx_t *idx)
 {
+    void *c, *next;
+
     if (idx == NULL)
         return;
-    pi_free_tree(idx->root);
+    pi_free_tree(idx->root, idx->nbig > 0);
+    for (c = idx->chunks; c != NULL; c = next) {
+        memcpy(&next, c, sizeof(void *));
+        free(c);
+    }
     free(idx->buckets);
     free(idx);
 }
@@ -523,9 +634,16 @@ int pathidx_put(pathidx_t *idx, const char *path, size_t len, void *val,
 
     assert(len <= SDB_MAX_PATH);
     /* The descent is needed for an insert anyway, and an existing key is in
-     * that leaf: no hash-chain walk (a cache miss per entry) for new keys. */
-    leaf = pi_descend(idx, path, len, &pp);
-    pos = pi_leaf_search(leaf, path, len, 1);
+     * that leaf: no hash-chain walk (a cache miss per entry) for new keys.
+     * A key after the last one (a load in byte order: a checkpoint) goes to
+     * the last leaf: the rightmost path, with no key comparisons on it. */
+    leaf = idx->count > 0 ? pi_descend_last(idx, &pp) : NULL;
+    if (leaf != NULL && pi_cmp(leaf->keys[leaf->hdr.n - 1], path, len) < 0) {
+        pos = (int)leaf->hdr.n;
+    } else {
+        leaf = pi_descend(idx, path, len, &pp);
+        pos = pi_leaf_search(leaf, path, len, 1);
+    }
     if (pos < (int)leaf->hdr.n && pi_cmp(leaf->keys[pos], path, len) == 0) {
         k = leaf->keys[pos];
         if (old != NULL)
@@ -544,7 +662,7 @@ int pathidx_put(pathidx_t *idx, const char *path, size_t len, void *val,
         if (d < 0)
             need++;
     }
-    k = malloc(sizeof(*k) + len + 1);
+    k = pi_key_alloc(idx, len);
     if (k == NULL)
         return SDB_ENOMEM;
     for (; nspare < need; nspare++) {
@@ -561,7 +679,8 @@ int pathidx_put(pathidx_t *idx, const char *path, size_t len, void *val,
     if (len > 0)
         memcpy(k->bytes, path, len);
     k->bytes[len] = '\0';
-    idx->mem += sizeof(*k) + len + 1;
+    idx->mem += pi_key_size(len);
+    idx->nbig += pi_key_size(len) > PI_CLASS_MAX * 8;
 
     if (idx->count + 1 > PI_HASH_LOAD * idx->nbuckets)
         pi_hash_resize(idx, idx->nbuckets * 2);
@@ -605,7 +724,7 @@ int pathidx_put(pathidx_t *idx, const char *path, size_t len, void *val,
 fail:
     while (nspare > 0)
         free(spare[--nspare]);
-    free(k);
+    pi_key_release(idx, k, len);
     return SDB_ENOMEM;
 }
 
@@ -672,12 +791,26 @@ int pathidx_del(pathidx_t *idx, const char *path, size_t len, void **old)
         idx->last_put = NULL;
     if (old != NULL)
         *old = k->val;
-    idx->mem -= sizeof(*k) + k->len + 1;
-    free(k);
+    idx->mem -= pi_key_size(len);
+    idx->nbig -= pi_key_size(len) > PI_CLASS_MAX * 8;
+    pi_key_release(idx, k, len);
     idx->count--;
     if (idx->nbuckets > PI_HASH_MIN && idx->count * 4 < idx->nbuckets)
         pi_hash_resize(idx, idx->nbuckets / 2);
     return 0;
+}
+
+/* Makes the hash table large enough for n keys in all (a load of n keys then
+ * rehashes nothing).  An optimization only: when the allocation fails the
+ * table stays as it is and grows as keys come. */
+void pathidx_reserve(pathidx_t *idx, size_t n)
+{
+    size_t nb = idx->nbuckets;
+
+    while (n > PI_HASH_LOAD * nb && nb < ((size_t)1 << 40))
+        nb *= 2;
+    if (nb > idx->nbuckets)
+        pi_hash_resize(idx, nb);
 }
 
 /* Returns the number of keys in the index. */

@@ -56,6 +56,10 @@ int pathidx_put(pathidx_t *idx, const char *path, size_t len, void *val,
  * freed.  Returns 0 or SDB_ENOTFOUND. */
 int pathidx_del(pathidx_t *idx, const char *path, size_t len, void **old);
 
+/* Sizes the hash table for n keys in all, so that loading them rehashes
+ * nothing.  Cannot fail (without memory the table grows as keys come). */
+void pathidx_reserve(pathidx_t *idx, size_t n);
+
 /* Number of keys. */
 size_t pathidx_count(const pathidx_t *idx);
 

@@ -12,7 +12,7 @@ void slab_init(slab_t *s, size_t objsize)
 {
     memset(s, 0, sizeof(*s));
     pthread_mutex_init(&s->lock, NULL);
-    s->objsize = (objsize + 15) & ~(size_t)15;
+    s->objsize = (objsize + 7) & ~(size_t)7;
     s->per_chunk = CHUNK_BYTES / s->objsize;
     s->used_in_last = s->per_chunk;        /* no chunk yet */
 }
@@ -66,4 +66,18 @@ void slab_destroy(slab_t *s)
     free(s->chunks);
     pthread_mutex_destroy(&s->lock);
     memset(s, 0, sizeof(*s));
+}
+
+int slab_foreach(slab_t *s, int (*fn)(void *obj, void *arg), void *arg)
+{
+    for (size_t i = 0; i < s->nchunks; i++) {
+        size_t n = i + 1 == s->nchunks ? s->used_in_last : s->per_chunk;
+        char *c = s->chunks[i];
+        for (size_t j = 0; j < n; j++) {
+            int rc = fn(c + j * s->objsize, arg);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
 }
