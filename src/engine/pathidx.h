@@ -45,6 +45,10 @@ void pathidx_free(pathidx_t *idx);
 /* Returns the key entry for path[0..len), or NULL when absent. */
 pathidx_key_t *pathidx_get(const pathidx_t *idx, const char *path, size_t len);
 
+/* Prefetches the hash bucket of path for a put or get soon after (many
+ * keys at hand: their cache misses overlap).  Changes nothing. */
+void pathidx_prefetch(const pathidx_t *idx, const char *path, size_t len);
+
 /* Inserts path -> val, or replaces the value when path exists.  On success
  * stores the key entry in *keyp (may be NULL) and the previous value (or
  * NULL when the path was new) in *old (may be NULL).

@@ -293,6 +293,59 @@ START_TEST(test_many_bindings)
 }
 END_TEST
 
+START_TEST(test_interleaved_bindings)
+{
+    /* Five documents bound to 400 paths in turn (path j to document
+     * (7 j) mod 5), so that in the checkpoint's byte order each document's
+     * bindings come between the others': a reopen that loads them in
+     * batches must give each binding its own slot of its document. */
+    env_t e;
+    env_init(&e, _i, "ib");
+    sdb_t *db = env_open(&e);
+    sdb_docinfo_t docs[5];
+    char path[64];
+    for (int k = 0; k < 5; k++) {
+        snprintf(path, sizeof path, "/doc/%d", k);
+        docs[k] = put_ok(db, path, path, strlen(path));
+    }
+    for (int j = 0; j < 400; j++) {
+        snprintf(path, sizeof path, "/p/%04d", j);
+        CK_OK(sdb_bind(db, &docs[(j * 7) % 5].id, path));
+    }
+    for (int pass = 0; pass < 3; pass++) {
+        if (pass > 0)
+            db = env_reopen(&e, db);
+        for (int j = 0; j < 400; j++) {
+            snprintf(path, sizeof path, "/p/%04d", j);
+            expect_lookup(db, path, &docs[(j * 7) % 5].id, 1, strlen("/doc/0"));
+        }
+        for (int k = 0; k < 5; k++) {
+            tu_list_t l;
+            list_paths(db, &docs[k].id, &l);
+            ck_assert_uint_eq(l.n, 81);
+            for (size_t i = 0; i < 80; i++) {
+                /* the j with (7 j) mod 5 == k, in order: j = 3k mod 5 + 5 i */
+                snprintf(path, sizeof path, "/p/%04zu", (size_t)((3 * k) % 5) + 5 * i);
+                ck_assert_str_eq(l.paths[i + 1], path);
+            }
+            tu_list_free(&l);
+        }
+        sdb_stats_t st = stats(db);
+        ck_assert_uint_eq(st.documents, 5);
+        ck_assert_uint_eq(st.paths, 405);
+        if (pass == 1) {
+            /* unbind some, so that the next checkpoint differs */
+            for (int j = 0; j < 400; j += 50) {
+                snprintf(path, sizeof path, "/p/%04d", j);
+                CK_OK(sdb_unbind(db, &docs[(j * 7) % 5].id, path));
+                CK_OK(sdb_bind(db, &docs[(j * 7) % 5].id, path));
+            }
+        }
+    }
+    CK_OK(sdb_close(db));
+}
+END_TEST
+
 START_TEST(test_prefix_search)
 {
     env_t e;
@@ -2261,6 +2314,7 @@ Suite *suite_api(void)
     tc = tcase(s, "paths", 60);
     tcase_add_loop_test(tc, test_list_paths_bind, 0, 2);
     tcase_add_loop_test(tc, test_many_bindings, 0, 2);
+    tcase_add_loop_test(tc, test_interleaved_bindings, 0, 3);
     tcase_add_loop_test(tc, test_prefix_search, 0, 2);
     tcase_add_loop_test(tc, test_delete_id, 0, 2);
     tcase_add_loop_test(tc, test_unbind_one, 0, 2);

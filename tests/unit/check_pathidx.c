@@ -1117,6 +1117,7 @@ static void *t_fault_calloc(size_t n, size_t m)
 #define pathidx_seek fs_pathidx_seek
 #define pathidx_next fs_pathidx_next
 #define pathidx_reserve fs_pathidx_reserve
+#define pathidx_prefetch fs_pathidx_prefetch
 #include "engine/pathidx.c"
 #undef malloc
 #undef calloc
@@ -1130,6 +1131,7 @@ static void *t_fault_calloc(size_t n, size_t m)
 #undef pathidx_seek
 #undef pathidx_next
 #undef pathidx_reserve
+#undef pathidx_prefetch
 
 START_TEST(test_enomem_new)
 {
