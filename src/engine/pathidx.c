@@ -864,3 +864,19 @@ pathidx_key_t *pathidx_next(pathidx_iter_t *it)
         return NULL;
     return leaf->keys[it->pos++];
 }
+
+/* Returns the key `ahead` places after the one pathidx_next() returns next
+ * (0: that very key), or NULL past the end; the cursor does not move.  For
+ * prefetching: a scan that asks for keys a few places ahead can have their
+ * cache misses overlap.  Costs a walk over the leaves in between. */
+pathidx_key_t *pathidx_peek(const pathidx_iter_t *it, unsigned ahead)
+{
+    const pi_leaf_t *leaf = it->leaf;
+    size_t pos = (size_t)it->pos + ahead;
+
+    while (leaf != NULL && pos >= leaf->hdr.n) {
+        pos -= leaf->hdr.n;
+        leaf = leaf->next;
+    }
+    return leaf != NULL ? leaf->keys[pos] : NULL;
+}

@@ -78,4 +78,9 @@ void pathidx_seek(const pathidx_t *idx, pathidx_iter_t *it, const char *key, siz
 /* Returns the key at the cursor and advances it, or NULL at the end. */
 pathidx_key_t *pathidx_next(pathidx_iter_t *it);
 
+/* Returns the key `ahead` places after the one pathidx_next() would return
+ * (0: that key), or NULL past the end, without moving the cursor: a scan
+ * prefetches what it will read a few keys later. */
+pathidx_key_t *pathidx_peek(const pathidx_iter_t *it, unsigned ahead);
+
 #endif

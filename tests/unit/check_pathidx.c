@@ -915,6 +915,49 @@ START_TEST(test_reserve)
 }
 END_TEST
 
+START_TEST(test_peek)
+{
+    /* pathidx_peek(it, a) is the key that a more pathidx_next() calls
+     * later return, across leaf boundaries, and NULL past the end. */
+    t_pool p;
+    pathidx_t *idx = pathidx_new();
+    pathidx_iter_t it;
+    size_t i, n = 0;
+
+    t_pool_random(&p, 3000, 12, 5);
+    for (i = 0; i < p.n; i++)
+        if (i % 3 != 1)
+            t_pool_put(idx, &p, i, T_VAL(i));
+    for (i = 0; i < p.n; i += 97) {
+        pathidx_seek(idx, &it, p.k[i].s, p.k[i].len, (int)(i % 2));
+        size_t at = t_pool_next_in(&p, t_pool_bound(&p, p.k[i].s, p.k[i].len, (int)(i % 2)));
+        for (int step = 0; step < 150; step++) {
+            size_t want = at;
+            for (unsigned a = 0; a < 140; a++) {
+                pathidx_key_t *k = pathidx_peek(&it, a);
+                if (want >= p.n) {
+                    T_CHECK(k == NULL, "peek %u past the end", a);
+                    break;
+                }
+                t_expect_key(&p, want, k, "peek");
+                want = t_pool_next_in(&p, want + 1);
+                n++;
+            }
+            pathidx_key_t *k = pathidx_next(&it);
+            if (at >= p.n) {
+                T_CHECK(k == NULL, "next past the end");
+                break;
+            }
+            t_expect_key(&p, at, k, "next after peeks");
+            at = t_pool_next_in(&p, at + 1);
+        }
+    }
+    ck_assert_uint_gt(n, 100000);
+    pathidx_free(idx);
+    t_pool_free(&p);
+}
+END_TEST
+
 /* ---- The real paths sample ------------------------------------------------------ */
 
 #define T_SAMPLE "paths-sample.txt.gz"
@@ -1118,6 +1161,7 @@ static void *t_fault_calloc(size_t n, size_t m)
 #define pathidx_next fs_pathidx_next
 #define pathidx_reserve fs_pathidx_reserve
 #define pathidx_prefetch fs_pathidx_prefetch
+#define pathidx_peek fs_pathidx_peek
 #include "engine/pathidx.c"
 #undef malloc
 #undef calloc
@@ -1132,6 +1176,7 @@ static void *t_fault_calloc(size_t n, size_t m)
 #undef pathidx_next
 #undef pathidx_reserve
 #undef pathidx_prefetch
+#undef pathidx_peek
 
 START_TEST(test_enomem_new)
 {
@@ -1269,6 +1314,7 @@ Suite *suite_pathidx(void)
     tcase_add_test(tc, test_long_keys);
     tcase_add_test(tc, test_key_classes);
     tcase_add_test(tc, test_reserve);
+    tcase_add_test(tc, test_peek);
     tcase_add_test(tc, test_seek_cases);
     suite_add_tcase(s, tc);
 
