@@ -47,12 +47,15 @@
  *      entry in use (for an entry from a chunk, its size class; see 9).
  *      Chunk space not handed out yet, or back on a free list, and the
  *      allocator's own bookkeeping are not included.
- *   9. Key entries up to PI_CLASS_MAX * 8 bytes are carved from chunks, one
- *      free list per size class of 8 bytes, not malloc'd one by one: a
+ *   9. Key entries up to PI_CLASS_MAX * 8 bytes are carved from chunks
+ *      (one bump region for all sizes, chunks doubling from PI_CHUNK_MIN to
+ *      a 2 MiB huge page, slab_chunk_alloc), with one free list per size
+ *      class of 8 bytes, not malloc'd one by one: a
  *      malloc'd entry cost 8 bytes of malloc header and up to 15 of rounding
  *      (about 20 bytes per real path), and a million malloc()s and free()s
  *      dominated the engine's open and close.  A deleted entry goes on its
- *      class's free list; chunks are released only by pathidx_free().
+ *      class's free list, and so does the tail of a chunk too short for the
+ *      next entry; chunks are released only by pathidx_free().
  *      Larger entries are malloc'd (idx->nbig counts them, so that
  *      pathidx_free() visits the keys only when there are some).
  */
@@ -64,6 +67,7 @@
 #include <string.h>
 
 #include "streamdb.h"
+#include "engine/slab.h"
 
 #define PI_LEAF_MAX 64                  /* keys per leaf */
 #define PI_LEAF_MIN (PI_LEAF_MAX / 2)   /* rebalance a leaf below this */
@@ -73,8 +77,9 @@
 #define PI_HASH_MIN 16                  /* smallest bucket count (power of two) */
 #define PI_HASH_LOAD 2                  /* double the buckets above this many keys each */
 #define PI_CLASS_MAX 64                 /* entries up to 64 * 8 bytes come from chunks */
-#define PI_CHUNK_MIN 2048               /* the first chunk of a class, in bytes */
-#define PI_CHUNK_MAX 65536              /* chunks double up to this size */
+#define PI_CHUNK_MIN 4096               /* the first key chunk, in bytes */
+#define PI_CHUNK_MAX SLAB_HUGE_BYTES    /* key chunks double up to this size */
+#define PI_ENTRY_MIN 32                 /* the smallest entry: header, 1 byte, NUL */
 
 /* A rebalance needs a sibling, so an inner node keeps at least 2 children;
  * two nodes just under/at the minimum must fit in one (merge); a split
@@ -100,12 +105,10 @@ typedef struct pi_inner {
     pi_node_t *child[PI_INNER_MAX];
 } pi_inner_t;
 
-/* The entries of one size class (invariant 9). */
+/* The free entries of one size class (invariant 9), linked through their
+ * first word. */
 typedef struct {
-    void *free;                 /* freed entries, linked through their first word */
-    char *cur;                  /* the unused end of the newest chunk */
-    size_t left;                /* its bytes */
-    size_t next_chunk;          /* bytes of the class's next chunk */
+    void *free;
 } pi_class_t;
 
 struct pathidx {
@@ -117,6 +120,9 @@ struct pathidx {
     size_t mem;                 /* bytes requested from malloc, see invariant 8 */
     pathidx_key_t *last_put;    /* the key the previous put inserted, or NULL */
     void *chunks;               /* every key chunk, linked through its first word */
+    char *cur;                  /* the unused end of the newest chunk */
+    size_t left;                /* its bytes */
+    size_t next_chunk;          /* bytes of the next chunk */
     size_t nbig;                /* malloc'd key entries (invariant 9) */
     pi_class_t cls[PI_CLASS_MAX + 1];   /* cls[c]: entries of c * 8 bytes */
 };
@@ -195,24 +201,26 @@ static pathidx_key_t *pi_key_alloc(pathidx_t *idx, size_t len)
         memcpy(&c->free, e, sizeof(void *));
         return e;
     }
-    if (c->left < sz) {
-        size_t cb = c->next_chunk ? c->next_chunk : PI_CHUNK_MIN;
-        char *chunk;
+    if (idx->left < sz) {
+        size_t cb = idx->next_chunk ? idx->next_chunk : PI_CHUNK_MIN;
+        char *chunk = cb == SLAB_HUGE_BYTES ? slab_chunk_alloc(cb) : malloc(cb);
 
-        if (cb < 8 + sz)
-            cb = 8 + sz;
-        chunk = malloc(cb);
         if (chunk == NULL)
             return NULL;
+        if (idx->left >= PI_ENTRY_MIN) {
+            /* the old chunk's tail: an entry of its class */
+            memcpy(idx->cur, &idx->cls[idx->left / 8].free, sizeof(void *));
+            idx->cls[idx->left / 8].free = idx->cur;
+        }
         memcpy(chunk, &idx->chunks, sizeof(void *));
         idx->chunks = chunk;
-        c->cur = chunk + 8;
-        c->left = cb - 8;
-        c->next_chunk = cb * 2 <= PI_CHUNK_MAX ? cb * 2 : PI_CHUNK_MAX;
+        idx->cur = chunk + 8;
+        idx->left = cb - 8;
+        idx->next_chunk = cb * 2 <= PI_CHUNK_MAX ? cb * 2 : PI_CHUNK_MAX;
     }
-    e = c->cur;
-    c->cur += sz;
-    c->left -= sz;
+    e = idx->cur;
+    idx->cur += sz;
+    idx->left -= sz;
     return e;
 }
 

@@ -1,6 +1,7 @@
 /*
  * slab.h -- a fixed-size object allocator (private): objects are carved from
- * 64 KiB chunks and recycled through a free list, and destroying the slab
+ * chunks (64 KiB, doubling up to a 2 MiB huge page each) and recycled
+ * through a free list, and destroying the slab
  * releases every chunk at once.  The engine keeps millions of small document
  * and version records; malloc/free of each one dominated open and close.
  * Objects are aligned to 8 bytes (every record holds at most 64-bit
@@ -13,14 +14,25 @@
 #include <pthread.h>
 #include <stddef.h>
 
+/* The largest chunk: one transparent huge page.  A million records span
+ * hundreds of megabytes that lookups and listings touch at random; in 4 KiB
+ * pages nearly every such touch also missed the TLB. */
+#define SLAB_HUGE_BYTES ((size_t)2 << 20)
+
 typedef struct {
     pthread_mutex_t lock;
-    size_t objsize, per_chunk;
+    size_t objsize, per_chunk;     /* per_chunk: objects in the newest chunk */
     void *free_list;
     void **chunks;
     size_t nchunks, cap;
     size_t used_in_last;           /* objects handed out of the newest chunk */
 } slab_t;
+
+/* Returns n bytes from malloc, or, for n == SLAB_HUGE_BYTES, an aligned
+ * block advised to the kernel as a transparent huge page (MADV_HUGEPAGE);
+ * either way freed with free().  NULL when out of memory.  (Also the path
+ * index's key chunks.) */
+void *slab_chunk_alloc(size_t n);
 
 /* Sets up a slab of objects of objsize bytes. */
 void slab_init(slab_t *s, size_t objsize);
