@@ -832,49 +832,6 @@ static int keycmp(const char *a, size_t al, const char *b, size_t bl)
     return c ? c : (al > bl) - (al < bl);
 }
 
-/* A listing reads, per entry, the key (in the index), its document and the
- * document's current version: three dependent cache misses, 200 ns or more
- * each when paid one after the other.  Each step of the scan prefetches the
- * key SP_KEY places ahead, the document of the key SP_DOC places ahead (whose
- * entry was prefetched earlier) and the version of the one SP_VER ahead, so
- * that the misses of several entries overlap. */
-enum { SP_KEY = 8, SP_DOC = 5, SP_VER = 2 };
-
-static inline void prefetch_key(const pathidx_key_t *k)
-{
-    __builtin_prefetch(k);
-    __builtin_prefetch((const char *)k + 64);
-}
-
-/* After a seek: the first entries' keys, then their documents. */
-static void search_prefetch_start(const pathidx_iter_t *it)
-{
-    for (unsigned i = 0; i < SP_KEY; i++) {
-        const pathidx_key_t *k = pathidx_peek(it, i);
-        if (!k)
-            return;
-        prefetch_key(k);
-    }
-    for (unsigned i = 0; i < SP_DOC; i++) {
-        const pathidx_key_t *k = pathidx_peek(it, i);
-        if (!k)
-            return;
-        __builtin_prefetch(k->val);
-    }
-}
-
-/* One step: the cursor has just passed an entry. */
-static void search_prefetch(const pathidx_iter_t *it)
-{
-    const pathidx_key_t *k = pathidx_peek(it, SP_KEY - 1);
-    if (k)
-        prefetch_key(k);
-    if ((k = pathidx_peek(it, SP_DOC - 1)) != NULL)
-        __builtin_prefetch(k->val);
-    if ((k = pathidx_peek(it, SP_VER - 1)) != NULL)
-        __builtin_prefetch(((const doc_t *)k->val)->cur);
-}
-
 int sdb_search(sdb_t *db, const char *prefix, const sdb_search_opts_t *opts, sdb_entry_cb cb,
                void *arg)
 {
@@ -895,9 +852,9 @@ int sdb_search(sdb_t *db, const char *prefix, const sdb_search_opts_t *opts, sdb
     else
         pathidx_seek(db->paths, &it, prefix, plen, 1);
     pathidx_key_t *k;
-    search_prefetch_start(&it);
+    paths_prefetch_start(&it);
     while ((k = pathidx_next(&it)) != NULL) {
-        search_prefetch(&it);
+        paths_prefetch_step(&it);
         if (k->len < plen || memcmp(k->bytes, prefix, plen) != 0)
             break;
         const char *dp = delim ? memchr(k->bytes + plen, delim, k->len - plen) : NULL;
@@ -915,7 +872,7 @@ int sdb_search(sdb_t *db, const char *prefix, const sdb_search_opts_t *opts, sdb
             if (!sl)
                 break;
             pathidx_seek(db->paths, &it, tmp, sl, 1);
-            search_prefetch_start(&it);
+            paths_prefetch_start(&it);
         } else {
             sdb_docinfo_t info;
             doc_t *d = k->val;

@@ -493,8 +493,10 @@ static int cpenc_step(sdb_t *db, cpenc_t *e, buf_t *b, uint64_t budget_ns)
         pathidx_key_t *k;
         pathidx_seek(db->paths, &it, e->started ? e->last : NULL, e->started ? e->last_len : 0,
                      !e->started);
+        paths_prefetch_start(&it);
         while ((k = pathidx_next(&it)) != NULL) {
             doc_t *d = k->val;
+            paths_prefetch_step(&it);
             if (d->cp_mark != e->mark && (rc = encode_doc(db, d, e->mark, b, &e->vs, &e->vcap)))
                 return rc;
             if ((rc = rec_bind(b, &d->id, k->bytes, k->len)))

@@ -258,7 +258,8 @@ static pathidx_key_t *pi_hash_find(const pathidx_t *idx, const char *p, size_t l
  * (lookups stay correct, only chains get longer). */
 static void pi_hash_resize(pathidx_t *idx, size_t nb)
 {
-    pathidx_key_t **nbk = calloc(nb, sizeof(*nbk));
+    pathidx_key_t **nbk = nb * sizeof(*nbk) >= SLAB_HUGE_BYTES ? slab_table_calloc(nb, sizeof(*nbk))
+                                                              : calloc(nb, sizeof(*nbk));
     size_t i;
 
     if (nbk == NULL)

@@ -27,6 +27,24 @@ void *slab_chunk_alloc(size_t n)
     return p;
 }
 
+void *slab_table_calloc(size_t n, size_t size)
+{
+    size_t bytes = n * size;
+    if (size && bytes / size != n)
+        return NULL;
+    if (bytes < SLAB_HUGE_BYTES)
+        return calloc(n, size);
+    bytes = (bytes + SLAB_HUGE_BYTES - 1) & ~(SLAB_HUGE_BYTES - 1);
+    void *p = aligned_alloc(SLAB_HUGE_BYTES, bytes);
+    if (p) {
+#ifdef MADV_HUGEPAGE
+        (void)madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+        memset(p, 0, bytes);
+    }
+    return p;
+}
+
 void slab_init(slab_t *s, size_t objsize)
 {
     memset(s, 0, sizeof(*s));

@@ -34,6 +34,11 @@ typedef struct {
  * index's key chunks.) */
 void *slab_chunk_alloc(size_t n);
 
+/* Returns n * size zeroed bytes as calloc() does; an array of 2 MiB or
+ * more (a hash table of millions of entries, read at random) is placed in
+ * advised huge pages.  Freed with free().  NULL when out of memory. */
+void *slab_table_calloc(size_t n, size_t size);
+
 /* Sets up a slab of objects of objsize bytes. */
 void slab_init(slab_t *s, size_t objsize);
 /* Returns a zeroed object, or NULL when out of memory. */

@@ -104,7 +104,7 @@ static int doc_table_grow(sdb_t *db, size_t want)
         nc *= 2;
     if (nc <= db->docs_cap)
         return SDB_OK;
-    doc_t **t = calloc(nc, sizeof(*t));
+    doc_t **t = slab_table_calloc(nc, sizeof(*t));
     if (!t)
         return SDB_ENOMEM;
     for (size_t i = 0; i < db->docs_cap; i++) {
