@@ -832,6 +832,11 @@ static int keycmp(const char *a, size_t al, const char *b, size_t bl)
     return c ? c : (al > bl) - (al < bl);
 }
 
+/* A delimiter listing steps over up to this many keys of a rolled-up
+ * prefix before it seeks past the rest (a seek costs about as many cache
+ * misses as a dozen steps). */
+#define ROLL_STEPS 16
+
 int sdb_search(sdb_t *db, const char *prefix, const sdb_search_opts_t *opts, sdb_entry_cb cb,
                void *arg)
 {
@@ -868,11 +873,24 @@ int sdb_search(sdb_t *db, const char *prefix, const sdb_search_opts_t *opts, sdb
                 if (cb(arg, tmp, NULL))
                     break;
             }
-            size_t sl = successor(k->bytes, cl, tmp);
-            if (!sl)
-                break;
-            pathidx_seek(db->paths, &it, tmp, sl, 1);
-            paths_prefetch_start(&it);
+            /* Pass the rest of the rolled-up range: step over a few keys
+               (most directories are small, and the next keys are being
+               prefetched), seek past it only when it is longer. */
+            unsigned steps = 0;
+            const pathidx_key_t *n;
+            while (steps < ROLL_STEPS && (n = pathidx_peek(&it, 0)) != NULL && n->len >= cl &&
+                   memcmp(n->bytes, k->bytes, cl) == 0) {
+                pathidx_next(&it);
+                paths_prefetch_step(&it);
+                steps++;
+            }
+            if (steps == ROLL_STEPS) {
+                size_t sl = successor(k->bytes, cl, tmp);
+                if (!sl)
+                    break;
+                pathidx_seek(db->paths, &it, tmp, sl, 1);
+                paths_prefetch_start(&it);
+            }
         } else {
             sdb_docinfo_t info;
             doc_t *d = k->val;

@@ -1047,6 +1047,58 @@ START_TEST(test_delimiter)
 }
 END_TEST
 
+START_TEST(test_delimiter_groups)
+{
+    /* Rolled-up directories of 1 to 40 paths each, around the point where
+     * a listing stops stepping over a directory's keys and seeks past
+     * them, with loose files between; listed whole and in pages of 3. */
+    env_t e;
+    env_init(&e, _i, "dg");
+    sdb_t *db = env_open(&e);
+    char path[64], want[200][32];
+    size_t nwant = 0;
+    for (int d = 0; d < 40; d++) {
+        snprintf(path, sizeof path, "/g/%02d.txt", d);
+        put_ok(db, path, "x", 1);
+        snprintf(want[nwant++], sizeof want[0], "/g/%02d.txt", d);
+        for (int f = 0; f < d; f++) {
+            snprintf(path, sizeof path, "/g/%02d/%03d", d, f);
+            put_ok(db, path, "y", 1);
+        }
+        if (d > 0)
+            snprintf(want[nwant++], sizeof want[0], "/g/%02d/", d);
+    }
+    put_ok(db, "/h", "z", 1);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1)
+            db = env_reopen(&e, db);
+        tu_list_t l;
+        search(db, "/g/", NULL, 0, '/', &l);
+        ck_assert_uint_eq(l.n, nwant);
+        for (size_t i = 0; i < nwant; i++)
+            ck_assert_str_eq(l.paths[i], want[i]);
+        tu_list_free(&l);
+        size_t got = 0;
+        char after[64] = "";
+        for (;;) {
+            search(db, "/g/", got ? after : NULL, 3, '/', &l);
+            ck_assert_uint_le(l.n, 3);
+            for (size_t i = 0; i < l.n; i++)
+                ck_assert_str_eq(l.paths[i], want[got + i]);
+            got += l.n;
+            if (l.n)
+                snprintf(after, sizeof after, "%s", l.paths[l.n - 1]);
+            size_t n = l.n;
+            tu_list_free(&l);
+            if (n < 3)
+                break;
+        }
+        ck_assert_uint_eq(got, nwant);
+    }
+    CK_OK(sdb_close(db));
+}
+END_TEST
+
 START_TEST(test_pagination)
 {
     env_t e;
@@ -2332,6 +2384,7 @@ Suite *suite_api(void)
 
     tc = tcase(s, "listing", 60);
     tcase_add_loop_test(tc, test_delimiter, 0, 2);
+    tcase_add_loop_test(tc, test_delimiter_groups, 0, 2);
     tcase_add_loop_test(tc, test_pagination, 0, 2);
     tcase_add_loop_test(tc, test_callback_stop, 0, 2);
 
