@@ -965,6 +965,11 @@ static int keycmp(const char *a, size_t al, const char *b, size_t bl)
     return c ? c : (al > bl) - (al < bl);
 }
 
+/* A delimiter listing steps over up to this many keys of a rolled-up
+ * prefix before it seeks past the rest (a seek costs about as many cache
+ * misses as a dozen steps). */
+#define ROLL_STEPS 16
+
 int sdb_search(sdb_t *db, const char *prefix, const sdb_search_opts_t *opts, sdb_entry_cb cb,
                void *arg)
 {
@@ -977,9 +982,7 @@ int sdb_search(sdb_t *db, const char *prefix, const sdb_search_opts_t *opts, sdb
         return SDB_EINVAL;
     size_t limit = opts ? opts->limit : 0, count = 0;
     char delim = opts ? opts->delimiter : 0;
-    char *tmp = malloc(SDB_MAX_PATH + 2);
-    if (!tmp)
-        return SDB_ENOMEM;
+    char tmp[SDB_MAX_PATH + 2];
     pathidx_iter_t it;
     state_read_lock(db);
     if (after && keycmp(after, alen, prefix, plen) >= 0)
@@ -987,7 +990,9 @@ int sdb_search(sdb_t *db, const char *prefix, const sdb_search_opts_t *opts, sdb
     else
         pathidx_seek(db->paths, &it, prefix, plen, 1);
     pathidx_key_t *k;
+    paths_prefetch_start(&it);
     while ((k = pathidx_next(&it)) != NULL) {
+        paths_prefetch_step(&it);
         if (k->len < plen || memcmp(k->bytes, prefix, plen) != 0)
             break;
         const char *dp = delim ? memchr(k->bytes + plen, delim, k->len - plen) : NULL;
@@ -1001,10 +1006,24 @@ int sdb_search(sdb_t *db, const char *prefix, const sdb_search_opts_t *opts, sdb
                 if (cb(arg, tmp, NULL))
                     break;
             }
-            size_t sl = successor(k->bytes, cl, tmp);
-            if (!sl)
-                break;
-            pathidx_seek(db->paths, &it, tmp, sl, 1);
+            /* Pass the rest of the rolled-up range: step over a few keys
+               (most directories are small, and the next keys are being
+               prefetched), seek past it only when it is longer. */
+            unsigned steps = 0;
+            const pathidx_key_t *n;
+            while (steps < ROLL_STEPS && (n = pathidx_peek(&it, 0)) != NULL && n->len >= cl &&
+                   memcmp(n->bytes, k->bytes, cl) == 0) {
+                pathidx_next(&it);
+                paths_prefetch_step(&it);
+                steps++;
+            }
+            if (steps == ROLL_STEPS) {
+                size_t sl = successor(k->bytes, cl, tmp);
+                if (!sl)
+                    break;
+                pathidx_seek(db->paths, &it, tmp, sl, 1);
+                paths_prefetch_start(&it);
+            }
         } else {
             sdb_docinfo_t info;
             doc_t *d = k->val;
@@ -1017,7 +1036,6 @@ int sdb_search(sdb_t *db, const char *prefix, const sdb_search_opts_t *opts, sdb
             break;
     }
     state_read_unlock(db);
-    free(tmp);
     return SDB_OK;
 }
 

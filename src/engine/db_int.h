@@ -242,6 +242,57 @@ void state_write_unlock(sdb_t *db);
 void state_lock_init(sdb_t *db);
 void state_lock_destroy(sdb_t *db);
 
+/* Calls fn(d, arg) for every document, in the order they were allocated
+ * (sequential in memory: much faster over millions of documents than the
+ * table's order), until fn returns nonzero; returns that value or 0.  The
+ * caller holds the state lock or is the leader, and fn changes no document
+ * table or allocation. */
+int state_foreach_doc(sdb_t *db, int (*fn)(doc_t *d, void *arg), void *arg);
+
+/* A walk over the path index in order (a listing, a checkpoint) reads, per
+ * entry, the key (in the index), its document and the document's current
+ * version: three dependent cache misses, 200 ns or more
+ * each when paid one after the other.  Each step of the scan prefetches the
+ * key SP_KEY places ahead, the document of the key SP_DOC places ahead (whose
+ * entry was prefetched earlier) and the version of the one SP_VER ahead, so
+ * that the misses of several entries overlap. */
+enum { SP_KEY = 8, SP_DOC = 5, SP_VER = 2 };
+
+static inline void prefetch_key(const pathidx_key_t *k)
+{
+    __builtin_prefetch(k);
+    __builtin_prefetch((const char *)k + 64);
+}
+
+/* After a seek: the first entries' keys, then their documents. */
+static inline void paths_prefetch_start(const pathidx_iter_t *it)
+{
+    for (unsigned i = 0; i < SP_KEY; i++) {
+        const pathidx_key_t *k = pathidx_peek(it, i);
+        if (!k)
+            return;
+        prefetch_key(k);
+    }
+    for (unsigned i = 0; i < SP_DOC; i++) {
+        const pathidx_key_t *k = pathidx_peek(it, i);
+        if (!k)
+            return;
+        __builtin_prefetch(k->val);
+    }
+}
+
+/* One step: the cursor has just passed an entry. */
+static inline void paths_prefetch_step(const pathidx_iter_t *it)
+{
+    const pathidx_key_t *k = pathidx_peek(it, SP_KEY - 1);
+    if (k)
+        prefetch_key(k);
+    if ((k = pathidx_peek(it, SP_DOC - 1)) != NULL)
+        __builtin_prefetch(k->val);
+    if ((k = pathidx_peek(it, SP_VER - 1)) != NULL)
+        __builtin_prefetch(((const doc_t *)k->val)->cur);
+}
+
 /* Looks a document up by id (caller holds the state lock or is the leader). */
 doc_t *doc_find(const sdb_t *db, const sdb_id_t *id);
 

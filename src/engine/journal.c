@@ -493,8 +493,10 @@ static int cpenc_step(sdb_t *db, cpenc_t *e, buf_t *b, uint64_t budget_ns)
         pathidx_key_t *k;
         pathidx_seek(db->paths, &it, e->started ? e->last : NULL, e->started ? e->last_len : 0,
                      !e->started);
+        paths_prefetch_start(&it);
         while ((k = pathidx_next(&it)) != NULL) {
             doc_t *d = k->val;
+            paths_prefetch_step(&it);
             if (d->cp_mark != e->mark && (rc = encode_doc(db, d, e->mark, b, &e->vs, &e->vcap)))
                 return rc;
             if ((rc = rec_bind(b, &d->id, k->bytes, k->len)))
@@ -850,6 +852,17 @@ static int load_checkpoint(sdb_t *db, const slot_t *s, buf_t *out)
     int rc = SDB_OK;
     pgno_t p = s->cp_head;
     uint64_t filepages = db->be->size(db->be) / db->page_size;
+    /* The stream's length is known: one allocation, not a doubling buffer
+       that copies it over and over (a slot that claims more than its pages
+       can hold is caught below, as a length mismatch) */
+    if (s->cp_pages < filepages && s->cp_bytes <= s->cp_pages * db->cap &&
+        out->cap < out->len + s->cp_bytes) {
+        uint8_t *q = realloc(out->p, out->len + s->cp_bytes);
+        if (q) {
+            out->p = q;
+            out->cap = out->len + s->cp_bytes;
+        }
+    }
     for (uint64_t i = 0; i < s->cp_pages; i++) {
         page_hdr_t h;
         if (p < FIRST_PAGE || p >= filepages || (rc = read_page(db, p, pg)) ||
@@ -1100,6 +1113,22 @@ int journal_repair_slot(sdb_t *db)
     return rc;
 }
 
+/* journal_derive_free: marks the pages of d's versions used. */
+static int derive_doc_cb(doc_t *d, void *arg)
+{
+    sdb_t *db = arg;
+    uint64_t old = 0;
+    int rc = SDB_OK;
+    for (docver_t *v = d->cur; v && !rc; v = v->older) {
+        old += v != d->cur;
+        for (uint32_t k = 0; k < v->nextents && !rc; k++)
+            rc = freespace_mark_used(&db->fs, v->ext[k].start, v->ext[k].count);
+    }
+    if (old > db->cfg.versions_to_keep)
+        db->gc_needed = 1;
+    return rc;
+}
+
 /* Marks every page referenced by the state, the checkpoint and the journal
  * (the page reserved for the next group included) as used in a fresh
  * free-space map; every other page is free.  0, SDB_ECORRUPT (a page
@@ -1126,17 +1155,8 @@ static int journal_derive_free(sdb_t *db, uint64_t file_pages)
             rc = freespace_alloc(&db->fs, 1, &db->jnext, &got);
         }
     }
-    for (size_t i = 0; i < db->docs_cap && !rc; i++)
-        for (doc_t *d = db->docs[i]; d && !rc; d = d->hnext) {
-            uint64_t old = 0;
-            for (docver_t *v = d->cur; v && !rc; v = v->older) {
-                old += v != d->cur;
-                for (uint32_t k = 0; k < v->nextents && !rc; k++)
-                    rc = freespace_mark_used(&db->fs, v->ext[k].start, v->ext[k].count);
-            }
-            if (old > db->cfg.versions_to_keep)
-                db->gc_needed = 1;
-        }
+    if (!rc)
+        rc = state_foreach_doc(db, derive_doc_cb, db);
     return rc;
 }
 

@@ -3,10 +3,11 @@
  * in byte order (for seeks, prefix scans and cursors) plus a hash table that
  * finds a key in O(1) (for the engine's exact path lookups).
  *
- * Every key is one malloc'd pathidx_key_t.  Both structures point to it: the
- * hash table through the key's own hnext chain, the tree through the leaf
- * arrays and the separators of inner nodes.  No key text is copied into
- * nodes, so a key costs its entry plus one leaf slot and one bucket share.
+ * Every key is one pathidx_key_t, carved from a chunk of its size class
+ * (invariant 9).  Both structures point to it: the hash table through the
+ * key's own hnext chain, the tree through the leaf arrays and the
+ * separators of inner nodes.  No key text is copied into nodes, so a key
+ * costs its entry plus one leaf slot and one bucket share.
  *
  * Design notes (numbered invariants, checked by the unit tests through
  * seek/next/get):
@@ -42,16 +43,31 @@
  *      index unchanged.  A delete never allocates.  Resizing the hash table
  *      is an optimization: if that allocation fails the old table is kept.
  *   8. idx->mem is the sum of the sizes requested from malloc for the index
- *      header, the nodes, the bucket array and the key entries (allocator
- *      bookkeeping is not included).
+ *      header, the nodes and the bucket array, plus the size of every key
+ *      entry in use (for an entry from a chunk, its size class; see 9).
+ *      Chunk space not handed out yet, or back on a free list, and the
+ *      allocator's own bookkeeping are not included.
+ *   9. Key entries up to PI_CLASS_MAX * 8 bytes are carved from chunks
+ *      (one bump region for all sizes, chunks doubling from PI_CHUNK_MIN to
+ *      a 2 MiB huge page, slab_chunk_alloc), with one free list per size
+ *      class of 8 bytes, not malloc'd one by one: a
+ *      malloc'd entry cost 8 bytes of malloc header and up to 15 of rounding
+ *      (about 20 bytes per real path), and a million malloc()s and free()s
+ *      dominated the engine's open and close.  A deleted entry goes on its
+ *      class's free list, and so does the tail of a chunk too short for the
+ *      next entry; chunks are released only by pathidx_free().
+ *      Larger entries are malloc'd (idx->nbig counts them, so that
+ *      pathidx_free() visits the keys only when there are some).
  */
 #include "pathidx.h"
 
 #include <assert.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "streamdb.h"
+#include "engine/slab.h"
 
 #define PI_LEAF_MAX 64                  /* keys per leaf */
 #define PI_LEAF_MIN (PI_LEAF_MAX / 2)   /* rebalance a leaf below this */
@@ -60,6 +76,10 @@
 #define PI_MAX_HEIGHT 24                /* 2 + log32(2^64) < 24 */
 #define PI_HASH_MIN 16                  /* smallest bucket count (power of two) */
 #define PI_HASH_LOAD 2                  /* double the buckets above this many keys each */
+#define PI_CLASS_MAX 64                 /* entries up to 64 * 8 bytes come from chunks */
+#define PI_CHUNK_MIN 4096               /* the first key chunk, in bytes */
+#define PI_CHUNK_MAX SLAB_HUGE_BYTES    /* key chunks double up to this size */
+#define PI_ENTRY_MIN 32                 /* the smallest entry: header, 1 byte, NUL */
 
 /* A rebalance needs a sibling, so an inner node keeps at least 2 children;
  * two nodes just under/at the minimum must fit in one (merge); a split
@@ -85,6 +105,12 @@ typedef struct pi_inner {
     pi_node_t *child[PI_INNER_MAX];
 } pi_inner_t;
 
+/* The free entries of one size class (invariant 9), linked through their
+ * first word. */
+typedef struct {
+    void *free;
+} pi_class_t;
+
 struct pathidx {
     pi_node_t *root;
     uint32_t height;            /* levels, leaves included */
@@ -93,6 +119,12 @@ struct pathidx {
     size_t nbuckets;            /* power of two */
     size_t mem;                 /* bytes requested from malloc, see invariant 8 */
     pathidx_key_t *last_put;    /* the key the previous put inserted, or NULL */
+    void *chunks;               /* every key chunk, linked through its first word */
+    char *cur;                  /* the unused end of the newest chunk */
+    size_t left;                /* its bytes */
+    size_t next_chunk;          /* bytes of the next chunk */
+    size_t nbig;                /* malloc'd key entries (invariant 9) */
+    pi_class_t cls[PI_CLASS_MAX + 1];   /* cls[c]: entries of c * 8 bytes */
 };
 
 /* The root-to-leaf path of a search: node[d] at depth d and the index of
@@ -143,6 +175,68 @@ static inline int pi_cmp(const pathidx_key_t *k, const char *p, size_t len)
     return (k->len > len) - (k->len < len);
 }
 
+/* The bytes a key entry of len bytes takes: its size class (a multiple of
+ * 8) when it comes from a chunk, else its exact size (invariant 9). */
+static size_t pi_key_size(size_t len)
+{
+    size_t sz = offsetof(pathidx_key_t, bytes) + len + 1;
+    size_t rounded = (sz + 7) & ~(size_t)7;
+
+    return rounded <= PI_CLASS_MAX * 8 ? rounded : sz;
+}
+
+/* Returns an uninitialized entry for a key of len bytes, or NULL when out
+ * of memory.  Changes nothing that a reader of the index can see. */
+static pathidx_key_t *pi_key_alloc(pathidx_t *idx, size_t len)
+{
+    size_t sz = pi_key_size(len);
+    pi_class_t *c;
+    void *e;
+
+    if (sz > PI_CLASS_MAX * 8)
+        return malloc(sz);
+    c = &idx->cls[sz / 8];
+    if (c->free != NULL) {
+        e = c->free;
+        memcpy(&c->free, e, sizeof(void *));
+        return e;
+    }
+    if (idx->left < sz) {
+        size_t cb = idx->next_chunk ? idx->next_chunk : PI_CHUNK_MIN;
+        char *chunk = cb == SLAB_HUGE_BYTES ? slab_chunk_alloc(cb) : malloc(cb);
+
+        if (chunk == NULL)
+            return NULL;
+        if (idx->left >= PI_ENTRY_MIN) {
+            /* the old chunk's tail: an entry of its class */
+            memcpy(idx->cur, &idx->cls[idx->left / 8].free, sizeof(void *));
+            idx->cls[idx->left / 8].free = idx->cur;
+        }
+        memcpy(chunk, &idx->chunks, sizeof(void *));
+        idx->chunks = chunk;
+        idx->cur = chunk + 8;
+        idx->left = cb - 8;
+        idx->next_chunk = cb * 2 <= PI_CHUNK_MAX ? cb * 2 : PI_CHUNK_MAX;
+    }
+    e = idx->cur;
+    idx->cur += sz;
+    idx->left -= sz;
+    return e;
+}
+
+/* Returns entry k (from pi_key_alloc, for the same length) for reuse. */
+static void pi_key_release(pathidx_t *idx, pathidx_key_t *k, size_t len)
+{
+    size_t sz = pi_key_size(len);
+
+    if (sz > PI_CLASS_MAX * 8) {
+        free(k);
+        return;
+    }
+    memcpy(k, &idx->cls[sz / 8].free, sizeof(void *));
+    idx->cls[sz / 8].free = k;
+}
+
 /* ---- hash table ------------------------------------------------------------------ */
 
 static pathidx_key_t **pi_bucket(const pathidx_t *idx, uint32_t h)
@@ -164,7 +258,8 @@ static pathidx_key_t *pi_hash_find(const pathidx_t *idx, const char *p, size_t l
  * (lookups stay correct, only chains get longer). */
 static void pi_hash_resize(pathidx_t *idx, size_t nb)
 {
-    pathidx_key_t **nbk = calloc(nb, sizeof(*nbk));
+    pathidx_key_t **nbk = nb * sizeof(*nbk) >= SLAB_HUGE_BYTES ? slab_table_calloc(nb, sizeof(*nbk))
+                                                              : calloc(nb, sizeof(*nbk));
     size_t i;
 
     if (nbk == NULL)
@@ -235,6 +330,22 @@ static pi_leaf_t *pi_descend(const pathidx_t *idx, const char *key, size_t len, 
     if (path != NULL)
         path->node[d] = n;
     assert(n->is_leaf);
+    return LEAF(n);
+}
+
+/* Descends to the last leaf along the rightmost children, recording the
+ * path as pi_descend does. */
+static pi_leaf_t *pi_descend_last(const pathidx_t *idx, pi_path_t *path)
+{
+    pi_node_t *n = idx->root;
+    uint32_t d;
+
+    for (d = 0; d + 1 < idx->height; d++) {
+        path->node[d] = n;
+        path->pos[d] = (int)n->n - 1;
+        n = INNER(n)->child[n->n - 1];
+    }
+    path->node[d] = n;
     return LEAF(n);
 }
 
@@ -471,16 +582,19 @@ fail:
     return NULL;
 }
 
-static void pi_free_tree(pi_node_t *n)
+/* Frees node n and its subtree, and the malloc'd key entries in it when
+ * big_keys (the others go with their chunks). */
+static void pi_free_tree(pi_node_t *n, int big_keys)
 {
     uint32_t i;
 
     if (n->is_leaf) {
-        for (i = 0; i < n->n; i++)
-            free(LEAF(n)->keys[i]);
+        for (i = 0; big_keys && i < n->n; i++)
+            if (pi_key_size(LEAF(n)->keys[i]->len) > PI_CLASS_MAX * 8)
+                free(LEAF(n)->keys[i]);
     } else {
         for (i = 0; i < n->n; i++)
-            pi_free_tree(INNER(n)->child[i]);
+            pi_free_tree(INNER(n)->child[i], big_keys);
     }
     free(n);
 }
@@ -490,9 +604,15 @@ static void pi_free_tree(pi_node_t *n)
  * the index becomes invalid.  NULL is accepted. */
 void pathidx_free(pathidx_t *idx)
 {
+    void *c, *next;
+
     if (idx == NULL)
         return;
-    pi_free_tree(idx->root);
+    pi_free_tree(idx->root, idx->nbig > 0);
+    for (c = idx->chunks; c != NULL; c = next) {
+        memcpy(&next, c, sizeof(void *));
+        free(c);
+    }
     free(idx->buckets);
     free(idx);
 }
@@ -503,6 +623,14 @@ void pathidx_free(pathidx_t *idx)
 pathidx_key_t *pathidx_get(const pathidx_t *idx, const char *path, size_t len)
 {
     return pi_hash_find(idx, path, len, pi_hash(path, len));
+}
+
+/* Starts loading the hash bucket of path[0..len) into the cache, for a put
+ * or get of that path soon after: a caller with many keys at hand lets the
+ * cache misses of several overlap.  Changes nothing. */
+void pathidx_prefetch(const pathidx_t *idx, const char *path, size_t len)
+{
+    __builtin_prefetch(pi_bucket(idx, pi_hash(path, len)), 1);
 }
 
 /* Inserts path[0..len) -> val (the index copies the path, not the value), or
@@ -523,9 +651,16 @@ int pathidx_put(pathidx_t *idx, const char *path, size_t len, void *val,
 
     assert(len <= SDB_MAX_PATH);
     /* The descent is needed for an insert anyway, and an existing key is in
-     * that leaf: no hash-chain walk (a cache miss per entry) for new keys. */
-    leaf = pi_descend(idx, path, len, &pp);
-    pos = pi_leaf_search(leaf, path, len, 1);
+     * that leaf: no hash-chain walk (a cache miss per entry) for new keys.
+     * A key after the last one (a load in byte order: a checkpoint) goes to
+     * the last leaf: the rightmost path, with no key comparisons on it. */
+    leaf = idx->count > 0 ? pi_descend_last(idx, &pp) : NULL;
+    if (leaf != NULL && pi_cmp(leaf->keys[leaf->hdr.n - 1], path, len) < 0) {
+        pos = (int)leaf->hdr.n;
+    } else {
+        leaf = pi_descend(idx, path, len, &pp);
+        pos = pi_leaf_search(leaf, path, len, 1);
+    }
     if (pos < (int)leaf->hdr.n && pi_cmp(leaf->keys[pos], path, len) == 0) {
         k = leaf->keys[pos];
         if (old != NULL)
@@ -544,7 +679,7 @@ int pathidx_put(pathidx_t *idx, const char *path, size_t len, void *val,
         if (d < 0)
             need++;
     }
-    k = malloc(sizeof(*k) + len + 1);
+    k = pi_key_alloc(idx, len);
     if (k == NULL)
         return SDB_ENOMEM;
     for (; nspare < need; nspare++) {
@@ -561,7 +696,8 @@ int pathidx_put(pathidx_t *idx, const char *path, size_t len, void *val,
     if (len > 0)
         memcpy(k->bytes, path, len);
     k->bytes[len] = '\0';
-    idx->mem += sizeof(*k) + len + 1;
+    idx->mem += pi_key_size(len);
+    idx->nbig += pi_key_size(len) > PI_CLASS_MAX * 8;
 
     if (idx->count + 1 > PI_HASH_LOAD * idx->nbuckets)
         pi_hash_resize(idx, idx->nbuckets * 2);
@@ -605,7 +741,7 @@ int pathidx_put(pathidx_t *idx, const char *path, size_t len, void *val,
 fail:
     while (nspare > 0)
         free(spare[--nspare]);
-    free(k);
+    pi_key_release(idx, k, len);
     return SDB_ENOMEM;
 }
 
@@ -672,12 +808,26 @@ int pathidx_del(pathidx_t *idx, const char *path, size_t len, void **old)
         idx->last_put = NULL;
     if (old != NULL)
         *old = k->val;
-    idx->mem -= sizeof(*k) + k->len + 1;
-    free(k);
+    idx->mem -= pi_key_size(len);
+    idx->nbig -= pi_key_size(len) > PI_CLASS_MAX * 8;
+    pi_key_release(idx, k, len);
     idx->count--;
     if (idx->nbuckets > PI_HASH_MIN && idx->count * 4 < idx->nbuckets)
         pi_hash_resize(idx, idx->nbuckets / 2);
     return 0;
+}
+
+/* Makes the hash table large enough for n keys in all (a load of n keys then
+ * rehashes nothing).  An optimization only: when the allocation fails the
+ * table stays as it is and grows as keys come. */
+void pathidx_reserve(pathidx_t *idx, size_t n)
+{
+    size_t nb = idx->nbuckets;
+
+    while (n > PI_HASH_LOAD * nb && nb < ((size_t)1 << 40))
+        nb *= 2;
+    if (nb > idx->nbuckets)
+        pi_hash_resize(idx, nb);
 }
 
 /* Returns the number of keys in the index. */
@@ -722,4 +872,20 @@ pathidx_key_t *pathidx_next(pathidx_iter_t *it)
     if (leaf == NULL)
         return NULL;
     return leaf->keys[it->pos++];
+}
+
+/* Returns the key `ahead` places after the one pathidx_next() returns next
+ * (0: that very key), or NULL past the end; the cursor does not move.  For
+ * prefetching: a scan that asks for keys a few places ahead can have their
+ * cache misses overlap.  Costs a walk over the leaves in between. */
+pathidx_key_t *pathidx_peek(const pathidx_iter_t *it, unsigned ahead)
+{
+    const pi_leaf_t *leaf = it->leaf;
+    size_t pos = (size_t)it->pos + ahead;
+
+    while (leaf != NULL && pos >= leaf->hdr.n) {
+        pos -= leaf->hdr.n;
+        leaf = leaf->next;
+    }
+    return leaf != NULL ? leaf->keys[pos] : NULL;
 }

@@ -45,6 +45,10 @@ void pathidx_free(pathidx_t *idx);
 /* Returns the key entry for path[0..len), or NULL when absent. */
 pathidx_key_t *pathidx_get(const pathidx_t *idx, const char *path, size_t len);
 
+/* Prefetches the hash bucket of path for a put or get soon after (many
+ * keys at hand: their cache misses overlap).  Changes nothing. */
+void pathidx_prefetch(const pathidx_t *idx, const char *path, size_t len);
+
 /* Inserts path -> val, or replaces the value when path exists.  On success
  * stores the key entry in *keyp (may be NULL) and the previous value (or
  * NULL when the path was new) in *old (may be NULL).
@@ -55,6 +59,10 @@ int pathidx_put(pathidx_t *idx, const char *path, size_t len, void *val,
 /* Removes path; stores its value in *old (may be NULL).  The key entry is
  * freed.  Returns 0 or SDB_ENOTFOUND. */
 int pathidx_del(pathidx_t *idx, const char *path, size_t len, void **old);
+
+/* Sizes the hash table for n keys in all, so that loading them rehashes
+ * nothing.  Cannot fail (without memory the table grows as keys come). */
+void pathidx_reserve(pathidx_t *idx, size_t n);
 
 /* Number of keys. */
 size_t pathidx_count(const pathidx_t *idx);
@@ -69,5 +77,10 @@ void pathidx_seek(const pathidx_t *idx, pathidx_iter_t *it, const char *key, siz
 
 /* Returns the key at the cursor and advances it, or NULL at the end. */
 pathidx_key_t *pathidx_next(pathidx_iter_t *it);
+
+/* Returns the key `ahead` places after the one pathidx_next() would return
+ * (0: that key), or NULL past the end, without moving the cursor: a scan
+ * prefetches what it will read a few keys later. */
+pathidx_key_t *pathidx_peek(const pathidx_iter_t *it, unsigned ahead);
 
 #endif

@@ -95,27 +95,40 @@ doc_t *doc_find(const sdb_t *db, const sdb_id_t *id)
     return NULL;
 }
 
+/* Grows the document table to at least want buckets (a power of two).
+ * 0 or SDB_ENOMEM (the table is unchanged). */
+static int doc_table_grow(sdb_t *db, size_t want)
+{
+    size_t nc = db->docs_cap ? db->docs_cap : 1024;
+    while (nc < want)
+        nc *= 2;
+    if (nc <= db->docs_cap)
+        return SDB_OK;
+    doc_t **t = slab_table_calloc(nc, sizeof(*t));
+    if (!t)
+        return SDB_ENOMEM;
+    for (size_t i = 0; i < db->docs_cap; i++) {
+        doc_t *e = db->docs[i];
+        while (e) {
+            doc_t *n = e->hnext;
+            size_t h = id_hash(&e->id, nc);
+            e->hnext = t[h];
+            t[h] = e;
+            e = n;
+        }
+    }
+    free(db->docs);
+    db->docs = t;
+    db->docs_cap = nc;
+    return SDB_OK;
+}
+
 static int doc_table_insert(sdb_t *db, doc_t *d)
 {
-    if (db->ndocs + 1 > db->docs_cap / 4 * 3) {
-        size_t nc = db->docs_cap ? db->docs_cap * 2 : 1024;
-        doc_t **t = calloc(nc, sizeof(*t));
-        if (!t)
-            return SDB_ENOMEM;
-        for (size_t i = 0; i < db->docs_cap; i++) {
-            doc_t *e = db->docs[i];
-            while (e) {
-                doc_t *n = e->hnext;
-                size_t h = id_hash(&e->id, nc);
-                e->hnext = t[h];
-                t[h] = e;
-                e = n;
-            }
-        }
-        free(db->docs);
-        db->docs = t;
-        db->docs_cap = nc;
-    }
+    /* up to one document per bucket on average: a chain is short, and the
+       table costs 8 to 16 bytes per document (at 3/4 it cost 11 to 21) */
+    if (db->ndocs + 1 > db->docs_cap && doc_table_grow(db, db->docs_cap * 2))
+        return SDB_ENOMEM;
     size_t h = id_hash(&d->id, db->docs_cap);
     d->hnext = db->docs[h];
     db->docs[h] = d;
@@ -242,11 +255,25 @@ static void doc_free(sdb_t *db, doc_t *d, uint64_t tag)
         retire(db, v, tag);
         v = o;
     }
+    d->cur = NULL;                 /* state_foreach_doc: not a live document */
     doc_free_paths(d);
     slab_free(&db->doc_slab, d);
 }
 
 /* ---- record decoding ---- */
+
+/* A checkpoint load inserts a million documents and paths into two hash
+ * tables, each insert a cache miss on a random bucket.  In bulk mode the
+ * inserts wait in batches of BULK_BATCH: the buckets of a whole batch are
+ * prefetched, then filled, so that the misses overlap. */
+#define BULK_BATCH 16
+
+typedef struct {
+    doc_t *d;
+    const uint8_t *path;
+    uint16_t len;
+    uint32_t slot;                 /* d->paths[slot] is this binding's, NULL until then */
+} bulk_bind_t;
 
 typedef struct {
     const uint8_t *p, *end;
@@ -254,7 +281,47 @@ typedef struct {
     int bulk;                      /* loading a checkpoint into an empty state */
     int tolerant;                  /* replaying over a fuzzy checkpoint (db_int.h) */
     doc_t *last;                   /* bulk: the document of the last VERSION record */
+    doc_t *docs[BULK_BATCH];       /* bulk: documents not in the table yet */
+    unsigned ndocs;
+    bulk_bind_t binds[BULK_BATCH]; /* bulk: bindings not in the path index yet */
+    unsigned nbinds;
 } rd_t;
+
+/* Puts the documents of the batch into the table (its size was reserved:
+ * apply_checkpoint).  0 or SDB_ENOMEM. */
+static int bulk_flush_docs(sdb_t *db, rd_t *r)
+{
+    int rc = SDB_OK;
+    for (unsigned i = 0; i < r->ndocs && db->docs_cap; i++)
+        __builtin_prefetch(&db->docs[id_hash(&r->docs[i]->id, db->docs_cap)], 1);
+    for (unsigned i = 0; i < r->ndocs && !rc; i++)
+        rc = doc_table_insert(db, r->docs[i]);
+    r->ndocs = 0;                  /* after a failure the rest are freed with the slab */
+    return rc;
+}
+
+/* Puts the bindings of the batch into the path index, each key into the
+ * slot of its document's path array that apply_bind counted for it.  0,
+ * SDB_ENOMEM, or SDB_ECORRUPT when a path is listed twice (the load fails
+ * then, and the state is destroyed: a slot left NULL is never read). */
+static int bulk_flush_binds(sdb_t *db, rd_t *r)
+{
+    int rc = SDB_OK;
+    for (unsigned i = 0; i < r->nbinds; i++)
+        pathidx_prefetch(db->paths, (const char *)r->binds[i].path, r->binds[i].len);
+    for (unsigned i = 0; i < r->nbinds && !rc; i++) {
+        bulk_bind_t *b = &r->binds[i];
+        pathidx_key_t *k;
+        void *old = NULL;
+        rc = pathidx_put(db->paths, (const char *)b->path, b->len, b->d, &k, &old);
+        if (!rc && old)
+            rc = SDB_ECORRUPT;
+        if (!rc)
+            b->d->paths[b->slot] = k;
+    }
+    r->nbinds = 0;
+    return rc;
+}
 
 static const uint8_t *take(rd_t *r, size_t n)
 {
@@ -331,7 +398,18 @@ static int apply_version(sdb_t *db, rd_t *r)
             d->id = id;
             d->created_ms = created;
         }
-        if (!d || doc_table_insert(db, d)) {
+        if (d && r->bulk) {
+            if (r->ndocs == BULK_BATCH) {
+                int rc = bulk_flush_docs(db, r);
+                if (rc) {
+                    slab_free(&db->doc_slab, d);
+                    free_ext(v);
+                    slab_free(&db->ver_slab, v);
+                    return rc;
+                }
+            }
+            r->docs[r->ndocs++] = d;
+        } else if (!d || doc_table_insert(db, d)) {
             slab_free(&db->doc_slab, d);
             free_ext(v);
             slab_free(&db->ver_slab, v);
@@ -352,7 +430,12 @@ static int apply_bind(sdb_t *db, rd_t *r)
     const uint8_t *path = take(r, len);
     if (r->bad || len == 0)
         return SDB_ECORRUPT;
-    doc_t *d = r->last && id_eq(&r->last->id, &id) ? r->last : doc_find(db, &id);
+    doc_t *d = r->last && id_eq(&r->last->id, &id) ? r->last : NULL;
+    if (!d) {
+        if (r->ndocs && bulk_flush_docs(db, r))
+            return SDB_ENOMEM;
+        d = doc_find(db, &id);
+    }
     if (!d && r->tolerant) {
         /* The document was deleted after this record, before the checkpoint
            got to it (a document the checkpoint has, or that replay created, is
@@ -385,6 +468,16 @@ static int apply_bind(sdb_t *db, rd_t *r)
     }
     if (doc_reserve_path(d))       /* reserve first so the insert cannot be undone */
         return SDB_ENOMEM;
+    if (r->bulk) {
+        if (r->nbinds == BULK_BATCH) {
+            int rc = bulk_flush_binds(db, r);
+            if (rc)
+                return rc;
+        }
+        r->binds[r->nbinds++] = (bulk_bind_t){ d, path, len, d->npaths };
+        d->paths[d->npaths++] = NULL;
+        return SDB_OK;
+    }
     void *old = NULL;
     int rc = pathidx_put(db->paths, (const char *)path, len, d, &k, &old);
     if (rc)
@@ -456,6 +549,11 @@ static int apply_stream(sdb_t *db, const uint8_t *p, size_t n, uint64_t tag, int
     rd_t r = { .p = p, .end = p + n, .bulk = bulk, .tolerant = tolerant };
     while (r.p < r.end) {
         int rc;
+        if (r.bulk && *r.p != REC_VERSION && *r.p != REC_BIND) {
+            /* other records look documents and paths up: none may wait */
+            if ((rc = bulk_flush_docs(db, &r)) || (rc = bulk_flush_binds(db, &r)))
+                return rc;
+        }
         switch (*r.p++) {
         case REC_VERSION: rc = apply_version(db, &r); break;
         case REC_BIND: rc = apply_bind(db, &r); break;
@@ -466,6 +564,10 @@ static int apply_stream(sdb_t *db, const uint8_t *p, size_t n, uint64_t tag, int
         }
         if (rc)
             return rc;
+    }
+    if (r.bulk) {
+        int rc = bulk_flush_docs(db, &r);
+        return rc ? rc : bulk_flush_binds(db, &r);
     }
     return SDB_OK;
 }
@@ -480,8 +582,53 @@ int apply_replay(sdb_t *db, const uint8_t *p, size_t n, int tolerant)
     return apply_stream(db, p, n, 0, 0, tolerant);
 }
 
+/* Counts the documents (runs of VERSION records of one id) and the BIND
+ * records of a checkpoint stream, skipping each record by its length: a
+ * sequential pass, so that the path index and the document table are sized
+ * once before the load instead of rehashing all along.  A malformed stream
+ * stops the count (the load reports it). */
+static void count_checkpoint(const uint8_t *p, size_t n, size_t *docs, size_t *binds)
+{
+    rd_t r = { .p = p, .end = p + n };
+    const uint8_t *last_id = NULL;
+    *docs = *binds = 0;
+    while (r.p < r.end && !r.bad) {
+        uint8_t type = *r.p++;
+        const uint8_t *id;
+        switch (type) {
+        case REC_VERSION:
+            id = take(&r, 16);
+            take(&r, 8 + 8 + 4 + 8 + 8 + 16);
+            {
+                uint32_t ne = take32(&r);
+                if (!r.bad && (size_t)(r.end - r.p) / 12 < ne)
+                    r.bad = 1;
+                else
+                    take(&r, (size_t)ne * 12);
+            }
+            if (id && (!last_id || memcmp(id, last_id, 16) != 0))
+                (*docs)++;
+            last_id = id;
+            break;
+        case REC_BIND:
+            take(&r, 16);
+            take(&r, take16(&r));
+            (*binds)++;
+            break;
+        default:                   /* a checkpoint has no other records */
+            r.bad = 1;
+            break;
+        }
+    }
+}
+
 int apply_checkpoint(sdb_t *db, const uint8_t *p, size_t n)
 {
+    size_t docs, binds;
+    count_checkpoint(p, n, &docs, &binds);
+    /* sizing is an optimization: without memory the tables grow as they go */
+    (void)doc_table_grow(db, db->ndocs + docs);
+    pathidx_reserve(db->paths, pathidx_count(db->paths) + binds);
     return apply_stream(db, p, n, 0, 1, 0);
 }
 
@@ -546,6 +693,24 @@ int records_describe(const uint8_t *p, size_t n, const char *prefix, FILE *out)
     return ferror(out) ? SDB_ENOMEM : SDB_OK;
 }
 
+typedef struct {
+    int (*fn)(doc_t *d, void *arg);
+    void *arg;
+} foreach_t;
+
+static int foreach_cb(void *obj, void *arg)
+{
+    doc_t *d = obj;
+    const foreach_t *f = arg;
+    return d->cur ? f->fn(d, f->arg) : 0;
+}
+
+int state_foreach_doc(sdb_t *db, int (*fn)(doc_t *d, void *arg), void *arg)
+{
+    foreach_t f = { fn, arg };
+    return slab_foreach(&db->doc_slab, foreach_cb, &f);
+}
+
 void state_init(sdb_t *db)
 {
     slab_init(&db->doc_slab, sizeof(doc_t));
@@ -554,16 +719,20 @@ void state_init(sdb_t *db)
 
 /* Frees the whole state (close, or a failed open); the state can be loaded
  * again afterwards. */
+static int destroy_doc_cb(doc_t *d, void *arg)
+{
+    (void)arg;
+    for (docver_t *v = d->cur; v; v = v->older)
+        if (v->ext != &v->ext1)
+            free(v->ext);
+    if (d->paths != &d->path1)
+        free(d->paths);
+    return 0;
+}
+
 void state_destroy(sdb_t *db)
 {
-    for (size_t i = 0; i < db->docs_cap; i++)
-        for (doc_t *d = db->docs[i]; d; d = d->hnext) {
-            for (docver_t *v = d->cur; v; v = v->older)
-                if (v->ext != &v->ext1)
-                    free(v->ext);
-            if (d->paths != &d->path1)
-                free(d->paths);
-        }
+    state_foreach_doc(db, destroy_doc_cb, NULL);
     free(db->docs);
     db->docs = NULL;
     db->docs_cap = db->ndocs = 0;

@@ -293,6 +293,59 @@ START_TEST(test_many_bindings)
 }
 END_TEST
 
+START_TEST(test_interleaved_bindings)
+{
+    /* Five documents bound to 400 paths in turn (path j to document
+     * (7 j) mod 5), so that in the checkpoint's byte order each document's
+     * bindings come between the others': a reopen that loads them in
+     * batches must give each binding its own slot of its document. */
+    env_t e;
+    env_init(&e, _i, "ib");
+    sdb_t *db = env_open(&e);
+    sdb_docinfo_t docs[5];
+    char path[64];
+    for (int k = 0; k < 5; k++) {
+        snprintf(path, sizeof path, "/doc/%d", k);
+        docs[k] = put_ok(db, path, path, strlen(path));
+    }
+    for (int j = 0; j < 400; j++) {
+        snprintf(path, sizeof path, "/p/%04d", j);
+        CK_OK(sdb_bind(db, &docs[(j * 7) % 5].id, path));
+    }
+    for (int pass = 0; pass < 3; pass++) {
+        if (pass > 0)
+            db = env_reopen(&e, db);
+        for (int j = 0; j < 400; j++) {
+            snprintf(path, sizeof path, "/p/%04d", j);
+            expect_lookup(db, path, &docs[(j * 7) % 5].id, 1, strlen("/doc/0"));
+        }
+        for (int k = 0; k < 5; k++) {
+            tu_list_t l;
+            list_paths(db, &docs[k].id, &l);
+            ck_assert_uint_eq(l.n, 81);
+            for (size_t i = 0; i < 80; i++) {
+                /* the j with (7 j) mod 5 == k, in order: j = 3k mod 5 + 5 i */
+                snprintf(path, sizeof path, "/p/%04zu", (size_t)((3 * k) % 5) + 5 * i);
+                ck_assert_str_eq(l.paths[i + 1], path);
+            }
+            tu_list_free(&l);
+        }
+        sdb_stats_t st = stats(db);
+        ck_assert_uint_eq(st.documents, 5);
+        ck_assert_uint_eq(st.paths, 405);
+        if (pass == 1) {
+            /* unbind some, so that the next checkpoint differs */
+            for (int j = 0; j < 400; j += 50) {
+                snprintf(path, sizeof path, "/p/%04d", j);
+                CK_OK(sdb_unbind(db, &docs[(j * 7) % 5].id, path));
+                CK_OK(sdb_bind(db, &docs[(j * 7) % 5].id, path));
+            }
+        }
+    }
+    CK_OK(sdb_close(db));
+}
+END_TEST
+
 START_TEST(test_prefix_search)
 {
     env_t e;
@@ -990,6 +1043,58 @@ START_TEST(test_delimiter)
     search(db, "/photos/2024/", NULL, 0, '.', &l);
     tu_list_expect(&l, w6, 3, "delimiter '.'");
     tu_list_free(&l);
+    CK_OK(sdb_close(db));
+}
+END_TEST
+
+START_TEST(test_delimiter_groups)
+{
+    /* Rolled-up directories of 1 to 40 paths each, around the point where
+     * a listing stops stepping over a directory's keys and seeks past
+     * them, with loose files between; listed whole and in pages of 3. */
+    env_t e;
+    env_init(&e, _i, "dg");
+    sdb_t *db = env_open(&e);
+    char path[64], want[200][32];
+    size_t nwant = 0;
+    for (int d = 0; d < 40; d++) {
+        snprintf(path, sizeof path, "/g/%02d.txt", d);
+        put_ok(db, path, "x", 1);
+        snprintf(want[nwant++], sizeof want[0], "/g/%02d.txt", d);
+        for (int f = 0; f < d; f++) {
+            snprintf(path, sizeof path, "/g/%02d/%03d", d, f);
+            put_ok(db, path, "y", 1);
+        }
+        if (d > 0)
+            snprintf(want[nwant++], sizeof want[0], "/g/%02d/", d);
+    }
+    put_ok(db, "/h", "z", 1);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1)
+            db = env_reopen(&e, db);
+        tu_list_t l;
+        search(db, "/g/", NULL, 0, '/', &l);
+        ck_assert_uint_eq(l.n, nwant);
+        for (size_t i = 0; i < nwant; i++)
+            ck_assert_str_eq(l.paths[i], want[i]);
+        tu_list_free(&l);
+        size_t got = 0;
+        char after[64] = "";
+        for (;;) {
+            search(db, "/g/", got ? after : NULL, 3, '/', &l);
+            ck_assert_uint_le(l.n, 3);
+            for (size_t i = 0; i < l.n; i++)
+                ck_assert_str_eq(l.paths[i], want[got + i]);
+            got += l.n;
+            if (l.n)
+                snprintf(after, sizeof after, "%s", l.paths[l.n - 1]);
+            size_t n = l.n;
+            tu_list_free(&l);
+            if (n < 3)
+                break;
+        }
+        ck_assert_uint_eq(got, nwant);
+    }
     CK_OK(sdb_close(db));
 }
 END_TEST
@@ -2599,6 +2704,7 @@ Suite *suite_api(void)
     tc = tcase(s, "paths", 60);
     tcase_add_loop_test(tc, test_list_paths_bind, 0, 2);
     tcase_add_loop_test(tc, test_many_bindings, 0, 2);
+    tcase_add_loop_test(tc, test_interleaved_bindings, 0, 3);
     tcase_add_loop_test(tc, test_prefix_search, 0, 2);
     tcase_add_loop_test(tc, test_delete_id, 0, 2);
     tcase_add_loop_test(tc, test_unbind_one, 0, 2);
@@ -2616,6 +2722,7 @@ Suite *suite_api(void)
 
     tc = tcase(s, "listing", 60);
     tcase_add_loop_test(tc, test_delimiter, 0, 2);
+    tcase_add_loop_test(tc, test_delimiter_groups, 0, 2);
     tcase_add_loop_test(tc, test_pagination, 0, 2);
     tcase_add_loop_test(tc, test_callback_stop, 0, 2);
 

@@ -15,6 +15,7 @@
  * public functions renamed fs_pathidx_*; see "Fault injection" below.
  */
 #include <check.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -831,6 +832,132 @@ START_TEST(test_mem_bytes)
 }
 END_TEST
 
+START_TEST(test_key_classes)
+{
+    /* Key entries of every length from 1 to 700 bytes (the chunked size
+     * classes end at 512-byte entries, longer ones are malloc'd), plus
+     * SDB_MAX_PATH; bytes 0x00 and 0xff inside; loaded in a scrambled
+     * order, half deleted, reinserted with new values (the freed entries
+     * are reused), and each insert accounted at its 8-byte class. */
+    size_t nlen = 700, n = 2 * nlen + 2, i;
+    t_str *k = malloc(n * sizeof(*k));
+    char *buf = malloc(SDB_MAX_PATH);
+    t_pool p;
+    pathidx_t *idx = pathidx_new();
+
+    ck_assert(k != NULL && buf != NULL && idx != NULL);
+    for (i = 0; i < nlen; i++) {
+        /* two keys per length: all 0x00 after a '/', and all 0xff */
+        memset(buf, 0, i + 1);
+        buf[0] = '/';
+        k[2 * i] = t_dup(buf, i + 1);
+        memset(buf, 0xff, i + 1);
+        k[2 * i + 1] = t_dup(buf, i + 1);
+    }
+    memset(buf, 'x', SDB_MAX_PATH);
+    k[n - 2] = t_dup(buf, SDB_MAX_PATH);
+    buf[SDB_MAX_PATH - 1] = '\0';
+    k[n - 1] = t_dup(buf, SDB_MAX_PATH);
+    t_pool_init(&p, k, n);
+    ck_assert_uint_eq(p.n, n);
+    for (int round = 0; round < 2; round++) {
+        for (i = 0; i < p.n; i++) {
+            size_t at = (i * 613) % p.n, mem0 = pathidx_mem_bytes(idx);
+            size_t sz = offsetof(pathidx_key_t, bytes) + p.k[at].len + 1;
+            if (p.in[at])
+                continue;
+            t_pool_put(idx, &p, at, T_VAL(at + (size_t)round));
+            sz = sz <= 512 ? (sz + 7) / 8 * 8 : sz;
+            /* exactly the class (or exact size), plus a node on a split */
+            T_CHECK(pathidx_mem_bytes(idx) - mem0 == sz || pathidx_mem_bytes(idx) - mem0 > 256,
+                    "key of %zu bytes accounted as %zu, expected %zu", p.k[at].len,
+                    pathidx_mem_bytes(idx) - mem0, sz);
+        }
+        t_expect_same(idx, &p);
+        t_expect_seek(idx, &p, "/", 1, 0, 20);
+        t_expect_seek(idx, &p, "\xff\xff\xff", 3, 1, 5);
+        t_expect_seek(idx, &p, "x", 1, 1, 5);
+        for (i = 0; i < p.n; i += 2)
+            t_pool_del(idx, &p, i);
+        t_expect_same(idx, &p);
+    }
+    pathidx_free(idx);
+    t_pool_free(&p);
+    free(buf);
+}
+END_TEST
+
+START_TEST(test_reserve)
+{
+    /* pathidx_reserve(n) sizes the bucket array for n keys up front (to
+     * the size that loading them grows it to), so that the load rehashes
+     * nothing; the index behaves the same. */
+    t_pool p;
+    pathidx_t *idx = pathidx_new(), *ref = pathidx_new();
+    size_t i, empty = pathidx_mem_bytes(ref);
+
+    t_pool_numbered(&p, "/var/lib/dpkg/info/", 50000, 3);
+    pathidx_reserve(idx, p.n);
+    /* 50,000 keys at 2 per bucket: 32768 buckets (16 at first) */
+    ck_assert_uint_eq(pathidx_mem_bytes(idx) - empty, (32768 - 16) * sizeof(void *));
+    pathidx_reserve(idx, 10);   /* never shrinks */
+    ck_assert_uint_eq(pathidx_mem_bytes(idx) - empty, (32768 - 16) * sizeof(void *));
+    for (i = 0; i < p.n; i++) {
+        size_t at = (i * 7919) % p.n;
+        t_pool_put(idx, &p, at, T_VAL(at));
+        ck_assert_int_eq(pathidx_put(ref, p.k[at].s, p.k[at].len, T_VAL(at), NULL, NULL), 0);
+    }
+    t_expect_same(idx, &p);
+    ck_assert_uint_eq(pathidx_mem_bytes(idx), pathidx_mem_bytes(ref));
+    pathidx_free(idx);
+    pathidx_free(ref);
+    t_pool_free(&p);
+}
+END_TEST
+
+START_TEST(test_peek)
+{
+    /* pathidx_peek(it, a) is the key that a more pathidx_next() calls
+     * later return, across leaf boundaries, and NULL past the end. */
+    t_pool p;
+    pathidx_t *idx = pathidx_new();
+    pathidx_iter_t it;
+    size_t i, n = 0;
+
+    t_pool_random(&p, 3000, 12, 5);
+    for (i = 0; i < p.n; i++)
+        if (i % 3 != 1)
+            t_pool_put(idx, &p, i, T_VAL(i));
+    for (i = 0; i < p.n; i += 97) {
+        pathidx_seek(idx, &it, p.k[i].s, p.k[i].len, (int)(i % 2));
+        size_t at = t_pool_next_in(&p, t_pool_bound(&p, p.k[i].s, p.k[i].len, (int)(i % 2)));
+        for (int step = 0; step < 150; step++) {
+            size_t want = at;
+            for (unsigned a = 0; a < 140; a++) {
+                pathidx_key_t *k = pathidx_peek(&it, a);
+                if (want >= p.n) {
+                    T_CHECK(k == NULL, "peek %u past the end", a);
+                    break;
+                }
+                t_expect_key(&p, want, k, "peek");
+                want = t_pool_next_in(&p, want + 1);
+                n++;
+            }
+            pathidx_key_t *k = pathidx_next(&it);
+            if (at >= p.n) {
+                T_CHECK(k == NULL, "next past the end");
+                break;
+            }
+            t_expect_key(&p, at, k, "next after peeks");
+            at = t_pool_next_in(&p, at + 1);
+        }
+    }
+    ck_assert_uint_gt(n, 100000);
+    pathidx_free(idx);
+    t_pool_free(&p);
+}
+END_TEST
+
 /* ---- The real paths sample ------------------------------------------------------ */
 
 #define T_SAMPLE "paths-sample.txt.gz"
@@ -1032,6 +1159,9 @@ static void *t_fault_calloc(size_t n, size_t m)
 #define pathidx_mem_bytes fs_pathidx_mem_bytes
 #define pathidx_seek fs_pathidx_seek
 #define pathidx_next fs_pathidx_next
+#define pathidx_reserve fs_pathidx_reserve
+#define pathidx_prefetch fs_pathidx_prefetch
+#define pathidx_peek fs_pathidx_peek
 #include "engine/pathidx.c"
 #undef malloc
 #undef calloc
@@ -1044,6 +1174,9 @@ static void *t_fault_calloc(size_t n, size_t m)
 #undef pathidx_mem_bytes
 #undef pathidx_seek
 #undef pathidx_next
+#undef pathidx_reserve
+#undef pathidx_prefetch
+#undef pathidx_peek
 
 START_TEST(test_enomem_new)
 {
@@ -1075,7 +1208,7 @@ START_TEST(test_enomem_put)
      * iteration.  Deletes and replaces must succeed with no memory at all. */
     t_pool p;
     pathidx_t *idx;
-    size_t i, n_fail = 0, n_node_fail = 0, resize_skips = 0;
+    size_t i, n_fail = 0, n_node_fail = 0, resize_skips = 0, n_needy = 0, n_split = 0;
     long max_fail_at = 0;
 
     t_pool_random(&p, 14000, 16, 11);
@@ -1118,15 +1251,27 @@ START_TEST(test_enomem_put)
          * one refused, the put still succeeds (the table grows later). */
         if (t_alloc_calls > fail_at)
             resize_skips++;
+        /* An insert that needed memory (a new key chunk, or nodes for a
+         * split) must have failed with less; one that split a leaf grew
+         * the accounting by more than its key entry. */
+        if (fail_at > 0)
+            n_needy++;
+        if (pathidx_mem_bytes(idx) - mem0 > offsetof(pathidx_key_t, bytes) + p.k[at].len + 8)
+            n_split++;
         p.in[at] = 1;
         p.val[at] = T_VAL(at);
         p.count++;
         T_CHECK(pathidx_get(idx, p.k[at].s, p.k[at].len)->val == T_VAL(at), "get #%zu", at);
     }
     t_expect_same(idx, &p);
-    ck_assert_uint_ge(n_fail, 8000);        /* every limited insert failed at least once */
-    ck_assert_uint_gt(n_node_fail, 100);    /* many failed in the middle of a split */
-    ck_assert_int_ge(max_fail_at, 3);       /* including key + leaf + inner + new root */
+    /* Key entries come from chunks (pathidx.c invariant 9): most inserts
+     * need no allocation at all.  Each one that needed some failed first:
+     * the splits (about 12,000 / 45) and the new chunks, at least. */
+    ck_assert_uint_ge(n_needy, n_split);
+    ck_assert_uint_gt(n_split, 150);
+    ck_assert_uint_ge(n_fail, n_needy);
+    ck_assert_uint_ge(n_node_fail, 3);      /* some failed in the middle of a split */
+    ck_assert_int_ge(max_fail_at, 2);       /* including leaf + inner + new root */
     ck_assert_uint_gt(resize_skips, 5);
 
     /* With no memory at all, replacing and deleting still work. */
@@ -1167,6 +1312,9 @@ Suite *suite_pathidx(void)
     tcase_add_test(tc, test_byte_order);
     tcase_add_test(tc, test_order_random_keys);
     tcase_add_test(tc, test_long_keys);
+    tcase_add_test(tc, test_key_classes);
+    tcase_add_test(tc, test_reserve);
+    tcase_add_test(tc, test_peek);
     tcase_add_test(tc, test_seek_cases);
     suite_add_tcase(s, tc);
 
