@@ -56,6 +56,52 @@ static void requeue(conn_t *c, qframe_t *f)
     c->qhead = f;
 }
 
+static void after_cb(uv_work_t *w, int status);
+
+/* The commit job is back: each batch's uploads are answered (after what
+ * the batch answered before them), and its connection goes on. */
+static void commit_done(job_t *j)
+{
+    server_t *s = j->s;
+    for (job_t *b = j->stage_next, *next; b; b = next) {
+        next = b->stage_next;
+        conn_t *c = b->c;
+        for (unsigned i = 0; i < b->staged->n; i++)
+            stats_record(s, SDB_OP_PUT_BEGIN, b->staged->rc[i], b->t0);
+        conn_send(c, &b->out);
+        free(b->out.p);
+        free(b->staged->tail.p);
+        free(b->staged);
+        free(b);
+        conn_job_done(c);
+    }
+    free(j);
+    s->committing = 0;
+    if (s->stage)
+        server_wake_flush(s);     /* those that came meanwhile: at the end of this turn */
+}
+
+void ops_commit_stage(server_t *s)
+{
+    if (!s->stage || s->committing)
+        return;
+    job_t *j = calloc(1, sizeof(*j));
+    if (!j)
+        return;                   /* the sweep timer tries again */
+    j->kind = JOB_COMMIT;
+    j->s = s;
+    j->work.data = j;
+    j->stage_next = s->stage;
+    if (uv_queue_work(s->loop, &j->work, job_work_cb, after_cb) < 0) {
+        free(j);
+        return;
+    }
+    s->stage = NULL;
+    s->stage_tail = &s->stage;
+    s->committing = 1;
+    s->jobs++;
+}
+
 static void after_cb(uv_work_t *w, int status)
 {
     job_t *j = w->data;
@@ -64,6 +110,10 @@ static void after_cb(uv_work_t *w, int status)
     j->s->jobs--;
     if (j->kind == JOB_RELEASE) {
         free(j);
+        return;
+    }
+    if (j->kind == JOB_COMMIT) {
+        commit_done(j);
         return;
     }
     if (j->kind == JOB_STATS)
@@ -83,6 +133,17 @@ static void after_cb(uv_work_t *w, int status)
     conn_send(c, &j->out);
     free(j->out.p);
     qframe_free(j->f);
+    if (j->kind == JOB_BATCH && j->staged) {
+        /* its last uploads wait for the commit stage, the connection busy
+           (invariant 1): the stage runs at the end of this loop turn */
+        j->out = (outbuf_t){ 0 };
+        j->f = NULL;
+        j->stage_next = NULL;
+        *j->s->stage_tail = j;
+        j->s->stage_tail = &j->stage_next;
+        server_wake_flush(j->s);
+        return;
+    }
     free(j);
     conn_job_done(c);
 }

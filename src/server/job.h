@@ -15,7 +15,21 @@
  * as one. */
 #define BATCH_MAX 64
 
+/* The uploads at the end of a batch whose commits wait for the server's
+ * commit stage (dispatch.c): one commit job makes the commits of every
+ * connection's waiting uploads as one group (commit_group) and answers
+ * them.  Allocated by the worker that ran the batch; freed on the loop when
+ * the commit job is back. */
+typedef struct {
+    unsigned n;
+    upload_t *u[BATCH_MAX];           /* ready to commit, in request order */
+    int rc[BATCH_MAX];                /* their commits' results */
+    size_t tail_from[BATCH_MAX];      /* tail[tail_from[i] .. tail_from[i+1]): answers after u[i] */
+    outbuf_t tail;                    /* ERRORs of uploads that failed before their commit */
+} staged_t;
+
 enum {
+    JOB_COMMIT,
     JOB_BATCH, JOB_PUT_BEGIN, JOB_PUT_DATA, JOB_PUT_END, JOB_PUT_ABORT, JOB_GET_MORE, JOB_LIST_MORE,
     JOB_STATS, JOB_RELEASE
 };
@@ -44,6 +58,8 @@ typedef struct job {
     uint64_t t0;
     int err;                          /* result for STATS */
     int done;                         /* the request has answered (record STATS) */
+    staged_t *staged;                 /* JOB_BATCH: uploads left to the commit stage */
+    struct job *stage_next;           /* JOB_COMMIT's list of batch jobs, and the stage's */
     unsigned nrec;                    /* JOB_BATCH: requests answered, for STATS */
     struct {
         uint8_t opcode;

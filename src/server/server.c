@@ -189,6 +189,7 @@ static void on_write(uv_write_t *req, int status)
  * write in flight (invariant 3): the loop's prepare and check callbacks. */
 static void flush_dirty(server_t *s)
 {
+    ops_commit_stage(s);
     while (s->dirty) {
         conn_t *c = s->dirty;
         s->dirty = c->dirty_next;
@@ -210,6 +211,12 @@ static void on_flush_check(uv_check_t *h)
     flush_dirty(h->data);
 }
 
+void server_wake_flush(server_t *s)
+{
+    uv_prepare_start(&s->flush_prep, on_flush_prep);
+    uv_check_start(&s->flush_check, on_flush_check);
+}
+
 /* Puts c on the list of connections whose pending output is written at the
  * end of this loop turn. */
 static void conn_mark_dirty(conn_t *c)
@@ -219,10 +226,8 @@ static void conn_mark_dirty(conn_t *c)
         return;
     c->dirty = 1;
     c->dirty_next = s->dirty;
-    if (!s->dirty) {
-        uv_prepare_start(&s->flush_prep, on_flush_prep);
-        uv_check_start(&s->flush_check, on_flush_check);
-    }
+    if (!s->dirty)
+        server_wake_flush(s);
     s->dirty = c;
 }
 
@@ -730,6 +735,7 @@ static void on_connection(uv_stream_t *server, int status)
 static void on_sweep(uv_timer_t *t)
 {
     server_t *s = t->data;
+    ops_commit_stage(s);          /* one that could not start for want of memory */
     uint64_t now = server_now_ms(s);
     const server_config_t *cfg = s->cfg;
     for (conn_t *c = s->conns, *n; c; c = n) {
@@ -1044,6 +1050,7 @@ int server_run(server_config_t *cfg)
     server_t *s = &srv;
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
+    s->stage_tail = &s->stage;
     /* test hook (tests/integration): fail the first N connection setups as
      * an allocation failure would */
     const char *fail = getenv("STREAMDBD_TEST_FAIL_ACCEPTS");

@@ -19,7 +19,13 @@
  *     the job's output.  The worker starts no further request once the
  *     output holds ops_batch_bytes(), nor after one that leaves a stream
  *     going (a GET larger than the room left, a listing in pieces); the
- *     frames it did not run go back to the head of the queue.
+ *     frames it did not run go back to the head of the queue.  Uploads of a
+ *     batch that reach their commit are not committed by it: the batch runs
+ *     only further uploads after them, and they go to the commit stage,
+ *     which at the end of the loop turn (when no commit job is out) starts
+ *     ONE job that commits the waiting uploads of every connection as one
+ *     group (commit_group) and answers them; their connections stay busy
+ *     until it is back, so what they send next sees the commits.
  *  2. Every byte a connection makes the daemon hold is counted against one of
  *     its two caps, both max_output_bytes: request bytes (qbytes: each
  *     queued frame's payload plus its bookkeeping; job_bytes: the same for
@@ -194,6 +200,8 @@ struct server {
     uv_prepare_t flush_prep;      /* write what this loop turn produced (invariant 3): */
     uv_check_t flush_check;       /* before the loop polls, and after the poll's callbacks */
     conn_t *dirty;                /* connections with output to write, newest first */
+    struct job *stage, **stage_tail;   /* batches whose uploads wait for the commit stage */
+    int committing;               /* the commit stage's job is out */
     uv_timer_t accept_retry;      /* a listener whose accept failed, tried again */
     int retry_tcp, retry_pipe;
     uint64_t jobs;                /* thread-pool jobs not yet back (detached ones too) */
@@ -229,6 +237,12 @@ void ops_continue(conn_t *c);
  * thread pool, detached from any connection (invariant 6). */
 void ops_release(server_t *s, sdb_writer_t *w, sdb_reader_t *r);
 
+/* The commit stage: when batches left uploads waiting for their commits
+ * and no commit job is out, starts one job that commits them all as one
+ * group (the connections wait, busy, until it is back).  Called once per
+ * loop turn (the flush handles) and by the sweep timer. */
+void ops_commit_stage(server_t *s);
+
 /* Bytes of output a streaming job produces per batch. */
 size_t ops_batch_bytes(const server_t *s);
 
@@ -249,6 +263,9 @@ void conn_reply(conn_t *c, const sdb_proto_msg_t *m);
 void conn_fatal(conn_t *c, uint32_t rid, int err, const char *msg);
 /* Takes the next frames after a job: pumps the queue. */
 void conn_pump(conn_t *c);
+/* Has the loop's flush handles run at the end of this loop turn (the
+ * dirty connections' output, the commit stage). */
+void server_wake_flush(server_t *s);
 /* Called by dispatch.c after a job completes on c. */
 void conn_job_done(conn_t *c);
 /* Records a completed request for STATS. */

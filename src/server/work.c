@@ -665,47 +665,42 @@ static upload_t *run_upload(job_t *j, qframe_t *begin, qframe_t *end)
     return NULL;
 }
 
-/* The uploads of a batch whose commits wait, to be committed as one group
- * (commit_group): consecutive uploads, nothing read between them. */
-typedef struct {
-    size_t n;
-    upload_t *u[BATCH_MAX];
-    unsigned rec[BATCH_MAX];          /* their slots in j->rec */
-} pending_t;
-
-/* Commits the pending uploads as one group and appends their answers, in
- * order, to j->out. */
-static void commit_pending(job_t *j, pending_t *p)
+/* Hands upload u (ready to commit) to the commit stage: appended to
+ * j->staged, allocated on the first.  0, or SDB_ENOMEM (u untouched). */
+static int stage_upload(job_t *j, upload_t *u)
 {
-    if (p->n == 0)
-        return;
-    sdb_writer_t *w[BATCH_MAX];
-    sdb_docinfo_t info[BATCH_MAX];
-    int rcs[BATCH_MAX];
-    for (size_t i = 0; i < p->n; i++)
-        w[i] = p->u[i]->w;
-    commit_group(j->s->db, w, p->n, info, rcs);
-    for (size_t i = 0; i < p->n; i++) {
-        p->u[i]->w = NULL;
-        j->rec[p->rec[i]].err = rcs[i];
-        put_end_answer(j, p->u[i], rcs[i], &info[i]);
+    staged_t *st = j->staged;
+    if (!st) {
+        st = calloc(1, sizeof(*st));
+        if (!st)
+            return SDB_ENOMEM;
+        j->staged = st;
     }
-    p->n = 0;
+    assert(st->n < BATCH_MAX);        /* a batch holds at most BATCH_MAX requests */
+    st->u[st->n] = u;
+    st->tail_from[st->n] = st->tail.len;
+    st->n++;
+    return 0;
 }
 
 /* JOB_BATCH: the requests of the chain j->f in order, each answer appended
  * to j->out (invariant 1).  It stops before a request once the output holds
  * a batch's worth (ops_batch_bytes), and after a request that leaves a
  * stream going (a GET larger than what fits, a listing in pieces): the
- * frames not run go to j->rest, back to the connection's queue. */
+ * frames not run go to j->rest, back to the connection's queue.  Uploads
+ * that reach their commit are not committed here: they go to j->staged,
+ * for the server's commit stage to commit with those of other connections
+ * as one group; the batch then runs only further uploads (a request that
+ * might read what they write waits for their commits), and the ERRORs of
+ * uploads that fail before their commit wait behind them (staged tail). */
 static void run_batch(job_t *j)
 {
     size_t budget = ops_batch_bytes(j->s);
     qframe_t *f = j->f, *last = NULL;
-    pending_t pend;
-    outbuf_t side = { 0 };            /* an upload's ERROR while commits wait */
-    pend.n = 0;
     while (f && !(j->nrec > 0 && j->out.len >= budget)) {
+        staged_t *st = j->staged;
+        if (st && f->hdr.opcode != SDB_OP_PUT_BEGIN)
+            break;                        /* after the commits (invariant 1) */
         qframe_t *end = f;
         j->cur = f;
         j->base = j->out.len;
@@ -716,40 +711,34 @@ static void run_batch(job_t *j)
         if (f->hdr.opcode == SDB_OP_PUT_BEGIN) {
             while (end->hdr.opcode != SDB_OP_PUT_END)   /* the loop queued it whole */
                 end = end->next;
-            /* its ERROR, if any, must follow the answers of the commits
-             * that wait: collect it aside */
+            /* behind staged uploads, its ERROR (if any) waits with them */
             outbuf_t main = j->out;
-            j->out = side;
+            if (st)
+                j->out = st->tail;
             upload_t *u = run_upload(j, f, end);
-            side = j->out;
-            j->out = main;
+            if (st) {
+                st->tail = j->out;
+                j->out = main;
+            }
             if (u) {
-                assert(j->nrec < BATCH_MAX);   /* a batch holds at most BATCH_MAX requests */
-                j->rec[j->nrec].opcode = SDB_OP_PUT_BEGIN;   /* its error comes with the commit */
-                pend.rec[pend.n] = j->nrec++;
-                pend.u[pend.n++] = u;
-                j->done = 0;          /* recorded already */
-            }
-            if (side.len) {
-                commit_pending(j, &pend);
-                if (out_reserve(&j->out, side.len) == 0) {
-                    memcpy(j->out.p + j->out.len, side.p, side.len);
-                    j->out.len += side.len;
+                if (stage_upload(j, u) == 0) {
+                    j->done = 0;          /* recorded by the commit stage */
+                } else {
+                    /* no memory for the stage: commit it here, alone */
+                    sdb_docinfo_t info;
+                    commit_group(j->s->db, &u->w, 1, &info, &j->err);
+                    u->w = NULL;
+                    put_end_answer(j, u, j->err, &info);
                 }
-                side.len = 0;
             }
+        } else if (f->hdr.opcode == SDB_OP_PING) {
+            sdb_proto_msg_t r = { .opcode = SDB_OP_PONG, .request_id = j->rid };
+            r.u.raw = f->m.u.raw;
+            j->err = out_msg(&j->out, &r);
+            if (j->err)
+                out_error(&j->out, j->rid, j->err, 0, NULL);
         } else {
-            commit_pending(j, &pend);    /* what follows sees the uploads before it */
-            j->base = j->out.len;
-            if (f->hdr.opcode == SDB_OP_PING) {
-                sdb_proto_msg_t r = { .opcode = SDB_OP_PONG, .request_id = j->rid };
-                r.u.raw = f->m.u.raw;
-                j->err = out_msg(&j->out, &r);
-                if (j->err)
-                    out_error(&j->out, j->rid, j->err, 0, NULL);
-            } else {
-                run_request(j);
-            }
+            run_request(j);
         }
         if (j->done && j->nrec < BATCH_MAX) {
             j->rec[j->nrec].opcode = j->opcode;
@@ -761,12 +750,54 @@ static void run_batch(job_t *j)
         if (j->down || j->list)
             break;
     }
-    commit_pending(j, &pend);
-    free(side.p);
     if (f) {
         last->next = NULL;
         j->rest = f;
     }
+}
+
+/* JOB_COMMIT: commits the staged uploads of every batch job on the list
+ * j->stage_next as one group (commit_group) and answers each job's. */
+static void run_commit(job_t *j)
+{
+    size_t n = 0, k = 0;
+    for (job_t *b = j->stage_next; b; b = b->stage_next)
+        n += b->staged->n;
+    sdb_writer_t **w = malloc(n * sizeof(*w));
+    sdb_docinfo_t *info = malloc(n * sizeof(*info));
+    int *rcs = malloc(n * sizeof(*rcs));
+    if (w && info && rcs) {
+        for (job_t *b = j->stage_next; b; b = b->stage_next)
+            for (unsigned i = 0; i < b->staged->n; i++)
+                w[k++] = b->staged->u[i]->w;
+        commit_group(j->s->db, w, n, info, rcs);
+    }
+    k = 0;
+    for (job_t *b = j->stage_next; b; b = b->stage_next) {
+        staged_t *st = b->staged;
+        b->out.len = 0;
+        for (unsigned i = 0; i < st->n; i++, k++) {
+            sdb_docinfo_t one;
+            upload_t *u = st->u[i];
+            if (w && info && rcs) {
+                st->rc[i] = rcs[k];
+                one = info[k];
+            } else {
+                commit_group(j->s->db, &u->w, 1, &one, &st->rc[i]);   /* no memory: one by one */
+            }
+            u->w = NULL;
+            put_end_answer(b, u, st->rc[i], &one);
+            st->u[i] = NULL;
+            size_t from = st->tail_from[i], to = i + 1 < st->n ? st->tail_from[i + 1] : st->tail.len;
+            if (to > from && out_reserve(&b->out, to - from) == 0) {
+                memcpy(b->out.p + b->out.len, st->tail.p + from, to - from);
+                b->out.len += to - from;
+            }
+        }
+    }
+    free(w);
+    free(info);
+    free(rcs);
 }
 
 void job_work_cb(uv_work_t *w)
@@ -774,6 +805,7 @@ void job_work_cb(uv_work_t *w)
     job_t *j = w->data;
     switch (j->kind) {
     case JOB_BATCH: run_batch(j); break;
+    case JOB_COMMIT: run_commit(j); break;
     case JOB_PUT_BEGIN: run_put_begin(j); break;
     case JOB_PUT_DATA: run_put_data(j); break;
     case JOB_PUT_END: run_put_end(j); break;
