@@ -505,13 +505,16 @@ static void run_put_data(job_t *j)
 /* Commits the n writers w[0..n) as one group: rcs[i] and out[i] get what
  * sdb_writer_commit would give for w[i]; every writer is released.  Every
  * commit of an upload goes through here, so that the commits of a batch's
- * uploads are one group.  For now they are committed one by one (correct:
- * each succeeds or fails on its own, in order; not yet one sync for all);
- * this becomes sdb_writer_commit_many(w, n, out, rcs), one sync for the
- * group in durable mode, when the engine branch that adds it is merged. */
+ * uploads (and of the commit stage's, from every connection) are one group:
+ * sdb_writer_commit_many, one sync for the lot in durable mode, each commit
+ * succeeding or failing on its own, in order. */
 static void commit_group(sdb_t *db, sdb_writer_t **w, size_t n, sdb_docinfo_t *out, int *rcs)
 {
     (void)db;
+    if (sdb_writer_commit_many(w, n, out, rcs) == SDB_OK)
+        return;
+    /* refused as a whole (it cannot be, for writers of one handle, each
+       once): nothing was committed or released, so commit them one by one */
     for (size_t i = 0; i < n; i++)
         rcs[i] = sdb_writer_commit(w[i], &out[i]);
 }
