@@ -1016,7 +1016,7 @@ static void rss_of_open(const char *file, double *anon, double *total)
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
-    unsigned long long a, t;
+    unsigned long long a = 0, t = 0;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || sscanf(out, "%llu %llu", &a, &t) != 2)
         die("the memory probe (this program with --rss-probe) failed");
     *anon = (double)a;
@@ -1304,7 +1304,9 @@ static void bench_get4k(void)
             engines[e]->get_check(h[e], paths[order[i]], content + i * sz, sz);
         best[e] = INFINITY;
     }
-    for (int r = 0; r < opt.reps + 2; r++)
+    /* a pass takes a fraction of a second: more repetitions than the loads */
+    int reps = opt.reps * 3 > 6 ? opt.reps * 3 : 6;
+    for (int r = 0; r < reps; r++)
         for (int k = 0; k < PEER_COUNT; k++) {
             int e = turn(r, k);
             uint64_t a = now_ns();
