@@ -61,6 +61,7 @@
 #define TMPFS_MAGIC_NUMBER 0x01021994
 #define DEFAULT_DATA "tests/data/debian-paths.txt.gz"
 #define BATCH 10000u                  /* inserts per commit of the bulk load */
+#define LAT_BLOCK 1000u               /* lookups per turn (listings: a tenth) */
 #define LMDB_MAP_SIZE (64ull << 30)   /* address space only: the file grows as used */
 
 /* ---- Options ------------------------------------------------------------ */
@@ -1092,32 +1093,41 @@ static void bench_small(void)
         check_content(e, h[e], order, n, 16, opt.quick ? 1000 : 10000);
     }
 
-    /* 4. Exact lookups of random existing paths, metadata only. */
-    uint64_t nl = opt.lookups;
+    /* 4. Exact lookups of random existing paths, metadata only.  Within a
+       round the engines take turns every LAT_BLOCK operations, so that a
+       burst of load from the neighbours hits all three alike. */
+    uint64_t nl = opt.lookups, nmax = nl > opt.searches ? nl : opt.searches;
     const char **keys = xmalloc(nl * sizeof *keys);
-    uint64_t *lat = xmalloc((nl > opt.searches ? nl : opt.searches) * sizeof *lat);
+    uint64_t *lat[PEER_COUNT];
     double l50[PEER_COUNT], l99[PEER_COUNT], s50[PEER_COUNT], s99[PEER_COUNT], p50, p99;
     for (uint64_t i = 0; i < nl; i++)
         keys[i] = paths[rng_below(n)];
-    for (int e = 0; e < PEER_COUNT; e++)
+    for (int e = 0; e < PEER_COUNT; e++) {
         l50[e] = l99[e] = s50[e] = s99[e] = INFINITY;
-    for (int r = 0; r < opt.lat_rounds; r++)
-        for (int k = 0; k < PEER_COUNT; k++) {
-            int e = turn(r, k);
-            const engine_ops_t *en = engines[e];
-            for (uint64_t i = 0; i < nl; i++) {
-                uint64_t a = now_ns();
-                uint64_t sz = en->lookup(h[e], keys[i]);
-                lat[i] = now_ns() - a;
-                if (sz != 16)
-                    die("%s: lookup of '%s' says %llu bytes, expected 16", en->name, keys[i],
-                        (unsigned long long)sz);
+        lat[e] = xmalloc(nmax * sizeof *lat[e]);
+    }
+    for (int r = 0; r < opt.lat_rounds; r++) {
+        for (uint64_t b = 0; b < nl; b += LAT_BLOCK)
+            for (int k = 0; k < PEER_COUNT; k++) {
+                int e = turn(r + (int)(b / LAT_BLOCK), k);
+                const engine_ops_t *en = engines[e];
+                for (uint64_t i = b; i < nl && i < b + LAT_BLOCK; i++) {
+                    uint64_t a = now_ns();
+                    uint64_t sz = en->lookup(h[e], keys[i]);
+                    lat[e][i] = now_ns() - a;
+                    if (sz != 16)
+                        die("%s: lookup of '%s' says %llu bytes, expected 16", en->name,
+                            keys[i], (unsigned long long)sz);
+                }
             }
-            percentiles(lat, nl, &p50, &p99);
-            progress("lookup round %d: %-8s p50 %.2f us p99 %.2f us", r + 1, en->name, p50, p99);
+        for (int e = 0; e < PEER_COUNT; e++) {
+            percentiles(lat[e], nl, &p50, &p99);
+            progress("lookup round %d: %-8s p50 %.2f us p99 %.2f us", r + 1, engines[e]->name,
+                     p50, p99);
             l50[e] = min_d(l50[e], p50);
             l99[e] = min_d(l99[e], p99);
         }
+    }
     free(keys);
 
     /* 5. The first 100 paths below random directory prefixes: every result
@@ -1136,27 +1146,31 @@ static void bench_small(void)
                 die("%s: listing of '%s' returned %zu paths%s", engines[e]->name, prefixes[i],
                     v.count, v.bad ? ", not the expected ones" : " instead of 100");
         }
-    for (int r = 0; r < opt.lat_rounds; r++)
-        for (int k = 0; k < PEER_COUNT; k++) {
-            int e = turn(r, k);
-            uint64_t sum = 0;
-            for (uint64_t i = 0; i < ns; i++) {
-                visit_t v = { NULL, 0, 0, 0, 16, 0 };
-                uint64_t a = now_ns();
-                engines[e]->first_n(h[e], prefixes[i], uppers[i], 100, &v);
-                lat[i] = now_ns() - a;
-                if (v.bad || v.count != 100)
-                    die("%s: listing of '%s' returned %zu paths", engines[e]->name,
-                        prefixes[i], v.count);
-                sum += v.sum;
+    for (int r = 0; r < opt.lat_rounds; r++) {
+        uint64_t sum[PEER_COUNT] = { 0 };
+        for (uint64_t b = 0; b < ns; b += LAT_BLOCK / 10)
+            for (int k = 0; k < PEER_COUNT; k++) {
+                int e = turn(r + (int)(b / (LAT_BLOCK / 10)), k);
+                for (uint64_t i = b; i < ns && i < b + LAT_BLOCK / 10; i++) {
+                    visit_t v = { NULL, 0, 0, 0, 16, 0 };
+                    uint64_t a = now_ns();
+                    engines[e]->first_n(h[e], prefixes[i], uppers[i], 100, &v);
+                    lat[e][i] = now_ns() - a;
+                    if (v.bad || v.count != 100)
+                        die("%s: listing of '%s' returned %zu paths", engines[e]->name,
+                            prefixes[i], v.count);
+                    sum[e] += v.sum;
+                }
             }
-            percentiles(lat, ns, &p50, &p99);
+        for (int e = 0; e < PEER_COUNT; e++) {
+            percentiles(lat[e], ns, &p50, &p99);
             progress("listing round %d: %-8s p50 %.2f us p99 %.2f us (%llu prefixes, sum %llx)",
                      r + 1, engines[e]->name, p50, p99, (unsigned long long)ns,
-                     (unsigned long long)sum);
+                     (unsigned long long)sum[e]);
             s50[e] = min_d(s50[e], p50);
             s99[e] = min_d(s99[e], p99);
         }
+    }
     for (uint64_t i = 0; i < ns; i++) {
         free(prefixes[i]);
         free(uppers[i]);
@@ -1164,7 +1178,8 @@ static void bench_small(void)
     free(prefixes);
     free(uppers);
     free(first);
-    free(lat);
+    for (int e = 0; e < PEER_COUNT; e++)
+        free(lat[e]);
 
     /* 6. Open, and close + open, each followed by one lookup. */
     double op[PEER_COUNT], cop[PEER_COUNT];
