@@ -4,8 +4,9 @@
  *
  * The machine is shared and noisy, so StreamDb is never measured alone: each
  * workload runs on all three engines, the engines take turns within every
- * repetition (their order rotates from one repetition to the next), and the
- * table keeps each engine's best repetition.  The goals are ratios to the peer
+ * repetition (their order rotates from one repetition to the next; in latency
+ * rounds they take turns every LAT_BLOCK operations), and the table keeps each
+ * engine's best repetition.  The goals are ratios to the peer
  * the issue names.  Every figure the table shows was measured in this run; one
  * that could not be is printed as "n/a" with the reason.  docs/BENCHMARKS.md
  * ("StreamDb beside SQLite and LMDB") describes each row and each engine's
@@ -15,13 +16,14 @@
  * every workload is one loop over the same calls: open, begin / put / commit,
  * flush, lookup of the size, get with a byte check, the first 100 paths from a
  * prefix, count.  StreamDb has no batch API yet: its begin and commit are
- * empty and its puts commit one by one (see streamdb_begin, the hook where a
- * batch API plugs in).
+ * empty and its puts commit one by one (streamdb_has_batch and
+ * streamdb_begin_cb are the hook where a batch API plugs in).
  *
  * Sections (select with --only):
  *   small  N paths (default 1,000,000 real paths) with 16-byte documents: file
- *          size, bulk load, 100-path prefix listing, exact lookup, open and
- *          close + open, StreamDb's resident memory per path
+ *          size, bulk load (and a smaller load with one durable commit per
+ *          insert), 100-path prefix listing, exact lookup, open and close +
+ *          open, StreamDb's resident memory per path
  *   get4k  reads of 10,000 documents of 4 KiB, every byte checked
  *   size1k file size of 100,000 documents of 1 KiB against the raw bytes
  *
