@@ -177,8 +177,21 @@ $(BUILD)/check_integration: $(INTEG_OBJ) $(BUILD)/libstreamdb.a
 $(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libstreamdb.a $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(msg) CC $<
-	$(Q)$(CC) $(CFLAGS_ALL) -MF $@.d.tmp.$$$$ -MT $@ $(LDFLAGS) -o $(TMP) $< $(BUILD)/libstreamdb.a \
-	    $(LDLIBS_ALL) -lm && mv -f $@.d.tmp.$$$$ $@.d && $(commit_tmp)
+	$(Q)$(CC) $(CFLAGS_ALL) $(BENCH_CFLAGS) -MF $@.d.tmp.$$$$ -MT $@ $(LDFLAGS) -o $(TMP) $< \
+	    $(BUILD)/libstreamdb.a $(BENCH_LIBS) $(LDLIBS_ALL) -lm && mv -f $@.d.tmp.$$$$ $@.d && \
+	    $(commit_tmp)
+
+# bench_peers measures SQLite and LMDB beside the engine: only it links them,
+# and only `make bench` (or building it) installs them (install-deps.sh
+# --bench); `make all` and `make test` never need them.  Expanded late, after
+# bench-deps has run.
+$(BUILD)/bench/bench_peers: BENCH_CFLAGS = $(shell pkg-config --cflags sqlite3 lmdb 2>/dev/null)
+$(BUILD)/bench/bench_peers: BENCH_LIBS = $(or $(shell pkg-config --libs sqlite3 lmdb 2>/dev/null),\
+    -lsqlite3 -llmdb)
+$(BUILD)/bench/bench_peers: | bench-deps
+.PHONY: bench-deps
+bench-deps:
+	@pkg-config --exists sqlite3 lmdb 2>/dev/null || bash scripts/install-deps.sh --bench
 
 # The reliability harnesses (docs/RELIABILITY.md): kill -9 cycles against
 # streamdbd with a ledger of acknowledged writes, and bit-flip trials on
@@ -290,7 +303,7 @@ fuzz-seeds: deps lib
 # `make bench` runs the bench programs, then the side-by-side with Redis
 # (bench-redis: scripts/bench-vs-redis.sh, which installs redis-server and
 # redis-tools when missing); SDB_BENCH_SHORT=1 makes the latter a quick check.
-bench: deps lib $(BUILD)/streamdbd $(BUILD)/streamdb-bench $(BENCH_BIN)
+bench: deps bench-deps lib $(BUILD)/streamdbd $(BUILD)/streamdb-bench $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "==> $$b"; $$b || exit 1; done
 	@echo "==> scripts/bench-vs-redis.sh $(BUILD)"
 	$(Q)SDB_BENCH_SHORT='$(SDB_BENCH_SHORT)' bash scripts/bench-vs-redis.sh $(BUILD)
@@ -405,7 +418,7 @@ help:
 	@echo "  test-parallel-make  two makes at once on a copy of the tree: no broken artefact"
 	@echo "  tsan           the concurrency tests under ThreadSanitizer (build-tsan)"
 	@echo "  fuzz           libFuzzer targets fuzz/fuzz_*.c (clang) for FUZZ_SECONDS (default 30) each"
-	@echo "  bench          build and run tests/bench/*.c, then bench-redis"
+	@echo "  bench          build and run tests/bench/*.c (installs SQLite and LMDB for bench_peers), then bench-redis"
 	@echo "  bench-redis    streamdb-bench vs redis-benchmark, side by side (SDB_BENCH_SHORT=1: quick)"
 	@echo "  reliability    kill -9 cycles and bit-flip trials (docs/RELIABILITY.md; minutes)"
 	@echo "  sanitize       run the tests under ASan+UBSan (build dir build-san)"

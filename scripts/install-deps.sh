@@ -3,14 +3,16 @@
 # suite need.  The Makefile runs it when `pkg-config --exists libuv libcjson
 # zlib check` fails; .ci/run runs it on a bare CI machine.
 #
-# Usage: scripts/install-deps.sh [--ci] [EXTRA_PACKAGE...]
+# Usage: scripts/install-deps.sh [--ci] [--bench] [EXTRA_PACKAGE...]
 #   Installs the base packages below plus any extra Debian packages named
 #   (`make valgrind` asks for valgrind this way, and `make bench`'s
 #   scripts/bench-vs-redis.sh for redis-server redis-tools; make test needs
 #   neither).  --ci adds CI_PACKAGES: every
 #   tool a test needs (so that CI skips no test) and the compilers of the clang,
-#   TSan and fuzz builds.  Packages already installed are skipped; when nothing
-#   is missing, apt is not touched at all.
+#   TSan and fuzz builds.  --bench adds BENCH_PACKAGES, the peers that
+#   tests/bench/bench_peers.c measures StreamDb against (`make bench` asks for
+#   them; nothing else needs them).  Packages already installed are skipped;
+#   when nothing is missing, apt is not touched at all.
 #   Runs apt-get directly as root, through sudo otherwise.
 # Exit status: 0 when every package is installed afterwards, 1 otherwise.
 set -euo pipefail
@@ -30,11 +32,19 @@ CI_PACKAGES=(
     llvm              # llvm-symbolizer for sanitizer reports
     libclang-rt-dev   # the libFuzzer and sanitizer runtimes of clang
 )
+BENCH_PACKAGES=(
+    libsqlite3-dev    # SQLite 3 (pkg-config name: sqlite3), a peer in bench_peers
+    liblmdb-dev       # LMDB (pkg-config name: lmdb), a peer in bench_peers
+)
 PACKAGES=("${BASE_PACKAGES[@]}")
-if [[ ${1:-} == --ci ]]; then
+while (($# > 0)); do
+    case $1 in
+        --ci) PACKAGES+=("${CI_PACKAGES[@]}") ;;
+        --bench) PACKAGES+=("${BENCH_PACKAGES[@]}") ;;
+        *) break ;;
+    esac
     shift
-    PACKAGES+=("${CI_PACKAGES[@]}")
-fi
+done
 PACKAGES+=("$@")
 
 say() { printf '==> %s\n' "$*"; }

@@ -1,8 +1,11 @@
 /*
- * bench_report.h -- the results table shared by the benchmark programs:
- * each row is a figure, the baseline measured in the same run, their ratio
- * and the target, printed as one table with PASS/FAIL/info.  Header-only
- * (each benchmark is one program).
+ * bench_report.h -- the results tables shared by the benchmark programs.
+ * The baseline table: each row is a figure, the baseline measured in the
+ * same run, their ratio and the target, printed with PASS/FAIL/info.  The
+ * peer table (bench_peers): each row is one workload measured on SQLite,
+ * LMDB and StreamDb in the same run, StreamDb's ratio to the peer its goal
+ * names, the goal and met / NOT MET.  Header-only (each benchmark is one
+ * program).
  */
 #ifndef BENCH_REPORT_H
 #define BENCH_REPORT_H
@@ -156,5 +159,146 @@ static void progress(const char *fmt, ...)
     fprintf(stderr, "\n");
     va_end(ap);
 }
+
+/* ---- The peer table: SQLite, LMDB and StreamDb side by side -------------- */
+#ifdef BENCH_PEER_TABLE   /* defined by the programs that print it (bench_peers.c) */
+
+enum { PEER_SQLITE, PEER_LMDB, PEER_STREAMDB, PEER_COUNT };
+static const char *const peer_names[PEER_COUNT] = { "SQLite", "LMDB", "StreamDb" };
+
+typedef enum {
+    GOAL_NONE,        /* reported only */
+    GOAL_RATIO_MAX,   /* StreamDb / peer <= goal (times, sizes) */
+    GOAL_RATIO_MIN,   /* StreamDb / peer >= goal (rates) */
+    GOAL_VALUE_MAX,   /* StreamDb's value < goal (or <= when goal_incl) */
+} goal_kind_t;
+
+typedef struct {
+    char row[72];
+    char unit[8];             /* "MiB", "us", "/s", "ms", "B", "x" */
+    double v[PEER_COUNT];     /* NAN: not measured, and note says why */
+    int peer;                 /* PEER_SQLITE or PEER_LMDB: the ratio's denominator; -1 none */
+    goal_kind_t goal_kind;
+    double goal;
+    int goal_incl;            /* GOAL_VALUE_MAX: <= instead of < */
+    char no_verdict[48];      /* when set, the result column says this instead */
+    char note[120];
+} peer_row_t;
+
+static peer_row_t peer_rows[MAX_ROWS];
+static int npeer_rows;
+
+/* Appends a row of three figures (NAN for one that was not measured); its
+ * ratio is StreamDb / v[peer] (peer -1: no ratio).  Returns it so that the
+ * caller can set the goal and a note. */
+static peer_row_t *peer_add_row(const char *row, const char *unit, double sqlite, double lmdb,
+                                double streamdb, int peer)
+{
+    if (npeer_rows == MAX_ROWS)
+        return &peer_rows[MAX_ROWS - 1];
+    peer_row_t *r = &peer_rows[npeer_rows++];
+    memset(r, 0, sizeof *r);
+    snprintf(r->row, sizeof r->row, "%s", row);
+    snprintf(r->unit, sizeof r->unit, "%s", unit);
+    r->v[PEER_SQLITE] = sqlite;
+    r->v[PEER_LMDB] = lmdb;
+    r->v[PEER_STREAMDB] = streamdb;
+    r->peer = peer;
+    r->goal_kind = GOAL_NONE;
+    r->goal = NAN;
+    return r;
+}
+
+static void peer_set_note(peer_row_t *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->note, sizeof r->note, fmt, ap);
+    va_end(ap);
+}
+
+static double peer_ratio(const peer_row_t *r)
+{
+    if (r->peer < 0 || isnan(r->v[PEER_STREAMDB]) || isnan(r->v[r->peer]) || r->v[r->peer] <= 0)
+        return NAN;
+    return r->v[PEER_STREAMDB] / r->v[r->peer];
+}
+
+/* 1 met, 0 not met, -1 no goal or not measurable. */
+static int peer_verdict(const peer_row_t *r)
+{
+    double q = peer_ratio(r), s = r->v[PEER_STREAMDB];
+    if (r->no_verdict[0])
+        return -1;
+    switch (r->goal_kind) {
+    case GOAL_RATIO_MAX: return isnan(q) ? -1 : q <= r->goal;
+    case GOAL_RATIO_MIN: return isnan(q) ? -1 : q >= r->goal;
+    case GOAL_VALUE_MAX: return isnan(s) ? -1 : r->goal_incl ? s <= r->goal : s < r->goal;
+    default: return -1;
+    }
+}
+
+/* One figure with its unit, e.g. "78.5 MiB", "166.2k/s", "4.61 us". */
+static const char *peer_fmt(char *buf, size_t cap, double v, const char *unit)
+{
+    char n[32];
+    if (isnan(v))
+        snprintf(buf, cap, "n/a");
+    else if (strcmp(unit, "/s") == 0 && v >= 1e4)
+        snprintf(buf, cap, "%.1fk/s", v / 1e3);
+    else if (strcmp(unit, "x") == 0)
+        snprintf(buf, cap, "%.3fx", v);
+    else
+        snprintf(buf, cap, "%s %s", fmt_num(n, sizeof n, v), unit);
+    return buf;
+}
+
+/* Prints the peer table; returns the number of goals not met. */
+static int peer_print_table(void)
+{
+    char c[PEER_COUNT][64], q[40], g[40];
+    int met = 0, missed = 0;
+
+    printf("\n%-58s %11s %11s %11s  %-14s %-16s %-8s %s\n", "row", "SQLite", "LMDB", "StreamDb",
+           "StreamDb/peer", "goal", "result", "note");
+    for (int i = 0; i < 150; i++)
+        putchar('-');
+    putchar('\n');
+    for (int i = 0; i < npeer_rows; i++) {
+        const peer_row_t *r = &peer_rows[i];
+        for (int k = 0; k < PEER_COUNT; k++)
+            peer_fmt(c[k], sizeof c[k], r->v[k], r->unit);
+        double ratio = peer_ratio(r);
+        if (isnan(ratio))
+            snprintf(q, sizeof q, "-");
+        else
+            snprintf(q, sizeof q, "%.2fx %s", ratio, peer_names[r->peer]);
+        switch (r->goal_kind) {
+        case GOAL_RATIO_MAX:
+            snprintf(g, sizeof g, "<= %.2gx %s", r->goal, peer_names[r->peer]);
+            break;
+        case GOAL_RATIO_MIN:
+            snprintf(g, sizeof g, ">= %.2gx %s", r->goal, peer_names[r->peer]);
+            break;
+        case GOAL_VALUE_MAX:
+            snprintf(g, sizeof g, "%s %g %s", r->goal_incl ? "<=" : "<", r->goal, r->unit);
+            break;
+        default:
+            snprintf(g, sizeof g, "-");
+        }
+        int verdict = peer_verdict(r);
+        met += verdict == 1;
+        missed += verdict == 0;
+        printf("%-58s %11s %11s %11s  %-14s %-16s %-8s %s\n", r->row, c[0], c[1], c[2], q, g,
+               verdict == 1 ? "met" : verdict == 0 ? "NOT MET"
+               : r->no_verdict[0] ? r->no_verdict : r->goal_kind == GOAL_NONE ? "info" : "n/a",
+               r->note);
+    }
+    printf("\nStreamDb/peer: StreamDb's figure / the peer's (for times and sizes lower is better,"
+           " for rates higher).\nGoals (issue 10): %d met, %d not met.\n", met, missed);
+    fflush(stdout);
+    return missed;
+}
+#endif /* BENCH_PEER_TABLE */
 
 #endif
