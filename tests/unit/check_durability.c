@@ -1024,7 +1024,7 @@ typedef struct {
     sdb_backend_t *inner;
     int fail_sync;
     int closed;
-    uint64_t nwrites;   /* write calls seen */
+    _Atomic uint64_t nwrites;   /* write calls seen */
     size_t wlen[256];   /* their lengths (the first 256) */
     uint64_t cut_at;    /* 1-based write call cut short (0: none) ... */
     size_t cut_len;     /* ... after this many bytes; the next inner write crashes */
@@ -1041,10 +1041,10 @@ static int kb_read(sdb_backend_t *be, uint64_t off, void *buf, size_t len)
 static int kb_write(sdb_backend_t *be, uint64_t off, const void *buf, size_t len)
 {
     keep_be_t *k = (keep_be_t *)be;
-    k->nwrites++;
-    if (k->nwrites <= 256)
-        k->wlen[k->nwrites - 1] = len;
-    if (k->nwrites == k->cut_at) {
+    uint64_t nw = atomic_fetch_add(&k->nwrites, 1) + 1;   /* a background checkpoint writes too */
+    if (nw <= 256)
+        k->wlen[nw - 1] = len;
+    if (nw == k->cut_at) {
         static const uint8_t zero = 0;
         if (k->cut_len > 0)
             k->inner->write(k->inner, off, buf, k->cut_len); /* lands */
