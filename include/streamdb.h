@@ -120,9 +120,10 @@ typedef struct {
  * defaults) and stores a new handle in *out, which sdb_close() releases.
  * Recovers automatically from any crash: the newest valid header slot is
  * used and the commit journal is replayed up to its last complete commit.
- * While open, the handle may run one background thread of its own, which
+ * While open, the handle may run a background thread of its own, which
  * writes checkpoints (when the journal has grown past twice the last one)
- * while commits go on; sdb_close() stops it.
+ * while commits go on, and with cfg.durable 0 a second one, which runs the
+ * timed syncs while commits go on; sdb_close() stops them.
  * Errors: SDB_EINVAL (NULL, bad cfg), SDB_ELOCKED (another process has the
  * file open), SDB_ECORRUPT (not a StreamDb file, or both header slots or the
  * checkpoint damaged), SDB_EPERM (the file or its directory may not be

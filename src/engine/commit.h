@@ -45,4 +45,8 @@ int commit_submit(sdb_t *db, commit_req_t *req);
  * and nothing is queued. */
 void commit_submit_many(sdb_t *db, commit_req_t *const *reqs, size_t n);
 
+/* Stops lazy mode's sync thread, waiting for a sync it runs (db_free; no
+ * commit may run). */
+void commit_lazy_stop(sdb_t *db);
+
 #endif

@@ -82,6 +82,8 @@ sdb_t *db_new(sdb_backend_t *be, const sdb_config_t *cfg)
     pthread_mutex_init(&db->fs_lock, NULL);
     pthread_mutex_init(&db->q_lock, NULL);
     pthread_cond_init(&db->gather_cv, NULL);
+    pthread_mutex_init(&db->ls.lock, NULL);
+    pthread_cond_init(&db->ls.cv, NULL);
     db->q_tail = &db->q_head;
     db->pending_tail = &db->pending;
     db->last_sync_ns = util_mono_ns();
@@ -91,6 +93,7 @@ sdb_t *db_new(sdb_backend_t *be, const sdb_config_t *cfg)
 void db_free(sdb_t *db)
 {
     journal_bg_stop(db);
+    commit_lazy_stop(db);
     state_destroy(db);
     freespace_destroy(&db->fs);
     while (db->pending) {
@@ -110,6 +113,8 @@ void db_free(sdb_t *db)
     pthread_mutex_destroy(&db->fs_lock);
     pthread_mutex_destroy(&db->q_lock);
     pthread_cond_destroy(&db->gather_cv);
+    pthread_mutex_destroy(&db->ls.lock);
+    pthread_cond_destroy(&db->ls.cv);
     free(db);
 }
 

@@ -183,6 +183,18 @@ struct sdb {
     } bg;
     int journal_suspect;           /* open: the journal ends on a damaged or torn group */
 
+    /* lazy mode's timed syncs run in a thread of their own, so that commits
+       go on meanwhile (commit.c, lazy_sync_start) */
+    struct {
+        pthread_t thread;
+        int have_thread;           /* leader; db_free joins it */
+        pthread_mutex_t lock;      /* with cv: the fields below */
+        pthread_cond_t cv;
+        int want, busy, stop;      /* a sync asked for / running / close */
+        int done, rc;              /* one ended with rc, not yet taken by the leader */
+        uint64_t seq;              /* the last journal group it covers */
+    } ls;
+
     _Atomic uint64_t cache_hits, cache_misses;
     struct pcache *cache;          /* LRU page cache (use_mmap 0) */
 };

@@ -1024,7 +1024,7 @@ typedef struct {
     sdb_backend_t *inner;
     int fail_sync;
     int closed;
-    uint64_t nwrites;   /* write calls seen */
+    _Atomic uint64_t nwrites;   /* write calls seen */
     size_t wlen[256];   /* their lengths (the first 256) */
     uint64_t cut_at;    /* 1-based write call cut short (0: none) ... */
     size_t cut_len;     /* ... after this many bytes; the next inner write crashes */
@@ -1041,10 +1041,10 @@ static int kb_read(sdb_backend_t *be, uint64_t off, void *buf, size_t len)
 static int kb_write(sdb_backend_t *be, uint64_t off, const void *buf, size_t len)
 {
     keep_be_t *k = (keep_be_t *)be;
-    k->nwrites++;
-    if (k->nwrites <= 256)
-        k->wlen[k->nwrites - 1] = len;
-    if (k->nwrites == k->cut_at) {
+    uint64_t nw = atomic_fetch_add(&k->nwrites, 1) + 1;   /* a background checkpoint writes too */
+    if (nw <= 256)
+        k->wlen[nw - 1] = len;
+    if (nw == k->cut_at) {
         static const uint8_t zero = 0;
         if (k->cut_len > 0)
             k->inner->write(k->inner, off, buf, k->cut_len); /* lands */
@@ -1965,6 +1965,16 @@ static uint64_t fault_syncs(sdb_backend_t *fb)
     return syncs;
 }
 
+/* Waits until fb has seen `want` syncs: lazy mode's timed syncs run in a
+ * thread of their own.  The 2-minute limit only turns a hang into a failure. */
+static void lazy_wait_syncs(sdb_backend_t *fb, uint64_t want)
+{
+    for (long n = 0; fault_syncs(fb) < want; n++) {
+        ck_assert_msg(n < 1200000, "the lazy sync did not come (2 min)");
+        usleep(100);
+    }
+}
+
 static void lazy_path(char *p, size_t cap, int i, int long_paths)
 {
     int n = snprintf(p, cap, "/lz/%05d/", i);
@@ -2005,10 +2015,14 @@ START_TEST(test_lazy_sync_once_a_second)
             tu_fill(d, sizeof d, (uint32_t)i);
             put_ok(db, path, d, sizeof d);
         }
+        lazy_wait_syncs(fb, s0 + 1);
         ck_assert_msg(fault_syncs(fb) == s0 + 1, "8 MiB of buffered records: %llu syncs, "
                       "not 1", (unsigned long long)(fault_syncs(fb) - s0));
         n = 2100;
-        s0++;
+        /* (a flush waits for that sync to end, so that the timed one below
+           cannot find it still running: it would wait for the next commit) */
+        CK_OK(sdb_flush(db));
+        s0 = fault_syncs(fb);
     }
     sdb_test_clock_advance(999000000ull);          /* not yet a second */
     lazy_path(path, 4096, n, long_paths);
@@ -2017,6 +2031,7 @@ START_TEST(test_lazy_sync_once_a_second)
     sdb_test_clock_advance(2000000ull);            /* now a second and 1 ms */
     lazy_path(path, 4096, n + 1, long_paths);
     put_ok(db, path, d, sizeof d);
+    lazy_wait_syncs(fb, s0 + 1);
     ck_assert_msg(fault_syncs(fb) == s0 + 1, "a put a second after the last sync: %llu "
                   "syncs, not 1", (unsigned long long)(fault_syncs(fb) - s0));
     for (int i = n + 2; i < n + 12; i++) {
@@ -2127,6 +2142,160 @@ START_TEST(test_lazy_overwrites_use_free_space)
     tu_expect_get(db, "/small", d, sizeof d);
     free(big);
     CK_OK(sdb_close(db));
+    sdb_test_clock_freeze(0);
+}
+END_TEST
+
+/* Lazy mode's timed sync does not stop commits: the disk's sync is held at
+ * a gate, and while it waits there a thread commits and reads 200 puts.
+ * (Run by the commit leader, the sync held every later commit behind it: a
+ * dip in the put rate every second or so.)  The deadlines only turn a hang
+ * into a failure. */
+typedef struct {
+    sdb_backend_t base;            /* first: the engine sees this */
+    sdb_backend_t *inner;
+    pthread_mutex_t lock;
+    pthread_cond_t cv;
+    int closed;                    /* syncs wait while set */
+    int waiting;                   /* syncs waiting at the gate */
+} gate_be_t;
+
+static int gb_read(sdb_backend_t *be, uint64_t off, void *buf, size_t len)
+{
+    return ((gate_be_t *)be)->inner->read(((gate_be_t *)be)->inner, off, buf, len);
+}
+
+static int gb_write(sdb_backend_t *be, uint64_t off, const void *buf, size_t len)
+{
+    return ((gate_be_t *)be)->inner->write(((gate_be_t *)be)->inner, off, buf, len);
+}
+
+static uint64_t gb_size(sdb_backend_t *be)
+{
+    return ((gate_be_t *)be)->inner->size(((gate_be_t *)be)->inner);
+}
+
+static int gb_sync(sdb_backend_t *be)
+{
+    gate_be_t *g = (gate_be_t *)be;
+    pthread_mutex_lock(&g->lock);
+    g->waiting++;
+    pthread_cond_broadcast(&g->cv);
+    while (g->closed)
+        pthread_cond_wait(&g->cv, &g->lock);
+    g->waiting--;
+    pthread_mutex_unlock(&g->lock);
+    return g->inner->sync(g->inner);
+}
+
+static void gb_close(sdb_backend_t *be)
+{
+    (void)be;                      /* the test frees it */
+}
+
+/* Waits until cond(g) holds, at most 60 s; returns whether it does. */
+static int gb_wait(gate_be_t *g, int (*cond)(gate_be_t *, void *), void *arg)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 60;
+    pthread_mutex_lock(&g->lock);
+    int rc = 0;
+    while (!cond(g, arg) && rc == 0)
+        rc = pthread_cond_timedwait(&g->cv, &g->lock, &until);
+    int ok = cond(g, arg);
+    pthread_mutex_unlock(&g->lock);
+    return ok;
+}
+
+static int gb_one_waiting(gate_be_t *g, void *arg)
+{
+    (void)arg;
+    return g->waiting == 1;
+}
+
+typedef struct {
+    sdb_t *db;
+    gate_be_t *g;
+    int done, bad;
+} gate_put_t;
+
+static int gb_puts_done(gate_be_t *g, void *arg)
+{
+    (void)g;
+    return ((gate_put_t *)arg)->done;
+}
+
+static void *gate_put_thread(void *p)
+{
+    gate_put_t *a = p;
+    uint8_t d[300];
+    char path[32];
+    for (int i = 0; i < 200 && !a->bad; i++) {
+        snprintf(path, sizeof path, "/gate/%d", i);
+        tu_fill(d, sizeof d, (uint32_t)i);
+        if (sdb_put(a->db, path, d, sizeof d, NULL) != SDB_OK)
+            a->bad = 1;
+        void *back = NULL;
+        size_t len = 0;
+        if (sdb_get(a->db, path, &back, &len, NULL) != SDB_OK || len != sizeof d ||
+            memcmp(back, d, len) != 0)
+            a->bad = 2;
+        free(back);
+    }
+    pthread_mutex_lock(&a->g->lock);
+    a->done = 1;
+    pthread_cond_broadcast(&a->g->cv);
+    pthread_mutex_unlock(&a->g->lock);
+    return NULL;
+}
+
+START_TEST(test_lazy_sync_does_not_stop_commits)
+{
+    gate_be_t g;
+    memset(&g, 0, sizeof g);
+    g.inner = backend_mem_new();
+    ck_assert_ptr_nonnull(g.inner);
+    pthread_mutex_init(&g.lock, NULL);
+    pthread_cond_init(&g.cv, NULL);
+    g.base.read = gb_read;
+    g.base.write = gb_write;
+    g.base.sync = gb_sync;
+    g.base.size = gb_size;
+    g.base.close = gb_close;
+    sdb_config_t cfg;
+    sdb_config_default(&cfg);
+    cfg.durable = 0;
+    sdb_test_clock_freeze(1);
+    sdb_t *db = NULL;
+    CK_OK(sdb_open_backend(&g.base, &cfg, &db));
+    put_ok(db, "/before", "b", 1);
+    pthread_mutex_lock(&g.lock);
+    g.closed = 1;
+    pthread_mutex_unlock(&g.lock);
+    sdb_test_clock_advance(1100000000ull);
+    gate_put_t a = { db, &g, 0, 0 };
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, gate_put_thread, &a), 0);
+    /* its first put starts the timed sync, which waits at the gate; the
+       puts go on meanwhile */
+    int waiting = gb_wait(&g, gb_one_waiting, NULL);
+    int done = waiting && gb_wait(&g, gb_puts_done, &a);
+    pthread_mutex_lock(&g.lock);
+    int still = g.waiting == 1;
+    g.closed = 0;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.lock);
+    pthread_join(th, NULL);
+    ck_assert_msg(waiting, "no sync came a second after the last one");
+    ck_assert_msg(done && still, "200 puts did not commit while the timed sync waited");
+    ck_assert_int_eq(a.bad, 0);
+    CK_OK(sdb_flush(db));
+    tu_expect_get(db, "/before", "b", 1);
+    CK_OK(sdb_close(db));
+    g.inner->close(g.inner);
+    pthread_mutex_destroy(&g.lock);
+    pthread_cond_destroy(&g.cv);
     sdb_test_clock_freeze(0);
 }
 END_TEST
@@ -4277,6 +4446,7 @@ Suite *suite_durability(void)
     tc = tcase(s, "lazy", 120);
     tcase_add_loop_test(tc, test_lazy_sync_once_a_second, 0, 2);
     tcase_add_test(tc, test_lazy_overwrites_use_free_space);
+    tcase_add_test(tc, test_lazy_sync_does_not_stop_commits);
 
     tc = tcase(s, "slot", 300);
     tcase_add_loop_test(tc, test_newest_slot_bit_flip, 0, 2);
