@@ -1215,8 +1215,8 @@ static void usage(FILE *f)
         "  -h, --host HOST       server host (default 127.0.0.1)\n"
         "  -p, --port PORT       server TCP port (default 7878; 6379 with --redis)\n"
         "  -s, --socket PATH     Unix socket instead of TCP\n"
-        "  -a, --token TOKEN     auth token sent in HELLO, with --redis the AUTH password\n"
-        "                        (default: $STREAMDB_TOKEN)\n"
+        "  -a, --token TOKEN     auth token sent in HELLO (default: $STREAMDB_TOKEN); with\n"
+        "                        --redis the AUTH password (no default)\n"
         "      --redis           speak RESP2 to a Redis server instead (same as --protocol\n"
         "                        resp): put is SET, get is GET; search is not available\n"
         "      --protocol NAME   streamdb (default) or resp\n"
@@ -1296,7 +1296,7 @@ static void parse_args(int argc, char **argv)
         { "protocol", required_argument, NULL, O_PROTO },
         { "pipeline-style", required_argument, NULL, O_STYLE }, { NULL, 0, NULL, 0 }
     };
-    int have_n = 0, have_port = 0, have_host = 0, have_pop = 0, have_t = 0, ch;
+    int have_n = 0, have_port = 0, have_host = 0, have_pop = 0, have_t = 0, have_a = 0, ch;
     opt.token = getenv("STREAMDB_TOKEN");
     parse_ops("ping,put,get,mixed,search");
     opterr = 0;
@@ -1305,7 +1305,7 @@ static void parse_args(int argc, char **argv)
         case 'h': opt.host = optarg; have_host = 1; break;
         case 'p': parse_num("-p", optarg, 1, 65535); opt.port = optarg; have_port = 1; break;
         case 's': opt.socket = optarg; break;
-        case 'a': opt.token = optarg; break;
+        case 'a': opt.token = optarg; have_a = 1; break;
         case 'c': opt.conns = (int)parse_num("-c", optarg, 1, 10000); break;
         case 'n': opt.requests = parse_num("-n", optarg, 1, UINT64_MAX / 2); have_n = 1; break;
         case 'd': {
@@ -1360,6 +1360,8 @@ static void parse_args(int argc, char **argv)
     if (opt.token && strlen(opt.token) > SDB_PROTO_MAX_TOKEN)
         die(2, "-a: token over %u bytes", SDB_PROTO_MAX_TOKEN);
     if (opt.resp) {
+        if (!have_a)   /* $STREAMDB_TOKEN is streamdbd's, not a Redis password */
+            opt.token = NULL;
         if (!have_t)
             parse_ops("ping,put,get,mixed");
         for (int i = 0; i < opt.nops; i++)

@@ -22,6 +22,8 @@
 
 /* Runs build/streamdb-bench with args (NULL-terminated), stdout and stderr
  * captured in r (ct_run_t, as the CLI tests). */
+static int bench_keep_token;   /* 1: the tool sees the test's $STREAMDB_TOKEN */
+
 static void bench_run(ct_run_t *r, const char *const *args)
 {
     static unsigned seq;
@@ -40,7 +42,8 @@ static void bench_run(ct_run_t *r, const char *const *args)
         dup2(in, 0);
         dup2(out, 1);
         dup2(err, 2);
-        unsetenv("STREAMDB_TOKEN");
+        if (!bench_keep_token)
+            unsetenv("STREAMDB_TOKEN");
         alarm(120);   /* a safety net only: a hung tool fails the test */
         const char *argv[64];
         int n = 0;
@@ -632,8 +635,12 @@ START_TEST(test_bench_redis_auth_and_nil)
     ck_assert_msg(r.status == 1, "exit %d; stderr:\n%s", r.status, r.err);
     CT_ERR_HAS(&r, "the server refused AUTH: WRONGPASS");
     ct_run_free(&r);
+    /* $STREAMDB_TOKEN is streamdbd's token: --redis never sends it. */
+    setenv("STREAMDB_TOKEN", "s3cret", 1);
+    bench_keep_token = 1;
     const char *none[] = { "--redis", "-s", rs.sock, "-t", "ping", "-n", "5", "-c", "1", NULL };
     bench_run(&r, none);
+    bench_keep_token = 0;
     ck_assert_msg(r.status == 1, "exit %d; stderr:\n%s", r.status, r.err);
     CT_ERR_HAS(&r, "the server refused PING: NOAUTH");
     ct_run_free(&r);
