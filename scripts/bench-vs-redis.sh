@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # bench-vs-redis.sh -- the side-by-side run of `make bench` (docs/BENCHMARKS.md,
-# "streamdbd next to Redis"): streamdb-bench against streamdbd and
-# redis-benchmark against redis-server, same parameters, interleaved rounds,
-# one table of rates, ratios and p99 latencies.
+# "streamdbd next to Redis"): for each row, streamdb-bench against streamdbd,
+# streamdb-bench --redis against redis-server (the same generator speaking
+# RESP2: the table's ratio) and redis-benchmark against the same redis-server
+# (for reference: it shows whether the two generators agree), same
+# parameters, interleaved rounds, one table of rates, ratios and p99 latencies.
 #
 # Usage: scripts/bench-vs-redis.sh [--short] [BUILD_DIR]
 #   BUILD_DIR holds streamdbd and streamdb-bench (default build).
 #   --short (or SDB_BENCH_SHORT=1): one round, a tenth of the requests and
 #   10,000 keys; a quick check that everything runs, not a measurement.
 # Environment: SDB_BENCH_ROUNDS (default 3), SDB_BENCH_DIR (where the
-#   temporary directory goes; default BUILD_DIR, so on the disk, not tmpfs).
+#   temporary directory goes; default BUILD_DIR, so on the disk, not tmpfs),
+#   SDB_BENCH_STYLE (streamdb-bench --pipeline-style: batch, the default here,
+#   sends P and waits for all P like redis-benchmark; window keeps P in flight).
 #
 # It starts four servers on temporary directories and free loopback ports:
 #   streamdbd with engine.durability "full" and with "none", redis-server with
@@ -19,7 +23,7 @@
 #   scripts/install-deps.sh redis-server redis-tools when missing.
 # Exit status: 0 when every run completed without error (missed goals
 #   included: the table is a report), 1 otherwise (a streamdb-bench error
-#   means a wrong answer from streamdbd), 2 for bad usage.
+#   means a wrong answer from streamdbd or Redis), 2 for bad usage.
 set -euo pipefail
 
 short=${SDB_BENCH_SHORT:-0}
@@ -57,6 +61,8 @@ fi
 CONNS=50
 SIZE=1024
 ROUNDS=${SDB_BENCH_ROUNDS:-3}
+STYLE=${SDB_BENCH_STYLE:-batch}
+[[ $STYLE == batch || $STYLE == window ]] || die "SDB_BENCH_STYLE: batch or window, not $STYLE"
 if ((short)); then
     ROUNDS=1 KEYS=10000 N_GET=20000 N_PING=50000 N_PUT=10000 N_PUT_SYNC=3000
 else
@@ -147,9 +153,12 @@ for s in sdb_full sdb_none; do
     "$sdbb" -p "${!p}" -c "$CONNS" -P 16 -r "$KEYS" --size "$SIZE" -t ping -n 1 --populate -q \
         >/dev/null || die "populating $s failed"
 done
-# redis-benchmark -r N names its keys key:000000000000 .. (12 digits).
+# redis-benchmark -r N names its keys key:000000000000 .. (12 digits);
+# streamdb-bench --redis writes its own (/bench/N/...), self-describing values.
 for s in redis_mem redis_aof; do
     p=port_$s
+    "$sdbb" --redis -p "${!p}" -c "$CONNS" -P 16 -r "$KEYS" --size "$SIZE" -t ping -n 1 \
+        --populate -q >/dev/null || die "populating $s (streamdb-bench --redis) failed"
     awk -v n="$KEYS" -v size="$SIZE" 'BEGIN {
         v = sprintf("%*s", size, ""); gsub(/ /, "x", v)
         for (i = 0; i < n; i++) {
@@ -163,16 +172,21 @@ done
 res=$tmp/results
 mkdir -p "$res"
 
-# run_sdb ROW SERVER OP N PIPELINE: one streamdb-bench run; appends "rate p99".
+# run_sdb ROW SERVER OP N PIPELINE [--redis]: one streamdb-bench run against
+# streamdbd (appends "rate p99" to ROW.sdb) or, with --redis, against
+# redis-server (ROW.resp).
 run_sdb() {
-    local row=$1 p=port_$2 op=$3 n=$4 pl=$5 out
-    if ! out=$("$sdbb" -p "${!p}" -c "$CONNS" -P "$pl" -r "$KEYS" --size "$SIZE" -t "$op" -n "$n" \
-        --no-populate --json 2>"$tmp/sdb.err"); then
+    local row=$1 p=port_$2 op=$3 n=$4 pl=$5 proto=${6:-} out file
+    file=$res/$row.sdb
+    [[ -z $proto ]] || file=$res/$row.resp
+    if ! out=$("$sdbb" $proto -p "${!p}" -c "$CONNS" -P "$pl" --pipeline-style "$STYLE" \
+        -r "$KEYS" --size "$SIZE" -t "$op" -n "$n" --no-populate --json 2>"$tmp/sdb.err"); then
         cat "$tmp/sdb.err" >&2
-        die "streamdb-bench -t $op -P $pl against $2 failed (above)"
+        die "streamdb-bench $proto -t $op -P $pl against $2 failed (above)"
     fi
-    echo "$out" | sed -n 's/.*"rate":\([0-9.]*\).*"p99_ms":\([0-9.]*\).*/\1 \2/p' >>"$res/$row.sdb"
-    echo "    streamdbd $2 $op P$pl: $(tail -n 1 "$res/$row.sdb")" >&2
+    echo "$out" | sed -n 's/.*"rate":\([0-9.]*\).*"p99_ms":\([0-9.]*\).*/\1 \2/p' >>"$file"
+    printf '    streamdb-bench %-8s %-9s %s P%s: %s\n' "${proto:-}" "$2" "$op" "$pl" \
+        "$(tail -n 1 "$file")" >&2
 }
 
 # run_redis ROW SERVER TEST N PIPELINE: one redis-benchmark run (--csv).
@@ -183,7 +197,8 @@ run_redis() {
         die "redis-benchmark -t $test -P $pl against $2 failed"
     # "GET","rps","avg","min","p50","p95","p99","max" (Redis >= 7); older: "GET","rps".
     echo "$line" | awk -F'"' '{ print $4, ($14 == "" ? "-" : $14) }' >>"$res/$row.redis"
-    echo "    redis     $2 $test P$pl: $(tail -n 1 "$res/$row.redis")" >&2
+    printf '    redis-benchmark         %-9s %s P%s: %s\n' "$2" "$test" "$pl" \
+        "$(tail -n 1 "$res/$row.redis")" >&2
 }
 
 # Rows: name | Redis server + test | streamdbd server + op | requests | pipeline | goal | label
@@ -204,13 +219,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
         IFS='|' read -r name rs ss n pl _ _ <<<"$row"
         read -r rserver rtest <<<"$rs"
         read -r sserver sop <<<"$ss"
-        if ((r % 2)); then   # alternate who goes first
-            run_redis "$name" "$rserver" "$rtest" "$n" "$pl"
-            run_sdb "$name" "$sserver" "$sop" "$n" "$pl"
-        else
-            run_sdb "$name" "$sserver" "$sop" "$n" "$pl"
-            run_redis "$name" "$rserver" "$rtest" "$n" "$pl"
-        fi
+        runs=("run_sdb $name $rserver $sop $n $pl --redis" "run_sdb $name $sserver $sop $n $pl"
+            "run_redis $name $rserver $rtest $n $pl")
+        for ((k = 0; k < 3; k++)); do   # rotate who goes first, round by round
+            ${runs[(k + r - 1) % 3]}
+        done
     done
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -229,16 +242,20 @@ echo
 echo "streamdbd next to Redis $redis_version: $CONNS connections, $SIZE-byte values, $KEYS keys;"
 echo "median of $ROUNDS interleaved round(s)$( ((short)) && echo ", SHORT mode (a check, not a measurement)");"
 echo "$(nproc) CPUs, load average $load_start at the start, $load_end at the end."
+echo "Redis and streamdbd: both measured by streamdb-bench (--redis for Redis; pipeline style $STYLE);"
+echo "ratio = streamdbd / Redis.  redis-benchmark: the same Redis measured by redis-benchmark, for"
+echo "reference (gen = streamdb-bench --redis / redis-benchmark: near 1 when the generators agree)."
 echo
-echo "| request | pipeline | Redis | streamdbd | ratio | goal | p99 Redis | p99 streamdbd |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| request | pipeline | Redis | streamdbd | ratio | goal | p99 Redis | p99 streamdbd | redis-benchmark | p99 redis-benchmark | gen |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
+fmt_ms() { [[ $1 == - ]] && echo - || echo "$1 ms"; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "-" && b + 0 > 0) printf "%.2f\n", a / b; else print "-" }'; }
 for row in "${rows[@]}"; do
     IFS='|' read -r name _ _ _ pl goal label <<<"$row"
-    rr=$(median "$res/$name.redis" 1) sr=$(median "$res/$name.sdb" 1)
-    rp=$(median "$res/$name.redis" 2) sp=$(median "$res/$name.sdb" 2)
-    ratio=$(awk -v a="$sr" -v b="$rr" 'BEGIN { if (b + 0 > 0) printf "%.2f\n", a / b; else print "-" }')
-    fmt_ms() { [[ $1 == - ]] && echo - || echo "$1 ms"; }
-    echo "| $label | $pl | $(rate "$rr") | $(rate "$sr") | $ratio | ≥ $goal | $(fmt_ms "$rp") | $(fmt_ms "$sp") |"
+    qr=$(median "$res/$name.resp" 1) sr=$(median "$res/$name.sdb" 1) rr=$(median "$res/$name.redis" 1)
+    qp=$(median "$res/$name.resp" 2) sp=$(median "$res/$name.sdb" 2) rp=$(median "$res/$name.redis" 2)
+    echo "| $label | $pl | $(rate "$qr") | $(rate "$sr") | $(div "$sr" "$qr") | ≥ $goal |" \
+        "$(fmt_ms "$qp") | $(fmt_ms "$sp") | $(rate "$rr") | $(fmt_ms "$rp") | $(div "$qr" "$rr") |"
 done
 echo
 echo "Command: scripts/bench-vs-redis.sh$( ((short)) && echo " --short") (make bench; make bench-redis)"

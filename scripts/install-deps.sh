@@ -6,8 +6,8 @@
 # Usage: scripts/install-deps.sh [--ci] [--bench] [EXTRA_PACKAGE...]
 #   Installs the base packages below plus any extra Debian packages named
 #   (`make valgrind` asks for valgrind this way, and `make bench`'s
-#   scripts/bench-vs-redis.sh for redis-server redis-tools; make test needs
-#   neither).  --ci adds CI_PACKAGES: every
+#   scripts/bench-vs-redis.sh for redis-server redis-tools; make test skips
+#   the streamdb-bench --redis checks without redis-server).  --ci adds CI_PACKAGES: every
 #   tool a test needs (so that CI skips no test) and the compilers of the clang,
 #   TSan and fuzz builds.  --bench adds BENCH_PACKAGES, the peers that
 #   tests/bench/bench_peers.c measures StreamDb against (`make bench` asks for
@@ -31,6 +31,7 @@ CI_PACKAGES=(
     clang             # make CC=clang; make fuzz (libFuzzer); TSan build
     llvm              # llvm-symbolizer for sanitizer reports
     libclang-rt-dev   # the libFuzzer and sanitizer runtimes of clang
+    redis-server      # tests/cli/check_bench.c: streamdb-bench --redis against a real Redis
 )
 BENCH_PACKAGES=(
     libsqlite3-dev    # SQLite 3 (pkg-config name: sqlite3), a peer in bench_peers

@@ -26,6 +26,17 @@
  *  4. get, mixed and search need their keys to exist: before the first of
  *     them, every key of the key space is written once (the populate phase,
  *     like redis-benchmark's SET before GET), unless --no-populate.
+ *  5. --redis speaks RESP2 to a Redis server through the same loop,
+ *     connections, pipelining, keys, values and latency clock, so that one
+ *     generator measures both servers: ping is PING (+PONG), put is SET key
+ *     value (+OK), get is GET key (a bulk string of exactly --size bytes,
+ *     checked byte by byte as in note 2; nil is an error), mixed and populate
+ *     as above; search has no RESP form here and is refused.  RESP carries no
+ *     request id: replies match requests by order alone, and a reply that does
+ *     not fit the oldest request in flight closes the connection (note 3).
+ *  6. --pipeline-style: "window" (default) refills a connection up to P
+ *     requests in flight after every reply; "batch" sends P and waits for all P
+ *     replies before sending the next P, as redis-benchmark -P does.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -77,13 +88,19 @@ static struct {
     uint32_t keys;
     int ops[OP_COUNT];
     int nops;
+    int resp;                   /* --redis: RESP2 to a Redis server (design note 5) */
+    int batch;                  /* --pipeline-style batch (design note 6) */
 } opt = { "127.0.0.1", "7878", NULL, NULL, "/bench/", 50, 1, 1, 0, 0, 0, 100000, 0,
-          1024, 100000, { 0 }, 0 };
+          1024, 100000, { 0 }, 0, 0, 0 };
 
 static char addr_text[600];     /* for messages: "127.0.0.1:7878" or "unix:PATH" */
 static char key_base[512];      /* opt.prefix + "<keys>/" */
 static int key_width;           /* digits of keys - 1 */
 static uint32_t srv_chunk, srv_frame;
+
+#define RESP_LINE_MAX 512       /* longest RESP reply line kept (error text included) */
+#define RESP_PING "*1\r\n$4\r\nPING\r\n"
+enum { RS_LINE, RS_BULK, RS_CRLF };   /* where a connection's RESP reply parser is */
 
 /* ---- Small helpers ---------------------------------------------------------- */
 
@@ -133,6 +150,12 @@ static void value_fill(uint8_t *v, size_t size, uint32_t key, uint64_t seed)
     if (s == 0)
         s = 1;
     size_t i = STAMP_SIZE;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    for (; i + 8 <= size; i += 8) {   /* the same bytes as below, 8 at a time */
+        uint64_t r = xorshift64(&s);
+        memcpy(v + i, &r, 8);
+    }
+#endif
     while (i < size) {
         uint64_t r = xorshift64(&s);
         for (int b = 0; b < 8 && i < size; b++, i++)
@@ -234,6 +257,9 @@ typedef struct {
     uint8_t *val;           /* GET: the value received */
     char last[600];         /* SEARCH: the last path listed */
     size_t last_len;
+    int rs;                 /* --redis: RS_LINE, RS_BULK (value bytes), RS_CRLF (after them) */
+    size_t line_len;        /* --redis: bytes in line (RS_LINE), CRLF bytes seen (RS_CRLF) */
+    char line[RESP_LINE_MAX];
 } conn_t;
 
 typedef struct worker {
@@ -339,6 +365,41 @@ static void out_raw(conn_t *c, uint8_t opcode, uint32_t rid, const void *data, s
     c->out_len += SDB_PROTO_HEADER_SIZE + len;
 }
 
+static void out_bytes(conn_t *c, const void *data, size_t len)
+{
+    out_reserve(c, len);
+    memcpy(c->out + c->out_len, data, len);
+    c->out_len += len;
+}
+
+/* Encodes request p as a RESP2 command (design note 5). */
+static void resp_issue(conn_t *c, pending_t *p, const char *path, size_t plen)
+{
+    char head[700];
+    int n;
+    switch (p->kind) {
+    case RQ_PING:
+        out_bytes(c, RESP_PING, sizeof(RESP_PING) - 1);
+        break;
+    case RQ_GET:
+        n = snprintf(head, sizeof(head), "*2\r\n$3\r\nGET\r\n$%zu\r\n%s\r\n", plen, path);
+        out_bytes(c, head, (size_t)n);
+        break;
+    case RQ_PUT:
+        p->seed = c->w->seed_next++;
+        n = snprintf(head, sizeof(head), "*3\r\n$3\r\nSET\r\n$%zu\r\n%s\r\n$%zu\r\n", plen,
+                     path, opt.size);
+        out_reserve(c, (size_t)n + opt.size + 2);
+        memcpy(c->out + c->out_len, head, (size_t)n);
+        value_fill(c->out + c->out_len + n, opt.size, p->key, p->seed);
+        memcpy(c->out + c->out_len + n + opt.size, "\r\n", 2);
+        c->out_len += (size_t)n + opt.size + 2;
+        break;
+    default:   /* SEARCH: refused by parse_args */
+        die(1, "internal error: no RESP form for this request");
+    }
+}
+
 static void conn_set_out(conn_t *c, int want)
 {
     if (c->want_out == want || !c->open)
@@ -404,6 +465,11 @@ static void conn_issue(conn_t *c, uint64_t n)
     p->key = phase.op == OP_POPULATE ? (uint32_t)n : (uint32_t)(xorshift64(&w->rng) % opt.keys);
     char path[600];
     size_t plen = key_path(p->key, path, sizeof(path));
+    if (opt.resp) {
+        resp_issue(c, p, path, plen);
+        c->qlen++;
+        return;
+    }
     sdb_proto_msg_t m;
     memset(&m, 0, sizeof(m));
     m.request_id = p->rid;
@@ -449,10 +515,11 @@ static void conn_issue(conn_t *c, uint64_t n)
 }
 
 /* Issues requests until P are in flight or the phase has none left, then
- * hands them to the socket. */
+ * hands them to the socket.  In batch style (design note 6) only a
+ * connection with nothing in flight gets new requests. */
 static void conn_fill(conn_t *c)
 {
-    if (!c->open)
+    if (!c->open || (opt.batch && c->qlen > 0))
         return;
     unsigned before = c->qlen;
     uint64_t n;
@@ -485,14 +552,15 @@ static const char *req_name(const pending_t *p)
     return n[p->kind];
 }
 
-/* Checks a finished GET value: design note 2.  Returns 1 when right. */
+/* Checks a finished GET value of opt.size bytes in c->val: design note 2.
+ * path is the key's path for the messages, or NULL to have it formatted only
+ * when one is needed.  Returns 1 when right. */
 static int check_value(conn_t *c, pending_t *p, const char *path)
 {
-    uint32_t crc = (uint32_t)crc32(0L, c->val, (uInt)p->recvd);
-    if (crc != p->crc) {
-        bench_error(c, "GET %s: CRC32 of the %" PRIu64 " bytes received is %08x, the server's "
-                    "GET_HEADER says %08x", path, p->recvd, crc, p->crc);
-        return 0;
+    char buf[600];
+    if (!path) {
+        key_path(p->key, buf, sizeof(buf));
+        path = buf;
     }
     const uint8_t *v = c->val;
     uint32_t key = (uint32_t)v[4] | (uint32_t)v[5] << 8 | (uint32_t)v[6] << 16 |
@@ -622,6 +690,13 @@ static int conn_frame(conn_t *c, const sdb_proto_frame_t *f)
             req_done(c, p, 0);
             return 0;
         }
+        uint32_t crc = (uint32_t)crc32(0L, c->val, (uInt)p->recvd);
+        if (crc != p->crc) {
+            bench_error(c, "GET %s: CRC32 of the %" PRIu64 " bytes received is %08x, the server's "
+                        "GET_HEADER says %08x", path, p->recvd, crc, p->crc);
+            req_done(c, p, 0);
+            return 0;
+        }
         req_done(c, p, check_value(c, p, path));
         return 0;
     case RQ_SEARCH: {
@@ -671,6 +746,119 @@ static int conn_frame(conn_t *c, const sdb_proto_frame_t *f)
     return -1;
 }
 
+/* Handles one RESP reply line l[0..len) (CRLF removed) for the oldest request
+ * in flight; returns 0, or -1 when the connection must be closed (design
+ * notes 3 and 5; the reason is already reported). */
+static int resp_line(conn_t *c, const char *l, size_t len)
+{
+    int shown = len > 200 ? 200 : (int)len;
+    if (c->qlen == 0) {
+        bench_error(c, "reply \"%.*s\" while no request is in flight", shown, l);
+        return -1;
+    }
+    pending_t *p = &c->q[c->qhead];
+    /* The fast cases first: the path is formatted only for a message. */
+    if (p->kind == RQ_PING && len == 5 && memcmp(l, "+PONG", 5) == 0) {
+        req_done(c, p, 1);
+        return 0;
+    }
+    if (p->kind == RQ_PUT && len == 3 && memcmp(l, "+OK", 3) == 0) {
+        req_done(c, p, 1);
+        return 0;
+    }
+    uint64_t size = 0;
+    size_t i = 0;
+    if (p->kind == RQ_GET && len > 1 && l[0] == '$') {
+        for (i = 1; i < len && i < 20 && l[i] >= '0' && l[i] <= '9'; i++)
+            size = size * 10 + (uint64_t)(l[i] - '0');
+        if (i == len && size == opt.size) {   /* the value's bytes follow */
+            p->size = size;
+            p->recvd = 0;
+            c->rs = RS_BULK;
+            return 0;
+        }
+    }
+    char path[600];
+    key_path(p->key, path, sizeof(path));
+    const char *name = p->kind == RQ_PUT ? "SET" : req_name(p);
+    const char *where = p->kind == RQ_PING ? "" : path;
+    if (len > 0 && l[0] == '-') {
+        bench_error(c, "%s %s: error reply \"%.*s\"", name, where, shown - 1, l + 1);
+        req_done(c, p, 0);
+        return 0;
+    }
+    if (p->kind == RQ_GET && len == 3 && memcmp(l, "$-1", 3) == 0) {
+        bench_error(c, "GET %s: nil reply: the key does not exist", path);
+        req_done(c, p, 0);
+        return 0;
+    }
+    if (p->kind == RQ_GET && len > 1 && i == len) {
+        bench_error(c, "GET %s: a bulk reply of %" PRIu64 " bytes, the key space holds values "
+                    "of %zu (--size)", path, size, opt.size);
+        return -1;
+    }
+    bench_error(c, "%s %s: unexpected reply \"%.*s\"", name, where, shown, l);
+    return -1;
+}
+
+/* Feeds n bytes of RESP replies to connection c's parser; returns 0, or -1
+ * when the connection must be closed (the reason is already reported). */
+static int resp_feed(conn_t *c, const uint8_t *b, size_t n)
+{
+    size_t off = 0;
+    while (off < n) {
+        pending_t *p = &c->q[c->qhead];
+        if (c->rs == RS_BULK) {
+            size_t take = p->size - p->recvd < n - off ? (size_t)(p->size - p->recvd) : n - off;
+            memcpy(c->val + p->recvd, b + off, take);
+            p->recvd += take;
+            off += take;
+            if (p->recvd == p->size) {
+                c->rs = RS_CRLF;
+                c->line_len = 0;
+            }
+            continue;
+        }
+        if (c->rs == RS_CRLF) {
+            if (b[off] != (c->line_len == 0 ? '\r' : '\n')) {
+                char path[600];
+                key_path(p->key, path, sizeof(path));
+                bench_error(c, "GET %s: the bulk reply has more than the %" PRIu64 " bytes it "
+                            "announced (no CRLF after them)", path, p->size);
+                return -1;
+            }
+            off++;
+            if (++c->line_len == 2) {
+                c->rs = RS_LINE;
+                c->line_len = 0;
+                req_done(c, p, check_value(c, p, NULL));
+            }
+            continue;
+        }
+        const uint8_t *nl = memchr(b + off, '\n', n - off);
+        size_t take = nl ? (size_t)(nl - (b + off)) + 1 : n - off;
+        if (c->line_len + take > RESP_LINE_MAX) {
+            bench_error(c, "a reply line over %d bytes: \"%.60s...\"", RESP_LINE_MAX, c->line);
+            return -1;
+        }
+        memcpy(c->line + c->line_len, b + off, take);
+        c->line_len += take;
+        off += take;
+        if (!nl)
+            continue;
+        size_t len = c->line_len;
+        c->line_len = 0;
+        if (len < 2 || c->line[len - 2] != '\r') {
+            bench_error(c, "a reply line that does not end with CRLF: \"%.*s\"",
+                        (int)(len > 60 ? 60 : len - 1), c->line);
+            return -1;
+        }
+        if (resp_line(c, c->line, len - 2) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static void conn_read(conn_t *c)
 {
     worker_t *w = c->w;
@@ -688,6 +876,15 @@ static void conn_read(conn_t *c)
                 bench_error(c, "%s", why);
             conn_close(c, why);
             return;
+        }
+        if (opt.resp) {
+            if (resp_feed(c, w->rbuf, (size_t)n) < 0) {
+                conn_close(c, "the reply stream cannot be trusted");
+                return;
+            }
+            if ((size_t)n < READ_BUF)
+                return;
+            continue;
         }
         size_t off = 0;
         while (off < (size_t)n && c->open) {
@@ -745,7 +942,56 @@ static void *worker_main(void *arg)
 
 /* ---- Setup ------------------------------------------------------------------ */
 
-/* Connects one socket and completes HELLO (blocking); exits on failure. */
+/* Reads one RESP reply line from blocking socket fd into line (CRLF
+ * removed, NUL-terminated); exits when none comes. */
+static void resp_read_line(int fd, const char *what, char *line, size_t cap)
+{
+    size_t len = 0;
+    for (;;) {
+        char ch;
+        ssize_t n = recv(fd, &ch, 1, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            die(1, "%s: no answer to %s (%s): is this a Redis server?", addr_text, what,
+                n == 0 ? "connection closed" : strerror(errno));
+        if (ch == '\n')
+            break;
+        if (len + 1 >= cap)
+            die(1, "%s: the answer to %s is not a RESP line: is this a Redis server?", addr_text,
+                what);
+        line[len++] = ch;
+    }
+    if (len == 0 || line[len - 1] != '\r')
+        die(1, "%s: the answer to %s is not a RESP line: is this a Redis server?", addr_text, what);
+    line[len - 1] = '\0';
+}
+
+/* The RESP counterpart of HELLO (design note 5): AUTH with the token when one
+ * is given, then PING, which must answer +PONG; exits on failure. */
+static void resp_hello(int fd)
+{
+    char buf[SDB_PROTO_MAX_TOKEN + 64], line[RESP_LINE_MAX];
+    if (opt.token) {
+        int n = snprintf(buf, sizeof(buf), "*2\r\n$4\r\nAUTH\r\n$%zu\r\n%s\r\n",
+                         strlen(opt.token), opt.token);
+        if (send(fd, buf, (size_t)n, MSG_NOSIGNAL) != n)
+            die(1, "%s: cannot send AUTH: %s", addr_text, strerror(errno));
+        resp_read_line(fd, "AUTH", line, sizeof(line));
+        if (strcmp(line, "+OK") != 0)
+            die(1, "%s: the server refused AUTH: %s", addr_text, line[0] == '-' ? line + 1 : line);
+    }
+    if (send(fd, RESP_PING, sizeof(RESP_PING) - 1, MSG_NOSIGNAL) != sizeof(RESP_PING) - 1)
+        die(1, "%s: cannot send PING: %s", addr_text, strerror(errno));
+    resp_read_line(fd, "PING", line, sizeof(line));
+    if (line[0] == '-')
+        die(1, "%s: the server refused PING: %s", addr_text, line + 1);
+    if (strcmp(line, "+PONG") != 0)
+        die(1, "%s: unexpected answer to PING (\"%s\"): is this a Redis server?", addr_text, line);
+}
+
+/* Connects one socket and completes HELLO (blocking; with --redis, AUTH and
+ * PING); exits on failure. */
 static int connect_one(void)
 {
     int fd = -1, err = 0;
@@ -787,9 +1033,17 @@ static int connect_one(void)
         }
     }
     if (err)
-        die(1, "cannot connect to %s: %s (is streamdbd running there?)", addr_text, strerror(err));
+        die(1, "cannot connect to %s: %s (is %s running there?)", addr_text, strerror(err),
+            opt.resp ? "redis-server" : "streamdbd");
     struct timeval tv = { 10, 0 };
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (opt.resp) {
+        resp_hello(fd);
+        tv.tv_sec = 0;
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        return fd;
+    }
 
     uint8_t buf[SDB_PROTO_MIN_FRAME + 64];
     sdb_proto_msg_t m;
@@ -872,7 +1126,8 @@ static void setup(void)
         c->fd = connect_one();
         c->open = 1;
         c->next_rid = 2;
-        sdb_proto_decoder_init(&c->dec, srv_frame);
+        if (!opt.resp)
+            sdb_proto_decoder_init(&c->dec, srv_frame);
         c->q = calloc((size_t)opt.pipeline, sizeof(pending_t));
         c->val = malloc(opt.size);
         if (!c->q || !c->val)
@@ -927,18 +1182,20 @@ static void report(enum op op, const hist_t *h, uint64_t done, uint64_t errors, 
         printf("{\"op\":\"%s\",\"requests\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"seconds\":%.6f,"
                "\"rate\":%.2f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
                "\"max_ms\":%.3f,\"connections\":%d,\"pipeline\":%d,\"size\":%zu,\"keys\":%" PRIu32
-               ",\"threads\":%d}\n",
+               ",\"threads\":%d,\"protocol\":\"%s\",\"pipeline_style\":\"%s\"}\n",
                op_names[op], done, errors, secs, rate, hist_ms(h, 0.5), hist_ms(h, 0.9),
                hist_ms(h, 0.99), hist_ms(h, 0.999), hist_ms(h, 1), opt.conns, opt.pipeline,
-               opt.size, opt.keys, opt.threads);
+               opt.size, opt.keys, opt.threads, opt.resp ? "resp" : "streamdb",
+               opt.batch ? "batch" : "window");
     } else if (opt.quiet) {
         printf("%s: %.2f requests per second, p50=%.3f msec, p99=%.3f msec%s\n", op_titles[op],
                rate, hist_ms(h, 0.5), hist_ms(h, 0.99), errors ? " (ERRORS)" : "");
     } else {
         printf("====== %s ======\n", op_titles[op]);
         printf("  %" PRIu64 " requests completed in %.2f seconds\n", done, secs);
-        printf("  %d parallel clients, %zu bytes payload, pipeline %d, %" PRIu32 " keys, %d "
-               "thread(s)\n", opt.conns, opt.size, opt.pipeline, opt.keys, opt.threads);
+        printf("  %d parallel clients, %zu bytes payload, pipeline %d (%s), %" PRIu32 " keys, %d "
+               "thread(s)%s\n", opt.conns, opt.size, opt.pipeline, opt.batch ? "batch" : "window",
+               opt.keys, opt.threads, opt.resp ? ", RESP (Redis)" : "");
         printf("  latency (msec): p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n",
                hist_ms(h, 0.5), hist_ms(h, 0.9), hist_ms(h, 0.99), hist_ms(h, 0.999),
                hist_ms(h, 1));
@@ -956,18 +1213,25 @@ static void usage(FILE *f)
         "Usage: " PROG " [OPTIONS]\n"
         "Load generator for streamdbd (like redis-benchmark); checks every response.\n\n"
         "  -h, --host HOST       server host (default 127.0.0.1)\n"
-        "  -p, --port PORT       server TCP port (default 7878)\n"
+        "  -p, --port PORT       server TCP port (default 7878; 6379 with --redis)\n"
         "  -s, --socket PATH     Unix socket instead of TCP\n"
-        "  -a, --token TOKEN     auth token sent in HELLO (default: $STREAMDB_TOKEN)\n"
+        "  -a, --token TOKEN     auth token sent in HELLO (default: $STREAMDB_TOKEN); with\n"
+        "                        --redis the AUTH password (no default)\n"
+        "      --redis           speak RESP2 to a Redis server instead (same as --protocol\n"
+        "                        resp): put is SET, get is GET; search is not available\n"
+        "      --protocol NAME   streamdb (default) or resp\n"
         "  -c N                  connections (default 50)\n"
         "  -n N                  requests per operation (default 100000)\n"
         "  -d, --duration SECS   run each operation for SECS seconds instead of -n\n"
         "      --size BYTES      value size, at least 16 (default 1024)\n"
         "  -P N                  pipeline: requests in flight per connection (default 1)\n"
+        "      --pipeline-style S  window (default): refill up to P after every reply;\n"
+        "                        batch: send P, wait for all P replies (redis-benchmark)\n"
         "  -r N                  key space: random keys out of N (default 100000)\n"
         "  -t LIST               operations, comma-separated, run in this order (default\n"
         "                        ping,put,get,mixed,search): ping, put, get, mixed (90%% get,\n"
-        "                        10%% put), search (prefix listing of 10 keys)\n"
+        "                        10%% put), search (prefix listing of 10 keys); with --redis\n"
+        "                        the default is ping,put,get,mixed\n"
         "  -T N                  threads, each with its own event loop (default 1)\n"
         "      --prefix P        keys are P<N>/<number> (default /bench/)\n"
         "      --populate        write every key once before the first operation\n"
@@ -1020,7 +1284,7 @@ static void parse_ops(const char *list)
 
 static void parse_args(int argc, char **argv)
 {
-    enum { O_SIZE = 1000, O_JSON, O_POP, O_NOPOP, O_PREFIX, O_HELP };
+    enum { O_SIZE = 1000, O_JSON, O_POP, O_NOPOP, O_PREFIX, O_HELP, O_REDIS, O_PROTO, O_STYLE };
     static const struct option lo[] = {
         { "host", required_argument, NULL, 'h' },  { "port", required_argument, NULL, 'p' },
         { "socket", required_argument, NULL, 's' }, { "token", required_argument, NULL, 'a' },
@@ -1028,9 +1292,11 @@ static void parse_args(int argc, char **argv)
         { "json", no_argument, NULL, O_JSON },      { "quiet", no_argument, NULL, 'q' },
         { "populate", no_argument, NULL, O_POP },   { "no-populate", no_argument, NULL, O_NOPOP },
         { "prefix", required_argument, NULL, O_PREFIX }, { "help", no_argument, NULL, O_HELP },
-        { "version", no_argument, NULL, 'V' },      { NULL, 0, NULL, 0 }
+        { "version", no_argument, NULL, 'V' },      { "redis", no_argument, NULL, O_REDIS },
+        { "protocol", required_argument, NULL, O_PROTO },
+        { "pipeline-style", required_argument, NULL, O_STYLE }, { NULL, 0, NULL, 0 }
     };
-    int have_n = 0, have_port = 0, have_host = 0, have_pop = 0, ch;
+    int have_n = 0, have_port = 0, have_host = 0, have_pop = 0, have_t = 0, have_a = 0, ch;
     opt.token = getenv("STREAMDB_TOKEN");
     parse_ops("ping,put,get,mixed,search");
     opterr = 0;
@@ -1039,7 +1305,7 @@ static void parse_args(int argc, char **argv)
         case 'h': opt.host = optarg; have_host = 1; break;
         case 'p': parse_num("-p", optarg, 1, 65535); opt.port = optarg; have_port = 1; break;
         case 's': opt.socket = optarg; break;
-        case 'a': opt.token = optarg; break;
+        case 'a': opt.token = optarg; have_a = 1; break;
         case 'c': opt.conns = (int)parse_num("-c", optarg, 1, 10000); break;
         case 'n': opt.requests = parse_num("-n", optarg, 1, UINT64_MAX / 2); have_n = 1; break;
         case 'd': {
@@ -1051,7 +1317,7 @@ static void parse_args(int argc, char **argv)
         }
         case 'P': opt.pipeline = (int)parse_num("-P", optarg, 1, 4096); break;
         case 'r': opt.keys = (uint32_t)parse_num("-r", optarg, 1, 1000000000); break;
-        case 't': parse_ops(optarg); break;
+        case 't': parse_ops(optarg); have_t = 1; break;
         case 'T': opt.threads = (int)parse_num("-T", optarg, 1, 256); break;
         case 'q': opt.quiet = 1; break;
         case 'V': printf(PROG " %s\n", SDB_VERSION_STRING); exit(0);
@@ -1061,6 +1327,23 @@ static void parse_args(int argc, char **argv)
         case O_NOPOP: opt.populate = -1; have_pop |= 2; break;
         case O_PREFIX: opt.prefix = optarg; break;
         case O_HELP: usage(stdout); exit(0);
+        case O_REDIS: opt.resp = 1; break;
+        case O_PROTO:
+            if (strcmp(optarg, "resp") == 0)
+                opt.resp = 1;
+            else if (strcmp(optarg, "streamdb") == 0)
+                opt.resp = 0;
+            else
+                die(2, "--protocol: expected streamdb or resp, got \"%s\"", optarg);
+            break;
+        case O_STYLE:
+            if (strcmp(optarg, "batch") == 0)
+                opt.batch = 1;
+            else if (strcmp(optarg, "window") == 0)
+                opt.batch = 0;
+            else
+                die(2, "--pipeline-style: expected window or batch, got \"%s\"", optarg);
+            break;
         case ':': die(2, "option %s needs a value (see --help)", argv[optind - 1]);
         default:
             if (optopt && optopt < 256)
@@ -1076,6 +1359,18 @@ static void parse_args(int argc, char **argv)
         die(2, "give -s or -h/-p, not both");
     if (opt.token && strlen(opt.token) > SDB_PROTO_MAX_TOKEN)
         die(2, "-a: token over %u bytes", SDB_PROTO_MAX_TOKEN);
+    if (opt.resp) {
+        if (!have_a)   /* $STREAMDB_TOKEN is streamdbd's, not a Redis password */
+            opt.token = NULL;
+        if (!have_t)
+            parse_ops("ping,put,get,mixed");
+        for (int i = 0; i < opt.nops; i++)
+            if (opt.ops[i] == OP_SEARCH)
+                die(2, "-t search: not available with --redis (RESP has no ordered prefix "
+                    "listing to check; use ping, put, get, mixed)");
+        if (!have_port)
+            opt.port = "6379";
+    }
     if (opt.threads > opt.conns)
         die(2, "-T %d: more threads than connections (-c %d)", opt.threads, opt.conns);
     if (have_pop == 3)

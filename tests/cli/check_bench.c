@@ -5,8 +5,14 @@
  * answers one GET with a corrupted byte, a wrong CRC, a wrong request id, or
  * two responses out of order, it must exit 1 naming what was wrong; bad
  * options exit 2 and an unreachable server exits 1, each with a message.
- * Nothing here depends on timing: the fake server reacts to the frames it
- * reads, and only exit statuses and messages are asserted.
+ * --redis (RESP2) runs every operation against a real redis-server that the
+ * test starts on a Unix socket in its temporary directory (skipped, which
+ * NO_SKIP=1 turns into a failure, when redis-server is not installed), and
+ * against a fake RESP server that answers one GET with a wrong byte, a nil or
+ * an error reply.  --pipeline-style is checked by a fake server that watches
+ * when each request arrives relative to the replies it has sent.
+ * Nothing here depends on timing: the fake servers react to what they read,
+ * and only exit statuses, messages and the order of events are asserted.
  */
 #include <cjson/cJSON.h>
 
@@ -16,6 +22,8 @@
 
 /* Runs build/streamdb-bench with args (NULL-terminated), stdout and stderr
  * captured in r (ct_run_t, as the CLI tests). */
+static int bench_keep_token;   /* 1: the tool sees the test's $STREAMDB_TOKEN */
+
 static void bench_run(ct_run_t *r, const char *const *args)
 {
     static unsigned seq;
@@ -34,7 +42,8 @@ static void bench_run(ct_run_t *r, const char *const *args)
         dup2(in, 0);
         dup2(out, 1);
         dup2(err, 2);
-        unsetenv("STREAMDB_TOKEN");
+        if (!bench_keep_token)
+            unsetenv("STREAMDB_TOKEN");
         alarm(120);   /* a safety net only: a hung tool fails the test */
         const char *argv[64];
         int n = 0;
@@ -233,6 +242,9 @@ START_TEST(test_bench_bad_options)
         { { "-c", "2", "-T", "3", NULL }, "more threads than connections" },
         { { "--wat", NULL }, "unknown option --wat" },
         { { "-c", NULL }, "option -c needs a value" },
+        { { "--redis", "-t", "get,search", NULL }, "-t search: not available with --redis" },
+        { { "--protocol", "memcache", NULL }, "--protocol: expected streamdb or resp" },
+        { { "--pipeline-style", "burst", NULL }, "--pipeline-style: expected window or batch" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ct_run_t r;
@@ -474,6 +486,494 @@ START_TEST(test_bench_out_of_order)
 }
 END_TEST
 
+/* ---- --redis against a real redis-server ---- */
+
+typedef struct {
+    pid_t pid;
+    char sock[200];
+} redis_t;
+
+/* 1 when redis-server is in $PATH. */
+static int redis_installed(void)
+{
+    const char *path = getenv("PATH");
+    char dir[PATH_MAX];
+    while (path && *path) {
+        size_t n = strcspn(path, ":");
+        snprintf(dir, sizeof(dir), "%.*s/redis-server", (int)n, path);
+        if (n > 0 && access(dir, X_OK) == 0)
+            return 1;
+        path += n + (path[n] == ':');
+    }
+    return 0;
+}
+
+/* Starts redis-server without persistence, listening only on a Unix socket in
+ * ct_dir/<name> (no TCP port: --port 0); password may be NULL.  Aborts when it
+ * does not come up. */
+static void redis_start(redis_t *r, const char *name, const char *password)
+{
+    char dir[160], log[300];
+    snprintf(dir, sizeof(dir), "%s/%s", ct_dir, name);
+    mkdir(dir, 0700);
+    snprintf(r->sock, sizeof(r->sock), "%s/redis.sock", dir);
+    snprintf(log, sizeof(log), "%s/redis.log", dir);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        const char *argv[] = { "redis-server", "--port", "0", "--unixsocket", r->sock,
+                               "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
+                               "--dir", dir, "--logfile", log, "--daemonize", "no",
+                               password ? "--requirepass" : NULL, password, NULL };
+        int in = open("/dev/null", O_RDWR);
+        if (in >= 0) {
+            dup2(in, 0);
+            dup2(in, 1);
+        }
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    r->pid = pid;
+    for (int i = 0; i < 3000; i++) {   /* a safety net only: the loop ends when it answers */
+        if (ct_can_connect(r->sock))
+            return;
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            fprintf(stderr, "redis-server exited during startup (status %d); see %s\n", st, log);
+            abort();
+        }
+        ct_sleep_ms(10);
+    }
+    fprintf(stderr, "redis-server did not come up on %s\n", r->sock);
+    kill(pid, SIGKILL);
+    abort();
+}
+
+static void redis_stop(redis_t *r)
+{
+    int st;
+    kill(r->pid, SIGTERM);
+    waitpid(r->pid, &st, 0);
+}
+
+#define NEED_REDIS()                                                                              \
+    do {                                                                                          \
+        if (!redis_installed())                                                                   \
+            CK_SKIP("redis-server is not installed (scripts/install-deps.sh redis-server)");      \
+    } while (0)
+
+/* Every operation --redis has, pipeline > 1, values over a TCP segment. */
+START_TEST(test_bench_redis_every_op)
+{
+    NEED_REDIS();
+    redis_t rs;
+    redis_start(&rs, "redis", NULL);
+    ct_run_t r;
+    const char *args[] = { "--redis", "-s", rs.sock, "-n", "300", "-r", "40", "-c", "3", "-P",
+                           "8", "--size", "3000", "--json", NULL };
+    bench_run(&r, args);
+    ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
+    expect_json(&r, "ping,put,get,mixed", 300);   /* the default list without search */
+    ck_assert_msg(strstr(r.out, "\"protocol\":\"resp\",\"pipeline_style\":\"window\""),
+                  "--json does not say RESP, window: %s", r.out);
+    ct_run_free(&r);
+    redis_stop(&rs);
+}
+END_TEST
+
+/* Batch style, two threads, a request count that is not a multiple of P;
+ * then the key space as it is (--no-populate), read with the text report. */
+START_TEST(test_bench_redis_batch_threads)
+{
+    NEED_REDIS();
+    redis_t rs;
+    redis_start(&rs, "redis", NULL);
+    ct_run_t r;
+    const char *args[] = { "--protocol", "resp", "-s", rs.sock, "-t", "get,mixed", "-n", "203",
+                           "-r", "25", "-c", "4", "-T", "2", "-P", "5", "--pipeline-style",
+                           "batch", "--size", "100", "--json", NULL };
+    bench_run(&r, args);
+    ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
+    expect_json(&r, "get,mixed", 203);
+    ck_assert_msg(strstr(r.out, "\"pipeline_style\":\"batch\""), "not batch: %s", r.out);
+    ct_run_free(&r);
+    const char *again[] = { "--redis", "-s", rs.sock, "-t", "get", "-n", "40", "-r", "25", "-c",
+                            "2", "-P", "3", "--size", "100", "--no-populate", NULL };
+    bench_run(&r, again);
+    ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
+    ck_assert_msg(strstr(r.out, "40 requests completed") && strstr(r.out, "errors: 0") &&
+                      strstr(r.out, "RESP (Redis)"), "unexpected report:\n%s", r.out);
+    ct_run_free(&r);
+    /* Another --size than the values stored: the first bulk's length is wrong. */
+    const char *other[] = { "--redis", "-s", rs.sock, "-t", "get", "-n", "10", "-r", "25", "-c",
+                            "1", "--size", "101", "--no-populate", "-q", NULL };
+    bench_run(&r, other);
+    ck_assert_msg(r.status == 1, "exit %d; stderr:\n%s", r.status, r.err);
+    CT_ERR_HAS(&r, "a bulk reply of 100 bytes, the key space holds values of 101");
+    ct_run_free(&r);
+    redis_stop(&rs);
+}
+END_TEST
+
+/* -a is the AUTH password; a wrong or missing one exits 1 with Redis's words;
+ * keys never written are nil replies, each an error. */
+START_TEST(test_bench_redis_auth_and_nil)
+{
+    NEED_REDIS();
+    redis_t rs;
+    redis_start(&rs, "redis", "s3cret");
+    ct_run_t r;
+    const char *good[] = { "--redis", "-s", rs.sock, "-a", "s3cret", "-t", "ping,put", "-n", "20",
+                           "-r", "5", "-c", "2", "-P", "2", "-q", NULL };
+    bench_run(&r, good);
+    ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
+    ct_run_free(&r);
+    const char *bad[] = { "--redis", "-s", rs.sock, "-a", "wrong", "-t", "ping", "-n", "5", "-c",
+                          "1", NULL };
+    bench_run(&r, bad);
+    ck_assert_msg(r.status == 1, "exit %d; stderr:\n%s", r.status, r.err);
+    CT_ERR_HAS(&r, "the server refused AUTH: WRONGPASS");
+    ct_run_free(&r);
+    /* $STREAMDB_TOKEN is streamdbd's token: --redis never sends it. */
+    setenv("STREAMDB_TOKEN", "s3cret", 1);
+    bench_keep_token = 1;
+    const char *none[] = { "--redis", "-s", rs.sock, "-t", "ping", "-n", "5", "-c", "1", NULL };
+    bench_run(&r, none);
+    bench_keep_token = 0;
+    ck_assert_msg(r.status == 1, "exit %d; stderr:\n%s", r.status, r.err);
+    CT_ERR_HAS(&r, "the server refused PING: NOAUTH");
+    ct_run_free(&r);
+    const char *nil[] = { "--redis", "-s", rs.sock, "-a", "s3cret", "-t", "get", "-n", "12",
+                          "-r", "7", "--no-populate", "-c", "2", "-P", "3", "-q", NULL };
+    bench_run(&r, nil);
+    ck_assert_msg(r.status == 1, "exit %d; stderr:\n%s", r.status, r.err);
+    CT_ERR_HAS(&r, "nil reply: the key does not exist");
+    CT_ERR_HAS(&r, "12 error(s)");
+    ct_run_free(&r);
+    redis_stop(&rs);
+}
+END_TEST
+
+/* ---- --redis against a fake RESP server ---- */
+
+enum { RBAD_BYTE, RBAD_NIL, RBAD_ERR, RPIPE };
+
+typedef struct {
+    int mode, listen_fd;
+    char sock[200];
+    pthread_t thread;
+    int pipeline, requests, timeout_ms;   /* RPIPE */
+    int early;                            /* RPIPE: requests read before a batch was answered */
+    int pings;                            /* RPIPE: requests read */
+} resp_server_t;
+
+typedef struct {
+    int fd;
+    size_t off, have;
+    uint8_t buf[65536];
+} rin_t;
+
+/* Makes input available: 1, or 0 at the end of the stream. */
+static int rin_fill(rin_t *in)
+{
+    if (in->off < in->have)
+        return 1;
+    ssize_t n = recv(in->fd, in->buf, sizeof(in->buf), 0);
+    if (n <= 0)
+        return 0;
+    in->off = 0;
+    in->have = (size_t)n;
+    return 1;
+}
+
+/* Reads n bytes into out (NULL: skips them); 1, or 0 at the end. */
+static int rin_bytes(rin_t *in, uint8_t *out, size_t n)
+{
+    while (n > 0) {
+        if (!rin_fill(in))
+            return 0;
+        size_t take = in->have - in->off < n ? in->have - in->off : n;
+        if (out) {
+            memcpy(out, in->buf + in->off, take);
+            out += take;
+        }
+        in->off += take;
+        n -= take;
+    }
+    return 1;
+}
+
+/* Reads a line "<c><number>\r\n" with c the expected type; returns the
+ * number, or -1 at the end or on anything else. */
+static long rin_header(rin_t *in, char c)
+{
+    char line[32];
+    size_t len = 0;
+    for (;;) {
+        uint8_t ch;
+        if (!rin_bytes(in, &ch, 1) || len + 1 >= sizeof(line))
+            return -1;
+        line[len++] = (char)ch;
+        if (ch == '\n')
+            break;
+    }
+    line[len] = '\0';
+    if (line[0] != c || len < 4 || line[len - 2] != '\r')
+        return -1;
+    return strtol(line + 1, NULL, 10);
+}
+
+/* One command: up to 3 arguments, each NUL-terminated in arg[i] (cap 4096). */
+typedef struct {
+    int argc;
+    size_t len[3];
+    char arg[3][4096];
+} rcmd_t;
+
+static int rin_command(rin_t *in, rcmd_t *c)
+{
+    long argc = rin_header(in, '*');
+    if (argc < 1 || argc > 3)
+        return 0;
+    c->argc = (int)argc;
+    for (int i = 0; i < argc; i++) {
+        long len = rin_header(in, '$');
+        uint8_t crlf[2];
+        if (len < 0 || len >= 4096 || !rin_bytes(in, (uint8_t *)c->arg[i], (size_t)len) ||
+            !rin_bytes(in, crlf, 2))
+            return 0;
+        c->arg[i][len] = '\0';
+        c->len[i] = (size_t)len;
+    }
+    return 1;
+}
+
+static void rsend(int fd, const void *p, size_t n)
+{
+    ck_assert(send(fd, p, n, MSG_NOSIGNAL) == (ssize_t)n);
+}
+
+/* RPIPE: PINGs only.  The server keeps P requests unanswered when it can:
+ * with P read and unanswered it answers only the oldest and reads on.  A
+ * window client then sends the next request at once; a batch client waits
+ * for the whole batch, and the server answers the rest when nothing has come
+ * for timeout_ms (so only a batch client ever waits for that; the outcome
+ * does not depend on it).  A request read while the replies of an earlier
+ * batch were not all sent is counted in early (never, for a batch client). */
+static void rpipe_serve(resp_server_t *rs, rin_t *in, rcmd_t *cmd)
+{
+    int read_n = 0, sent = 0, P = rs->pipeline, N = rs->requests;
+    while (sent < N) {
+        int outstanding = read_n - sent;
+        if (outstanding < P && read_n < N) {
+            if (outstanding > 0 && in->off == in->have) {
+                struct pollfd pf = { .fd = in->fd, .events = POLLIN };
+                if (poll(&pf, 1, rs->timeout_ms) == 0) {
+                    for (; sent < read_n; sent++)
+                        rsend(in->fd, "+PONG\r\n", 7);
+                    continue;
+                }
+            }
+            if (!rin_command(in, cmd) || strcasecmp(cmd->arg[0], "PING") != 0)
+                return;
+            read_n++;
+            rs->pings = read_n;
+            if (sent < (read_n - 1) / P * P)
+                rs->early++;
+            continue;
+        }
+        int upto = read_n == N ? read_n : sent + 1;
+        for (; sent < upto; sent++)
+            rsend(in->fd, "+PONG\r\n", 7);
+    }
+}
+
+/* One connection: PING, SET (stored) and GET (from what was stored) answered
+ * as Redis would, except the first GET in modes RBAD_*: a flipped byte, nil,
+ * or an error reply. */
+static void *resp_main(void *arg)
+{
+    resp_server_t *rs = arg;
+    int fd = accept(rs->listen_fd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    rin_t *in = calloc(1, sizeof(*in));
+    rcmd_t *cmd = malloc(sizeof(*cmd));
+    static char keys[BAD_KEYS][64], vals[BAD_KEYS][1024];
+    static size_t lens[BAD_KEYS];
+    int nkeys = 0, gets = 0;
+    in->fd = fd;
+    /* The handshake: PING. */
+    if (rin_command(in, cmd) && strcasecmp(cmd->arg[0], "PING") == 0) {
+        rsend(fd, "+PONG\r\n", 7);
+        if (rs->mode == RPIPE)
+            rpipe_serve(rs, in, cmd);
+        else
+            while (rin_command(in, cmd)) {
+                const char *name = cmd->arg[0];
+                int k = 0;
+                if (cmd->argc >= 2)
+                    for (k = 0; k < nkeys && strcmp(keys[k], cmd->arg[1]) != 0; k++)
+                        ;
+                if (strcasecmp(name, "PING") == 0) {
+                    rsend(fd, "+PONG\r\n", 7);
+                } else if (strcasecmp(name, "SET") == 0 && cmd->argc == 3 &&
+                           cmd->len[2] <= sizeof(vals[0]) && cmd->len[1] < sizeof(keys[0])) {
+                    if (k == nkeys && nkeys == BAD_KEYS)
+                        break;
+                    if (k == nkeys)
+                        nkeys++;
+                    strcpy(keys[k], cmd->arg[1]);
+                    memcpy(vals[k], cmd->arg[2], cmd->len[2]);
+                    lens[k] = cmd->len[2];
+                    rsend(fd, "+OK\r\n", 5);
+                } else if (strcasecmp(name, "GET") == 0 && cmd->argc == 2 && k < nkeys) {
+                    gets++;
+                    if (gets == 1 && rs->mode == RBAD_NIL) {
+                        rsend(fd, "$-1\r\n", 5);
+                        continue;
+                    }
+                    if (gets == 1 && rs->mode == RBAD_ERR) {
+                        rsend(fd, "-ERR injected failure\r\n", 23);
+                        continue;
+                    }
+                    char head[32], v[1024];
+                    int n = snprintf(head, sizeof(head), "$%zu\r\n", lens[k]);
+                    memcpy(v, vals[k], lens[k]);
+                    if (gets == 1 && rs->mode == RBAD_BYTE)
+                        v[lens[k] / 2] ^= 0x20;
+                    rsend(fd, head, (size_t)n);
+                    rsend(fd, v, lens[k]);
+                    rsend(fd, "\r\n", 2);
+                } else {
+                    break;
+                }
+            }
+    }
+    free(in);
+    free(cmd);
+    close(fd);
+    return NULL;
+}
+
+static void resp_start(resp_server_t *rs, int mode)
+{
+    rs->mode = mode;
+    snprintf(rs->sock, sizeof(rs->sock), "%s/resp.%ld.sock", ct_dir, (long)getpid());
+    unlink(rs->sock);
+    rs->listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof(a));
+    a.sun_family = AF_UNIX;
+    ck_assert(strlen(rs->sock) < sizeof(a.sun_path));
+    memcpy(a.sun_path, rs->sock, strlen(rs->sock) + 1);
+    ck_assert(rs->listen_fd >= 0);
+    ck_assert(bind(rs->listen_fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+    ck_assert(listen(rs->listen_fd, 4) == 0);
+    ck_assert(pthread_create(&rs->thread, NULL, resp_main, rs) == 0);
+}
+
+static void resp_stop(resp_server_t *rs)
+{
+    shutdown(rs->listen_fd, SHUT_RDWR);
+    pthread_join(rs->thread, NULL);
+    close(rs->listen_fd);
+    unlink(rs->sock);
+}
+
+/* `streamdb-bench --redis -t get` (one connection, pipeline 4, 4 keys of 200
+ * bytes) against the fake RESP server in mode. */
+static void resp_bad_run(ct_run_t *r, int mode)
+{
+    resp_server_t rs;
+    memset(&rs, 0, sizeof(rs));
+    resp_start(&rs, mode);
+    const char *args[] = { "--redis", "-s", rs.sock, "-t", "get", "-n", "12", "-r", "4", "-c",
+                           "1", "-P", "4", "--size", "200", "-q", NULL };
+    bench_run(r, args);
+    resp_stop(&rs);
+}
+
+START_TEST(test_bench_resp_fake_sane)
+{
+    ct_run_t r;
+    resp_bad_run(&r, -1);
+    ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
+    ct_run_free(&r);
+}
+END_TEST
+
+START_TEST(test_bench_resp_wrong_byte)
+{
+    ct_run_t r;
+    resp_bad_run(&r, RBAD_BYTE);
+    ck_assert_msg(r.status == 1, "exit %d; stderr:\n%s", r.status, r.err);
+    CT_ERR_HAS(&r, "byte 100 of 200 differs from the value written");
+    CT_ERR_HAS(&r, "1 error(s)");
+    ct_run_free(&r);
+}
+END_TEST
+
+START_TEST(test_bench_resp_nil)
+{
+    ct_run_t r;
+    resp_bad_run(&r, RBAD_NIL);
+    ck_assert_msg(r.status == 1, "exit %d; stderr:\n%s", r.status, r.err);
+    CT_ERR_HAS(&r, "nil reply: the key does not exist");
+    CT_ERR_HAS(&r, "1 error(s)");
+    ct_run_free(&r);
+}
+END_TEST
+
+START_TEST(test_bench_resp_error_reply)
+{
+    ct_run_t r;
+    resp_bad_run(&r, RBAD_ERR);
+    ck_assert_msg(r.status == 1, "exit %d; stderr:\n%s", r.status, r.err);
+    CT_ERR_HAS(&r, "error reply \"ERR injected failure\"");
+    CT_ERR_HAS(&r, "1 error(s)");
+    ct_run_free(&r);
+}
+END_TEST
+
+/* Runs 8 PINGs with -P 4 in style against the RPIPE server; returns how many
+ * requests came before the previous batch was fully answered. */
+static int pipe_run(const char *style, int timeout_ms)
+{
+    resp_server_t rs;
+    memset(&rs, 0, sizeof(rs));
+    rs.pipeline = 4;
+    rs.requests = 8;
+    rs.timeout_ms = timeout_ms;
+    resp_start(&rs, RPIPE);
+    ct_run_t r;
+    const char *args[] = { "--redis", "-s", rs.sock, "-t", "ping", "-n", "8", "-c", "1", "-P",
+                           "4", "--pipeline-style", style, "-q", NULL };
+    bench_run(&r, args);
+    resp_stop(&rs);
+    ck_assert_msg(r.status == 0, "exit %d; stderr:\n%s", r.status, r.err);
+    ck_assert_int_eq(rs.pings, 8);
+    ct_run_free(&r);
+    return rs.early;
+}
+
+START_TEST(test_bench_pipeline_batch)
+{
+    /* Every request of the second batch comes after all four replies. */
+    ck_assert_int_eq(pipe_run("batch", 200), 0);
+}
+END_TEST
+
+START_TEST(test_bench_pipeline_window)
+{
+    /* The default refills after each reply: requests 5, 6 and 7 come after
+     * 1, 2 and 3 replies, before the first four are all answered (the
+     * server's timeout is a safety net here, never reached). */
+    ck_assert_int_eq(pipe_run("window", 60000), 3);
+}
+END_TEST
+
 Suite *suite_bench(void)
 {
     Suite *s = suite_create("bench");
@@ -497,6 +997,20 @@ Suite *suite_bench(void)
     tcase_add_test(tc, test_bench_wrong_crc);
     tcase_add_test(tc, test_bench_wrong_request_id);
     tcase_add_test(tc, test_bench_out_of_order);
+    tcase_add_test(tc, test_bench_resp_fake_sane);
+    tcase_add_test(tc, test_bench_resp_wrong_byte);
+    tcase_add_test(tc, test_bench_resp_nil);
+    tcase_add_test(tc, test_bench_resp_error_reply);
+    tcase_add_test(tc, test_bench_pipeline_batch);
+    tcase_add_test(tc, test_bench_pipeline_window);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("redis");
+    tcase_add_unchecked_fixture(tc, ct_dir_setup, ct_dir_teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_bench_redis_every_op);
+    tcase_add_test(tc, test_bench_redis_batch_threads);
+    tcase_add_test(tc, test_bench_redis_auth_and_nil);
     suite_add_tcase(s, tc);
     return s;
 }
