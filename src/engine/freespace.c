@@ -32,6 +32,9 @@ static inline int bitm(const uint64_t *m, uint64_t i) { return (m[i >> 6] >> (i 
 static inline void setb(freespace_t *fs, uint64_t i) { fs->bits[i >> 6] |= 1ull << (i & 63); }
 static inline void clrb(freespace_t *fs, uint64_t i) { fs->bits[i >> 6] &= ~(1ull << (i & 63)); }
 
+/* Free pages were added: a remembered failed search may succeed now. */
+static inline void forget_norun(freespace_t *fs) { fs->norun_min = UINT64_MAX; }
+
 int freespace_init(freespace_t *fs, uint64_t npages, uint64_t max_pages)
 {
     memset(fs, 0, sizeof(*fs));
@@ -45,6 +48,7 @@ int freespace_init(freespace_t *fs, uint64_t npages, uint64_t max_pages)
         setb(fs, i);
     fs->nfree = npages - FIRST_PAGE;
     fs->hint = FIRST_PAGE;
+    forget_norun(fs);
     return SDB_OK;
 }
 
@@ -67,6 +71,7 @@ int freespace_mark_used(freespace_t *fs, pgno_t start, uint64_t count)
             setb(fs, i);
         fs->nfree += start + count - fs->npages;
         fs->npages = start + count;
+        forget_norun(fs);
     }
     for (uint64_t i = start; i < start + count; i++) {
         if (!bit(fs, i))
@@ -79,11 +84,12 @@ int freespace_mark_used(freespace_t *fs, pgno_t start, uint64_t count)
 
 /* Finds the first free run at or after `from` of at least `min` pages
  * (capped at want); returns its start or UINT64_MAX. */
-static uint64_t find_run(const freespace_t *fs, uint64_t from, uint64_t min, uint64_t want,
+static uint64_t find_run(freespace_t *fs, uint64_t from, uint64_t min, uint64_t want,
                          uint64_t *len)
 {
     uint64_t i = from;
     while (i < fs->npages) {
+        fs->scan_steps++;
         uint64_t w = fs->bits[i >> 6] >> (i & 63);
         if (w == 0) {                      /* skip the rest of an all-used word */
             i = (i | 63) + 1;
@@ -95,6 +101,7 @@ static uint64_t find_run(const freespace_t *fs, uint64_t from, uint64_t min, uin
         uint64_t s = i;
         while (i < fs->npages && i - s < want && bit(fs, i))
             i++;
+        fs->scan_steps += i - s;
         if (i - s >= min) {
             *len = i - s;
             return s;
@@ -117,6 +124,7 @@ static void release_quarantine(freespace_t *fs)
         uint64_t n = (uint64_t)__builtin_popcountll(q);
         fs->nfree += n;
         fs->nquar -= n;
+        forget_norun(fs);
         if (w * 64 < fs->hint)
             fs->hint = w * 64 < FIRST_PAGE ? FIRST_PAGE : w * 64;
     }
@@ -130,15 +138,25 @@ int freespace_alloc(freespace_t *fs, uint64_t want, pgno_t *start, uint64_t *got
         release_quarantine(fs);
     if (fs->nfree > 0) {
         uint64_t len = 0, min = want < 32 ? want : 32;
-        uint64_t s = find_run(fs, fs->hint, min, want, &len);
-        if (s == UINT64_MAX && min > 1)
+        uint64_t s = UINT64_MAX;
+        int first = min == 1;              /* s is the first free page at or after the hint */
+        if (min == 1 || !(min >= fs->norun_min && fs->hint >= fs->norun_from)) {
+            s = find_run(fs, fs->hint, min, want, &len);
+            if (s == UINT64_MAX && min > 1 && min < fs->norun_min) {
+                fs->norun_min = min;       /* remembered until pages are freed */
+                fs->norun_from = fs->hint;
+            }
+        }
+        if (s == UINT64_MAX && min > 1) {
             s = find_run(fs, fs->hint, 1, want, &len);
+            first = 1;
+        }
         if (s != UINT64_MAX) {
             for (uint64_t i = s; i < s + len; i++)
                 clrb(fs, i);
             fs->nfree -= len;
-            if (s == fs->hint)
-                fs->hint = s + len;
+            if (first || s == fs->hint)
+                fs->hint = s + len;        /* nothing free was skipped */
             *start = s;
             *got = len;
             return SDB_OK;
@@ -174,6 +192,7 @@ void freespace_free(freespace_t *fs, pgno_t start, uint64_t count)
         }
         setb(fs, i);
         fs->nfree++;
+        forget_norun(fs);
     }
     if (start < fs->hint)
         fs->hint = start < FIRST_PAGE ? FIRST_PAGE : start;

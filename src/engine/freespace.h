@@ -21,6 +21,13 @@ typedef struct {
     uint64_t nquar;       /* pages in quarantine (quar) */
     uint64_t hint;        /* no free page below this */
     uint64_t max_pages;   /* growth limit from max_db_size */
+    /* A failed search remembered: no free run of norun_min or more pages
+     * starts at or after norun_from.  Allocating keeps it true; freeing
+     * pages (or finding more at open) forgets it (norun_min = UINT64_MAX).
+     * Without it, each allocation that wants a run in a fragmented file
+     * scanned the whole bitmap before it took a single page. */
+    uint64_t norun_from, norun_min;
+    uint64_t scan_steps;  /* bits and words examined by searches (tests bound the work) */
 } freespace_t;
 
 /* Sets up fs for a file of npages pages, all of them free except the two
@@ -34,7 +41,9 @@ void freespace_destroy(freespace_t *fs);
 int freespace_mark_used(freespace_t *fs, pgno_t start, uint64_t count);
 
 /* Allocates up to want (>= 1) contiguous pages: a free run of at least
- * min(want, 32) pages, else any free run, else (the quarantine released)
+ * min(want, 32) pages, else the first free run (a search for a long run
+ * that fails is remembered until pages are freed, so a fragmented file does
+ * not cost a scan of the whole bitmap per allocation), else (the quarantine released)
  * a page of the quarantine, else new pages at the end of the file (no more
  * than max_pages allows).  Stores the run in *start and *got (1..want).
  * Returns 0, or SDB_ETOOLARGE when the file is at max_pages with no free
