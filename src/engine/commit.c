@@ -730,8 +730,10 @@ static void lead(sdb_t *db)
         state_write_lock(db);
         rc = apply_records(db, b.p, b.len, tag);
         state_write_unlock(db);
-        if (rc)                    /* memory and disk now disagree: stop writing */
+        if (rc) {                  /* memory and disk now disagree: stop writing */
             atomic_store(&db->fatal, SDB_EIO);
+            rc = SDB_EIO;          /* not ENOMEM: the group is durable, part of it applied */
+        }
     }
     if (!rc && force_sync && batch[n - 1]->rc == SDB_OK)
         db->gc_needed = 0;         /* the barrier's drops (if any) are applied */
