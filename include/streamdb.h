@@ -224,8 +224,8 @@ void sdb_writer_abort(sdb_writer_t *w);
  * Limits: at most SDB_BATCH_MAX_OPS items and SDB_BATCH_MAX_BYTES bytes of
  * put content in all (each put also within max_document_size, checked at
  * commit).  Each put is a document of its own, of at least one page (as
- * with sdb_put); while it writes them, a commit holds a small record per put
- * (about 300 bytes and its path) and about 2 MiB of pages.
+ * with sdb_put); a commit holds about 1 KiB per item (its writer, journal
+ * record and planning view) plus about 2 MiB of pages.
  *
  * A batch belongs to the caller, is not tied to a handle, and may be
  * committed any number of times (to one or more handles); one thread at a
