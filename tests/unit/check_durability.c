@@ -2506,12 +2506,17 @@ static sdb_batch_t *bc_batch(const sdb_id_t *keep)
 }
 
 /* Runs the batch on base under plan: *acked is 1 when it returned SDB_OK. */
-static void bc_run(const fault_plan_t *plan, const uint8_t *base, size_t blen,
+static void bc_run(const fault_plan_t *plan, int lazy, const uint8_t *base, size_t blen,
                    const sdb_id_t *keep, int *acked, uint64_t *w_open, uint64_t *s_open,
                    uint64_t *writes, uint64_t *syncs, uint8_t **img, size_t *len, int *crashed)
 {
     live_t L;
-    live_open_plan(&L, plan, base, blen);
+    sdb_config_t cfg = fault_cfg();
+    cfg.durable = !lazy;
+    L.fb = backend_fault_new(plan, base, blen);
+    ck_assert_ptr_nonnull(L.fb);
+    kb_init(&L.kb, L.fb);
+    CK_OK(sdb_open_backend(&L.kb.base, &cfg, &L.db));
     uint64_t w0, s0, w1, s1;
     backend_fault_counts(L.fb, &w0, &s0, crashed);
     sdb_batch_t *b = bc_batch(keep);
@@ -2519,6 +2524,9 @@ static void bc_run(const fault_plan_t *plan, const uint8_t *base, size_t blen,
     int rc = sdb_batch_commit(L.db, b, NULL, &failed);
     ck_assert_msg(rc == SDB_OK || rc == SDB_EIO, "batch: %s", sdb_strerror(rc));
     ck_assert_uint_eq(failed, SDB_BATCH_NO_ITEM);
+    if (lazy && rc == SDB_OK)          /* lazy: acknowledged once flushed */
+        rc = sdb_flush(L.db);
+    ck_assert_msg(rc == SDB_OK || rc == SDB_EIO, "flush: %s", sdb_strerror(rc));
     *acked = rc == SDB_OK;
     sdb_batch_free(b);
     backend_fault_counts(L.fb, &w1, &s1, crashed);
@@ -2576,13 +2584,14 @@ static void bc_verify(const uint8_t *img, size_t len, const sdb_id_t *keep, int 
     CK_OK(sdb_close(db));
 }
 
-/* A power cut at each write (loop 0) or each sync (loop 1) of a batch's
- * commit (unsynced writes lost, kept or a random subset, the crashing write
- * torn or not): after reopening, either the whole batch is there or none of
- * it, the acknowledged one always; without a crash it takes one sync. */
+/* A power cut at each write (loop 0, 2) or each sync (loop 1, 3) of a
+ * batch's commit, durable (0, 1) or lazy and then flushed (2, 3) (unsynced
+ * writes lost, kept or a random subset, the crashing write torn or not):
+ * after reopening, either the whole batch is there or none of it, the
+ * acknowledged one always; without a crash it takes one sync. */
 START_TEST(test_batch_crash_every_point)
 {
-    int by_sync = _i;
+    int by_sync = _i % 2, lazy = _i / 2;
     uint8_t *base, *img;
     size_t blen, len;
     sdb_id_t keep;
@@ -2590,7 +2599,7 @@ START_TEST(test_batch_crash_every_point)
     fault_plan_t none = {0};
     int acked, crashed;
     uint64_t w_open, s_open, writes, syncs;
-    bc_run(&none, base, blen, &keep, &acked, &w_open, &s_open, &writes, &syncs, &img, &len,
+    bc_run(&none, lazy, base, blen, &keep, &acked, &w_open, &s_open, &writes, &syncs, &img, &len,
            &crashed);
     ck_assert(acked);
     ck_assert_msg(syncs == 1, "the batch took %llu syncs", (unsigned long long)syncs);
@@ -2606,11 +2615,11 @@ START_TEST(test_batch_crash_every_point)
         else
             p.crash_at_write = w_open + k;
         uint64_t w2, s2, n2, y2;
-        bc_run(&p, base, blen, &keep, &acked, &w2, &s2, &n2, &y2, &img, &len, &crashed);
+        bc_run(&p, lazy, base, blen, &keep, &acked, &w2, &s2, &n2, &y2, &img, &len, &crashed);
         char where[128];
-        snprintf(where, sizeof where, "crash at %s %llu of the batch (keep %d, tear %d)",
-                 by_sync ? "sync" : "write", (unsigned long long)k, p.keep_unsynced,
-                 p.tear_last);
+        snprintf(where, sizeof where, "crash at %s %llu of the %s batch (keep %d, tear %d)",
+                 by_sync ? "sync" : "write", (unsigned long long)k, lazy ? "lazy" : "durable",
+                 p.keep_unsynced, p.tear_last);
         ck_assert_msg(crashed, "%s: the crash did not fire", where);
         ck_assert_msg(!acked, "%s: acknowledged although the crash fired first", where);
         bc_verify(img, len, &keep, acked, where);
@@ -4481,7 +4490,7 @@ Suite *suite_durability(void)
     tcase_add_test(tc, test_many_same_path);
     tcase_add_loop_test(tc, test_many_eio, 0, 2);
     tcase_add_loop_test(tc, test_many_crash_every_point, 0, 2);   /* 0 every write, 1 every sync */
-    tcase_add_loop_test(tc, test_batch_crash_every_point, 0, 2);  /* 0 every write, 1 every sync */
+    tcase_add_loop_test(tc, test_batch_crash_every_point, 0, 4);  /* write/sync x durable/lazy */
     tcase_add_loop_test(tc, test_batch_eio, 0, 2);
 
     tc = tcase(s, "lazy", 120);
