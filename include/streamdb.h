@@ -209,6 +209,93 @@ int sdb_writer_commit_many(sdb_writer_t *const *w, size_t n, sdb_docinfo_t *out,
 /* Discards the writer's content, reclaims its pages and frees w (NULL ok). */
 void sdb_writer_abort(sdb_writer_t *w);
 
+/* ---- Atomic batches ----------------------------------------------------- */
+
+/* A batch is a list of operations committed as one unit by
+ * sdb_batch_commit(): puts of documents held in memory, deletes, binds and
+ * unbinds, all applied or none, in one journal group (a crash leaves all of
+ * them or none) and, in durable mode, one sync.  The items are planned in
+ * order, each seeing the effect of the earlier ones: a put of a new path
+ * then a bind of that path to another document, a put then a put of the
+ * same path (two versions), a delete then a put of the same path (a new
+ * document), a bind then a delete of the path, and so on.  Each item may carry a condition, if_version (UINT64_MAX: none):
+ * the version the document it concerns must have at that point of the
+ * batch (0: that there is none, for puts and deletes).
+ *
+ * Limits: at most SDB_BATCH_MAX_OPS items and SDB_BATCH_MAX_BYTES bytes of
+ * put content in all (each put also within max_document_size, checked at
+ * commit).  Each put is a document of its own, of at least one page (as
+ * with sdb_put); a commit holds about 1 KiB per item (its writer, journal
+ * record and planning view) plus about 2 MiB of pages.
+ *
+ * A batch belongs to the caller, is not tied to a handle, and may be
+ * committed any number of times (to one or more handles); one thread at a
+ * time may use it. */
+typedef struct sdb_batch sdb_batch_t;
+
+#define SDB_BATCH_MAX_OPS 100000
+#define SDB_BATCH_MAX_BYTES (64u << 20)
+#define SDB_BATCH_NO_ITEM ((size_t)-1)   /* sdb_batch_commit: no item to blame */
+
+/* Creates an empty batch in *out, to be released with sdb_batch_free().
+ * Errors: SDB_EINVAL (out NULL), SDB_ENOMEM. */
+int sdb_batch_new(sdb_batch_t **out);
+
+/* Releases b and everything it holds (NULL ok). */
+void sdb_batch_free(sdb_batch_t *b);
+
+/* Empties b for reuse (its memory is kept).  NULL ok. */
+void sdb_batch_clear(sdb_batch_t *b);
+
+/* Number of items in b (0 for NULL). */
+size_t sdb_batch_count(const sdb_batch_t *b);
+
+/* Appends a put of len bytes from data (copied; NULL allowed when len is
+ * 0) under path: a new version of the document bound to path at that point
+ * of the batch, or a new document.  if_version as sdb_put_if, or UINT64_MAX.
+ * Errors: SDB_EINVAL (b NULL, a bad path, data NULL with len > 0),
+ * SDB_ETOOLARGE (SDB_BATCH_MAX_OPS items or SDB_BATCH_MAX_BYTES of content
+ * would be exceeded), SDB_ENOMEM.  On error b is unchanged. */
+int sdb_batch_put(sdb_batch_t *b, const char *path, const void *data, size_t len,
+                  uint64_t if_version);
+
+/* Appends a delete of path (as sdb_delete: unbinds it, and deletes its
+ * document when that leaves it with no path).  if_version: the version the
+ * document bound to path must have.  Errors as sdb_batch_put. */
+int sdb_batch_delete(sdb_batch_t *b, const char *path, uint64_t if_version);
+
+/* Appends a bind of path to document id (as sdb_bind).  if_version: the
+ * version document id must have.  Errors as sdb_batch_put (id NULL:
+ * SDB_EINVAL). */
+int sdb_batch_bind(sdb_batch_t *b, const sdb_id_t *id, const char *path, uint64_t if_version);
+
+/* Appends an unbind of path from document id (as sdb_unbind).  if_version:
+ * the version document id must have.  Errors as sdb_batch_bind. */
+int sdb_batch_unbind(sdb_batch_t *b, const sdb_id_t *id, const char *path, uint64_t if_version);
+
+/* Commits every item of b to db as one atomic unit (see above).
+ *
+ * results (may be NULL) is an array of sdb_batch_count(b) entries, written
+ * only on SDB_OK: for a put, the new version's metadata; for a delete, the
+ * document deleted or unbound, as it was; for a bind or an unbind, the
+ * document id as the batch left it at that item.  *failed (may be NULL)
+ * receives the index of the item that made the batch fail, or
+ * SDB_BATCH_NO_ITEM (on success too, and for failures of no one item).
+ *
+ * Errors (nothing of the batch is applied on any of them):
+ *   SDB_ECONFLICT  item *failed: its if_version did not match;
+ *   SDB_ENOTFOUND  item *failed: a delete of a path bound to nothing, a bind
+ *                  or unbind naming a document that does not exist (or was
+ *                  deleted earlier in the batch), an unbind of a path not
+ *                  bound to that document;
+ *   SDB_ETOOLARGE  item *failed: a put over max_document_size; or (no item)
+ *                  the file would exceed max_db_size;
+ *   SDB_EINVAL (db or b NULL), SDB_EIO, SDB_ENOSPC, SDB_ENOMEM (no item).
+ * An empty batch returns SDB_OK and writes nothing.  A batch is committed
+ * in a group of its own: concurrent writes by other threads are ordered
+ * entirely before or after it. */
+int sdb_batch_commit(sdb_t *db, const sdb_batch_t *b, sdb_docinfo_t *results, size_t *failed);
+
 /* ---- Reading ------------------------------------------------------------ */
 
 /* Reads the current version of the document bound to path into a new

@@ -186,6 +186,52 @@ int sdbc_unbind(sdbc_t *c, const sdb_id_t *id, const char *path);
  * server.  Errors: SDB_EIO, SDB_ENOSPC, connection errors. */
 int sdbc_flush(sdbc_t *c);
 
+/* ---- Atomic batches (BATCH, PROTOCOL.md 6.9) ---------------------------- */
+
+/* A list of operations sent as one BATCH request and applied by the server
+ * all or none (see sdb_batch_commit in streamdb.h for the semantics: items
+ * in order, each seeing the earlier ones, each with an optional if_version,
+ * SDBC_ANY_VERSION for none).  Contents are copied in.  A batch is the
+ * caller's, not tied to a connection, reusable; one thread at a time. */
+typedef struct sdbc_batch sdbc_batch_t;
+
+/* Creates an empty batch in *out (free it with sdbc_batch_free).
+ * Errors: SDB_EINVAL (out NULL), SDB_ENOMEM. */
+int sdbc_batch_new(sdbc_batch_t **out);
+
+/* Releases b (NULL ok). */
+void sdbc_batch_free(sdbc_batch_t *b);
+
+/* Empties b for reuse (NULL ok). */
+void sdbc_batch_clear(sdbc_batch_t *b);
+
+/* Items in b (0 for NULL). */
+size_t sdbc_batch_count(const sdbc_batch_t *b);
+
+/* Append one item.  Errors: SDB_EINVAL (b NULL, path NULL, empty or over
+ * SDB_MAX_PATH bytes, data NULL with len > 0, id NULL), SDB_ETOOLARGE
+ * (SDB_BATCH_MAX_OPS items or SDB_BATCH_MAX_BYTES of content would be
+ * exceeded), SDB_ENOMEM; b is unchanged on error. */
+int sdbc_batch_put(sdbc_batch_t *b, const char *path, const void *data, size_t len,
+                   uint64_t if_version);
+int sdbc_batch_delete(sdbc_batch_t *b, const char *path, uint64_t if_version);
+int sdbc_batch_bind(sdbc_batch_t *b, const sdb_id_t *id, const char *path, uint64_t if_version);
+int sdbc_batch_unbind(sdbc_batch_t *b, const sdb_id_t *id, const char *path, uint64_t if_version);
+
+/* Sends b as one BATCH request and waits for its answer.  On SDB_OK every
+ * item was applied and results (may be NULL; sdbc_batch_count(b) entries)
+ * receives one docinfo per item, as sdb_batch_commit describes.  *failed
+ * (may be NULL) receives the index of the item that made the batch fail,
+ * or SDB_BATCH_NO_ITEM; sdbc_last_error_message() has the server's text
+ * naming it.  Nothing is applied on any error.
+ * Errors: SDB_ECONFLICT, SDB_ENOTFOUND, SDB_EINVAL, SDB_ETOOLARGE (an item,
+ * named by *failed; or, with no item, a request over the server's
+ * max_frame_bytes or with more items than one answer frame holds, (max_frame_bytes - 4) / 52: nothing
+ * sent), SDB_EIO, SDB_ENOSPC, SDB_ENOMEM, SDB_EOPCODE (a server that
+ * predates batches; the connection stays usable), connection errors.
+ * An empty batch is sent too (the server answers an empty result). */
+int sdbc_batch_commit(sdbc_t *c, const sdbc_batch_t *b, sdb_docinfo_t *results, size_t *failed);
+
 /* Stores the server's statistics, a NUL-terminated UTF-8 JSON object (keys
  * documented with the server), in *json: malloc()ed, owned by the caller.
  * Errors: SDB_EINVAL (json NULL), SDB_ENOMEM, connection errors. */

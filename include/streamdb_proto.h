@@ -120,8 +120,21 @@ enum sdb_proto_body {
     SDB_BODY_INFO,
     SDB_BODY_PATH_RANGE,  /* GET_RANGE */
     SDB_BODY_ID_RANGE,    /* GET_ID_RANGE */
-    SDB_BODY_RANGE_HEADER /* RANGE_HEADER */
+    SDB_BODY_RANGE_HEADER, /* RANGE_HEADER */
+    SDB_BODY_BATCH,       /* BATCH */
+    SDB_BODY_BATCH_RESULT, /* BATCH_RESULT */
+    SDB_BODY_BATCH_FAILED /* BATCH_FAILED */
 };
+
+/* Kinds of BATCH items (PROTOCOL.md section 6.4). */
+enum sdb_proto_batch_kind {
+    SDB_BATCH_ITEM_PUT = 1,     /* path, content inline */
+    SDB_BATCH_ITEM_DELETE = 2,  /* path */
+    SDB_BATCH_ITEM_BIND = 3,    /* id, path */
+    SDB_BATCH_ITEM_UNBIND = 4   /* id, path */
+};
+
+#define SDB_PROTO_NO_ITEM 0xFFFFFFFFu   /* BATCH_FAILED: no one item failed */
 
 /* Kinds of listing entries (ENTRIES frames). */
 enum sdb_proto_entry_kind {
@@ -203,6 +216,40 @@ typedef struct {
     uint64_t offset, length;
 } sdb_proto_range_header_t;
 
+/* One BATCH item.  id is meaningful for BIND and UNBIND, data for PUT.
+ * When decoded, path and data point into the BATCH payload. */
+typedef struct {
+    uint8_t kind;                 /* enum sdb_proto_batch_kind */
+    uint64_t if_version;          /* the version the item's document must have (0: none);
+                                     SDB_PROTO_UNSET: unconditional */
+    sdb_id_t id;
+    sdb_proto_str_t path;
+    sdb_proto_bytes_t data;
+} sdb_proto_batch_item_t;
+
+/* A BATCH payload: count items encoded back to back in data[0..len).  Walk
+ * it with sdb_proto_batch_iter(); encode items with sdb_proto_batch_item_encode. */
+typedef struct {
+    uint32_t count;
+    const uint8_t *data;
+    size_t len;
+} sdb_proto_batch_t;
+
+/* BATCH_RESULT: count docinfo records (SDB_PROTO_DOCINFO_SIZE bytes each,
+ * read with sdb_proto_docinfo_decode), one per item, in item order. */
+typedef struct {
+    uint32_t count;
+    const uint8_t *data;
+} sdb_proto_batch_result_t;
+
+/* BATCH_FAILED: the item that made the batch fail (SDB_PROTO_NO_ITEM when
+ * none did, e.g. an I/O error), its status (never OK) and a message. */
+typedef struct {
+    uint32_t item;
+    uint16_t status;
+    sdb_proto_str_t message;
+} sdb_proto_batch_failed_t;
+
 typedef struct {
     uint32_t limit;               /* 0: no limit */
     uint8_t delimiter;            /* 0: none */
@@ -238,7 +285,8 @@ typedef struct {
  * HELLO_OK hello_ok, PUT_BEGIN put_begin, PUT_END put_end, PATH path, ID id,
  * ID_VERSION id_version, ID_PATH id_path, SEARCH search, ERROR error,
  * DOCINFO doc, ENTRIES entries, LIST_END list_end, INFO info, PATH_RANGE
- * path_range, ID_RANGE id_range, RANGE_HEADER range_header. */
+ * path_range, ID_RANGE id_range, RANGE_HEADER range_header, BATCH batch,
+ * BATCH_RESULT batch_result, BATCH_FAILED batch_failed. */
 typedef struct {
     uint8_t opcode;
     uint8_t flags;
@@ -262,6 +310,9 @@ typedef struct {
         sdb_proto_path_range_t path_range;
         sdb_proto_id_range_t id_range;
         sdb_proto_range_header_t range_header;
+        sdb_proto_batch_t batch;
+        sdb_proto_batch_result_t batch_result;
+        sdb_proto_batch_failed_t batch_failed;
     } u;
 } sdb_proto_msg_t;
 
@@ -403,6 +454,9 @@ int sdb_proto_decoder_feed(sdb_proto_decoder_t *d, const void *data, size_t len,
  * with SDB_PROTO_HELLO_MAGIC).  For an ENTRIES frame every entry is checked.
  * For ERROR, status 0 is SDB_EPROTO; LIST_END's more must be 0 or 1; a
  * RANGE_HEADER's offset + length must not pass its doc.size (SDB_EPROTO).
+ * For BATCH every item is checked (a known kind, every field present);
+ * BATCH_RESULT must hold exactly count docinfos; BATCH_FAILED's status 0 is
+ * SDB_EPROTO.
  * Path contents are not checked here (see sdb_proto_str_copy).
  * Errors: SDB_EOPCODE, SDB_EINVAL, SDB_EPROTO. */
 int sdb_proto_decode(const sdb_proto_frame_t *f, sdb_proto_msg_t *out);
@@ -480,6 +534,33 @@ size_t sdb_proto_entries_finish(sdb_proto_entries_builder_t *b, uint32_t request
 
 /* Encoded size of one entry (for sizing buffers). */
 size_t sdb_proto_entry_size(const sdb_proto_entry_t *e);
+
+/* ---- Batch items -------------------------------------------------------- */
+
+/* Encoded size of one BATCH item (0 for an unknown kind). */
+size_t sdb_proto_batch_item_size(const sdb_proto_batch_item_t *it);
+
+/* Appends one item's encoding to out[0..cap) and stores its size in *len.
+ * Errors: SDB_EINVAL (NULL, unknown kind, path over 65535 bytes, content
+ * over 2^32 - 1 bytes, a NULL pointer with a nonzero length), SDB_ETOOLARGE
+ * (does not fit in cap; nothing written). */
+int sdb_proto_batch_item_encode(const sdb_proto_batch_item_t *it, void *out, size_t cap,
+                                size_t *len);
+
+/* Iterator over a BATCH payload. */
+typedef struct {
+    const uint8_t *p;
+    size_t left;
+    uint32_t remaining;
+} sdb_proto_batch_iter_t;
+
+/* Starts iterating b (from sdb_proto_decode or built by hand). */
+void sdb_proto_batch_iter(const sdb_proto_batch_t *b, sdb_proto_batch_iter_t *it);
+
+/* Stores the next item in *out.  Returns 1 for an item, 0 at the end, or
+ * SDB_EPROTO when the bytes are malformed (never for a payload that
+ * sdb_proto_decode accepted).  Reads never go past the payload. */
+int sdb_proto_batch_next(sdb_proto_batch_iter_t *it, sdb_proto_batch_item_t *out);
 
 SDB_VISIBILITY_POP
 

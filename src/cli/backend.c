@@ -426,3 +426,62 @@ int be_flush(cli_t *cli)
     start(cli);
     return done(cli, cli->c ? sdbc_flush(cli->c) : sdb_flush(cli->db));
 }
+
+/* ---- atomic batches ---- */
+
+struct be_batch {
+    sdbc_batch_t *r;               /* remote */
+    sdb_batch_t *l;                /* local */
+};
+
+int be_batch_new(cli_t *cli, be_batch_t **out)
+{
+    start(cli);
+    be_batch_t *b = calloc(1, sizeof(*b));
+    if (!b)
+        return be_fail(cli, SDB_ENOMEM, "out of memory");
+    int rc = cli->c ? sdbc_batch_new(&b->r) : sdb_batch_new(&b->l);
+    if (rc < 0) {
+        free(b);
+        return done(cli, rc);
+    }
+    *out = b;
+    return 0;
+}
+
+int be_batch_add(cli_t *cli, be_batch_t *b, int op, const sdb_id_t *id, const char *path,
+                 const void *data, size_t len, uint64_t if_version)
+{
+    start(cli);
+    int rc;
+    if (b->r)
+        rc = op == 'p' ? sdbc_batch_put(b->r, path, data, len, if_version)
+           : op == 'd' ? sdbc_batch_delete(b->r, path, if_version)
+           : op == 'b' ? sdbc_batch_bind(b->r, id, path, if_version)
+                       : sdbc_batch_unbind(b->r, id, path, if_version);
+    else
+        rc = op == 'p' ? sdb_batch_put(b->l, path, data, len, if_version)
+           : op == 'd' ? sdb_batch_delete(b->l, path, if_version)
+           : op == 'b' ? sdb_batch_bind(b->l, id, path, if_version)
+                       : sdb_batch_unbind(b->l, id, path, if_version);
+    if (rc == SDB_ETOOLARGE && !b->r)
+        return be_fail(cli, rc, "a batch holds at most %d operations and %u bytes of content",
+                       SDB_BATCH_MAX_OPS, (unsigned)SDB_BATCH_MAX_BYTES);
+    return done(cli, rc);
+}
+
+int be_batch_commit(cli_t *cli, be_batch_t *b, sdb_docinfo_t *results, size_t *failed)
+{
+    start(cli);
+    return done(cli, b->r ? sdbc_batch_commit(cli->c, b->r, results, failed)
+                          : sdb_batch_commit(cli->db, b->l, results, failed));
+}
+
+void be_batch_free(be_batch_t *b)
+{
+    if (b) {
+        sdbc_batch_free(b->r);
+        sdb_batch_free(b->l);
+        free(b);
+    }
+}

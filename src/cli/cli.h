@@ -95,6 +95,17 @@ int be_info(cli_t *cli, const sdb_id_t *id, sdb_docinfo_t *out);
 int be_stats(cli_t *cli, cJSON **out);
 int be_flush(cli_t *cli);
 
+/* An atomic batch for the open backend (sdbc_batch_t or sdb_batch_t).
+ * be_batch_add's op is 'p' (put: path, data, len), 'd' (delete: path), 'b'
+ * (bind: id, path) or 'u' (unbind: id, path).  be_batch_commit commits it
+ * as one unit; *failed receives the failing item or SDB_BATCH_NO_ITEM. */
+typedef struct be_batch be_batch_t;
+int be_batch_new(cli_t *cli, be_batch_t **out);
+int be_batch_add(cli_t *cli, be_batch_t *b, int op, const sdb_id_t *id, const char *path,
+                 const void *data, size_t len, uint64_t if_version);
+int be_batch_commit(cli_t *cli, be_batch_t *b, sdb_docinfo_t *results, size_t *failed);
+void be_batch_free(be_batch_t *b);
+
 /* Sets cli->msg (printf format) and returns err. */
 /* Why opening the database file path failed, as the system says it, e.g.
  * " (open: Read-only file system)"; "" when it opens now. */

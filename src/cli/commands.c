@@ -473,6 +473,328 @@ static int cmd_unbind(cli_t *cli)
     return bind_common(cli, 0);
 }
 
+/* ---- batch ---- */
+
+#define BATCH_INPUT_MAX ((size_t)SDB_BATCH_MAX_BYTES * 2 + (64u << 20))  /* base64 + paths */
+
+/* Reads all of fd (the input of `batch`) into a NUL-terminated buffer. */
+static int read_all_fd(int fd, char **out, size_t *len)
+{
+    size_t cap = 65536, n = 0;
+    char *b = malloc(cap);
+    while (b) {
+        if (n + 1 >= cap) {
+            if (cap >= BATCH_INPUT_MAX) {
+                free(b);
+                return SDB_ETOOLARGE;
+            }
+            char *nb = realloc(b, cap * 2);
+            if (!nb)
+                break;
+            b = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, b + n, cap - 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            free(b);
+            return SDB_EIO;
+        }
+        if (r == 0) {
+            b[n] = '\0';
+            *out = b;
+            *len = n;
+            return 0;
+        }
+        n += (size_t)r;
+    }
+    free(b);
+    return SDB_ENOMEM;
+}
+
+static int b64_value(unsigned char ch)
+{
+    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+    if (ch == '+' || ch == '-') return 62;
+    if (ch == '/' || ch == '_') return 63;
+    return -1;
+}
+
+/* Decodes base64 (standard or URL alphabet, padding optional) into a new
+ * buffer.  Returns 0, or -1 for a byte outside the alphabet or a bad length. */
+static int b64_decode(const char *in, size_t n, uint8_t **out, size_t *len)
+{
+    while (n > 0 && in[n - 1] == '=')
+        n--;
+    if (n % 4 == 1)
+        return -1;
+    uint8_t *o = malloc(n / 4 * 3 + 3);
+    if (!o)
+        return -1;
+    size_t k = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64_value((unsigned char)in[i]);
+        if (v < 0) {
+            free(o);
+            return -1;
+        }
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            o[k++] = (uint8_t)(acc >> bits);
+        }
+    }
+    *out = o;
+    *len = k;
+    return 0;
+}
+
+/* Splits off the next whitespace-separated word of *p (NUL-terminating it)
+ * and returns it, or NULL at the end of the line. */
+static char *next_word(char **p)
+{
+    char *s = *p;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (!*s) {
+        *p = s;
+        return NULL;
+    }
+    char *w = s;
+    while (*s && *s != ' ' && *s != '\t')
+        s++;
+    if (*s)
+        *s++ = '\0';
+    *p = s;
+    return w;
+}
+
+typedef struct {
+    int line;
+    const char *op;
+    char *path;                    /* into the input buffer */
+} batch_line_t;
+
+static int batch_input_error(cli_t *cli, const char *src, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int batch_input_error(cli_t *cli, const char *src, int line, const char *fmt, ...)
+{
+    char text[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    (void)cli;
+    fprintf(stderr, "streamdb batch: %s line %d: %s; nothing applied\n", src, line, text);
+    return EXIT_USAGE;
+}
+
+/* Parses one operation line (see the help text) and adds it to b. */
+static int batch_line(cli_t *cli, be_batch_t *b, const char *src, int lineno, char *line,
+                      batch_line_t *out)
+{
+    char *p = line;
+    char *op = next_word(&p);
+    uint64_t ifv = SDBC_ANY_VERSION;
+    char *w = next_word(&p);
+    if (w && strncmp(w, "if=", 3) == 0) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(w + 3, &end, 10);
+        if (!w[3] || *end || errno || w[3] == '-' || v == UINT64_MAX)
+            return batch_input_error(cli, src, lineno, "\"%s\": expected if=VERSION (a number)", w);
+        ifv = v;
+        w = next_word(&p);
+    }
+    int code = op[0] == 'p' ? 'p' : op[0] == 'd' ? 'd' : op[0] == 'b' ? 'b' : 'u';
+    if (strcmp(op, "put") && strcmp(op, "delete") && strcmp(op, "bind") && strcmp(op, "unbind"))
+        return batch_input_error(cli, src, lineno, "unknown operation \"%s\" (put, delete, bind, "
+                                 "unbind)", op);
+    sdb_id_t id;
+    const char *id_arg = NULL;
+    if (code == 'b' || code == 'u') {
+        id_arg = w;
+        w = next_word(&p);
+    }
+    if (!w)
+        return batch_input_error(cli, src, lineno, "%s: missing %s", op,
+                                 code == 'p' ? "PATH and content" : code == 'd' ? "PATH" : "ID PATH");
+    char *path = w;
+    out->line = lineno;
+    out->op = code == 'p' ? "put" : code == 'd' ? "delete" : code == 'b' ? "bind" : "unbind";
+    out->path = path;
+    if (id_arg && sdb_id_parse(id_arg, &id) != 0) {
+        sdb_docinfo_t info;
+        int rc = be_lookup(cli, id_arg, &info);
+        if (rc < 0) {
+            fprintf(stderr, "streamdb batch: %s line %d: %s %s: %s; nothing applied\n", src,
+                    lineno, op, id_arg, rc == SDB_ENOTFOUND ? "not an id, nor a path bound "
+                    "before the batch" : cli->msg);
+            return cli_exit_code(rc);
+        }
+        id = info.id;
+    }
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int rc, owned = 0;             /* data allocated here (@FILE, base64), not in the line */
+    if (code == 'p') {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '=') {
+            data = (uint8_t *)p + 1;       /* the rest of the line, as it is */
+            len = strlen(p + 1);
+            p += 1 + len;
+        } else if (*p == '@') {
+            char *file = next_word(&p);
+            int fd = open(file + 1, O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                return batch_input_error(cli, src, lineno, "put %s: cannot open %s: %s", path,
+                                         file + 1, strerror(errno));
+            char *buf;
+            rc = read_all_fd(fd, &buf, &len);
+            close(fd);
+            if (rc)
+                return batch_input_error(cli, src, lineno, "put %s: cannot read %s: %s", path,
+                                         file + 1, rc == SDB_ETOOLARGE ? "too large"
+                                                                       : sdb_strerror(rc));
+            data = (uint8_t *)buf;
+            owned = 1;
+        } else {
+            char *text = next_word(&p);
+            if (!text)
+                return batch_input_error(cli, src, lineno, "put %s: missing the content "
+                                         "(=TEXT, @FILE or base64)", path);
+            if (b64_decode(text, strlen(text), &data, &len))
+                return batch_input_error(cli, src, lineno, "put %s: the content is not =TEXT, "
+                                         "@FILE nor valid base64", path);
+            owned = 1;
+        }
+    }
+    if ((w = next_word(&p)) != NULL) {
+        if (owned)
+            free(data);
+        return batch_input_error(cli, src, lineno, "%s %s: unexpected \"%s\"", op, path, w);
+    }
+    rc = be_batch_add(cli, b, code, id_arg ? &id : NULL, path, data, len, ifv);
+    if (owned)
+        free(data);
+    if (rc < 0) {
+        fprintf(stderr, "streamdb batch: %s line %d: %s %s: %s; nothing applied\n", src, lineno,
+                op, path, cli->msg);
+        return rc == SDB_EINVAL ? EXIT_USAGE : cli_exit_code(rc);
+    }
+    return 0;
+}
+
+static int cmd_batch(cli_t *cli)
+{
+    const char *src = cli->args[0];
+    int fd = strcmp(src, "-") == 0 ? 0 : open(src, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "streamdb batch: cannot open %s: %s\n", src, strerror(errno));
+        return EXIT_USAGE;
+    }
+    char *input = NULL;
+    size_t ilen = 0;
+    int rc = read_all_fd(fd, &input, &ilen);
+    if (fd)
+        close(fd);
+    if (rc) {
+        fprintf(stderr, "streamdb batch: cannot read %s: %s\n", fd ? src : "standard input",
+                rc == SDB_ETOOLARGE ? "too large" : sdb_strerror(rc));
+        return EXIT_OTHER;
+    }
+    if (strcmp(src, "-") == 0)
+        src = "standard input";
+    if (memchr(input, '\0', ilen)) {
+        free(input);
+        fprintf(stderr, "streamdb batch: %s: a NUL byte in the input (use base64 or @FILE for "
+                        "binary content)\n", src);
+        return EXIT_USAGE;
+    }
+    be_batch_t *b = NULL;
+    batch_line_t *lines = NULL;
+    sdb_docinfo_t *res = NULL;
+    size_t n = 0, cap = 0;
+    int code = be_open(cli);
+    if (!code && (rc = be_batch_new(cli, &b)) < 0)
+        code = cli_report(cli, rc, "batch");
+    char *p = input;
+    for (int lineno = 1; !code && *p; lineno++) {
+        char *eol = strchr(p, '\n');
+        char *next = eol ? eol + 1 : p + strlen(p);
+        if (eol)
+            *eol = '\0';
+        size_t l = strlen(p);
+        if (l && p[l - 1] == '\r')
+            p[l - 1] = '\0';
+        char *q = p;
+        while (*q == ' ' || *q == '\t')
+            q++;
+        if (*q && *q != '#') {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 256;
+                batch_line_t *t = realloc(lines, cap * sizeof(*t));
+                if (!t) {
+                    code = cli_report(cli, be_fail(cli, SDB_ENOMEM, "out of memory"), "batch");
+                    break;
+                }
+                lines = t;
+            }
+            code = batch_line(cli, b, src, lineno, q, &lines[n]);
+            if (!code)
+                n++;
+        }
+        p = next;
+    }
+    size_t failed = SDB_BATCH_NO_ITEM;
+    if (!code && n && !(res = calloc(n, sizeof(*res))))
+        code = cli_report(cli, be_fail(cli, SDB_ENOMEM, "out of memory"), "batch");
+    if (!code && (rc = be_batch_commit(cli, b, res, &failed)) < 0) {
+        if (failed != SDB_BATCH_NO_ITEM && failed < n)
+            code = cli_report(cli, rc, "batch %s line %d (%s %s)", src, lines[failed].line,
+                              lines[failed].op, lines[failed].path);
+        else
+            code = cli_report(cli, rc, "batch %s", src);
+        if (!cli->c)
+            fprintf(stderr, "streamdb: nothing of the batch was applied\n");
+    }
+    if (!code) {
+        cJSON *arr = cli->json ? cJSON_CreateArray() : NULL;
+        for (size_t i = 0; i < n; i++) {
+            char ids[37];
+            sdb_id_format(&res[i].id, ids);
+            if (arr) {
+                cJSON *o = docinfo_with_path(&res[i], lines[i].path);
+                if (o) {
+                    cJSON_AddNumberToObject(o, "line", lines[i].line);
+                    cJSON_AddStringToObject(o, "op", lines[i].op);
+                    cJSON_AddItemToArray(arr, o);
+                }
+            } else {
+                printf("line %d: %s %s: id %s version %llu\n", lines[i].line, lines[i].op,
+                       lines[i].path, ids, (unsigned long long)res[i].version);
+            }
+        }
+        if (arr)
+            out_json(arr);
+        else
+            printf("%zu operations applied\n", n);
+    }
+    be_batch_free(b);
+    free(lines);
+    free(res);
+    free(input);
+    return code;
+}
+
 static int cmd_flush(cli_t *cli)
 {
     int rc = be_open(cli);
@@ -864,6 +1186,31 @@ const command_t cli_commands[] = {
       "Unbinds PATH from document ID; the document survives even without paths (reachable\n"
       "by id).\n",
       0, 2, 2, 1 },
+    { "batch", cmd_batch, "FILE|-",
+      "apply many operations atomically (all or none)",
+      "Reads operations from FILE (or standard input for -), one per line, and applies them\n"
+      "as one atomic batch: all of them or, if one fails, none.  Each sees the effect of\n"
+      "the earlier ones.  Lines:\n"
+      "\n"
+      "  put [if=N] PATH =TEXT       the rest of the line after '=' is the content\n"
+      "  put [if=N] PATH @FILE       the content of FILE\n"
+      "  put [if=N] PATH BASE64      the content, base64 (standard or URL alphabet)\n"
+      "  delete [if=N] PATH          unbind PATH (its document goes with its last path)\n"
+      "  bind [if=N] ID PATH         bind PATH to document ID\n"
+      "  unbind [if=N] ID PATH       unbind PATH from document ID\n"
+      "\n"
+      "Words are separated by spaces or tabs, so a PATH cannot contain them.  ID is an id\n"
+      "(8-4-4-4-12) or a path bound to the document before the batch.  if=N: the document\n"
+      "concerned must be at version N at that point of the batch (0: for put and delete,\n"
+      "that PATH is unbound); otherwise the batch fails with exit code 3.  Blank lines and\n"
+      "lines starting with # are skipped.  A bad line is a usage error naming it; a\n"
+      "failing operation names its line; either way nothing is applied.  Limits: 100,000\n"
+      "operations, 64 MiB of content, and against a server one frame (max_frame_bytes,\n"
+      "1 MiB by default; at most about 20,000 operations): put large documents with put.\n"
+      "Prints one line per operation (id and version of the document concerned).\n"
+      "\n"
+      "  --json   print a JSON array, one object per operation\n",
+      OPT_JSON, 1, 1, 1 },
     { "paths", cmd_paths, "ID",
       "list the paths of a document",
       "Lists the paths bound to document ID (or to the document bound to a path), in byte\n"

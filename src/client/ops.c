@@ -1041,3 +1041,162 @@ int sdbc_search(sdbc_t *c, const char *prefix, const sdbc_search_opts_t *opts, s
     sdbc_search_close(it);
     return rc;
 }
+
+/* ---- atomic batches ---- */
+
+struct sdbc_batch {
+    uint8_t *items;                /* the BATCH items, encoded */
+    size_t len, cap;
+    uint32_t count;
+    uint64_t content;
+};
+
+int sdbc_batch_new(sdbc_batch_t **out)
+{
+    client_clear_error();
+    if (!out)
+        return client_fail(SDB_EINVAL, "no batch pointer given (NULL)");
+    *out = calloc(1, sizeof(**out));
+    return *out ? SDB_OK : client_fail(SDB_ENOMEM, "out of memory");
+}
+
+void sdbc_batch_free(sdbc_batch_t *b)
+{
+    if (b) {
+        free(b->items);
+        free(b);
+    }
+}
+
+void sdbc_batch_clear(sdbc_batch_t *b)
+{
+    if (b) {
+        b->len = 0;
+        b->count = 0;
+        b->content = 0;
+    }
+}
+
+size_t sdbc_batch_count(const sdbc_batch_t *b)
+{
+    return b ? b->count : 0;
+}
+
+static int batch_add(sdbc_batch_t *b, uint8_t kind, const sdb_id_t *id, const char *path,
+                     const void *data, size_t len, uint64_t if_version)
+{
+    client_clear_error();
+    if (!b)
+        return client_fail(SDB_EINVAL, "no batch given (NULL)");
+    int rc = check_path(path);
+    if (rc < 0)
+        return rc;
+    if ((kind == SDB_BATCH_ITEM_BIND || kind == SDB_BATCH_ITEM_UNBIND) && !id)
+        return client_fail(SDB_EINVAL, "no id given (NULL)");
+    if (!data && len)
+        return client_fail(SDB_EINVAL, "no content given (NULL) for %zu bytes", len);
+    if (b->count >= SDB_BATCH_MAX_OPS)
+        return client_fail(SDB_ETOOLARGE, "a batch holds at most %d items", SDB_BATCH_MAX_OPS);
+    if (len > SDB_BATCH_MAX_BYTES - b->content)
+        return client_fail(SDB_ETOOLARGE, "a batch holds at most %u bytes of content",
+                           (unsigned)SDB_BATCH_MAX_BYTES);
+    sdb_proto_batch_item_t it = { .kind = kind, .if_version = if_version, .path = str_of(path) };
+    if (id)
+        it.id = *id;
+    it.data.ptr = data;
+    it.data.len = len;
+    size_t need = sdb_proto_batch_item_size(&it), n;
+    if (b->cap - b->len < need) {
+        size_t nc = b->cap ? b->cap : 4096;
+        while (nc - b->len < need)
+            nc *= 2;
+        uint8_t *p = realloc(b->items, nc);
+        if (!p)
+            return client_fail(SDB_ENOMEM, "out of memory");
+        b->items = p;
+        b->cap = nc;
+    }
+    rc = sdb_proto_batch_item_encode(&it, b->items + b->len, b->cap - b->len, &n);
+    if (rc < 0)
+        return client_fail(rc, "cannot encode the batch item: %s", sdbc_strerror(rc));
+    b->len += n;
+    b->count++;
+    b->content += len;
+    return SDB_OK;
+}
+
+int sdbc_batch_put(sdbc_batch_t *b, const char *path, const void *data, size_t len,
+                   uint64_t if_version)
+{
+    return batch_add(b, SDB_BATCH_ITEM_PUT, NULL, path, data, len, if_version);
+}
+
+int sdbc_batch_delete(sdbc_batch_t *b, const char *path, uint64_t if_version)
+{
+    return batch_add(b, SDB_BATCH_ITEM_DELETE, NULL, path, NULL, 0, if_version);
+}
+
+int sdbc_batch_bind(sdbc_batch_t *b, const sdb_id_t *id, const char *path, uint64_t if_version)
+{
+    return batch_add(b, SDB_BATCH_ITEM_BIND, id, path, NULL, 0, if_version);
+}
+
+int sdbc_batch_unbind(sdbc_batch_t *b, const sdb_id_t *id, const char *path, uint64_t if_version)
+{
+    return batch_add(b, SDB_BATCH_ITEM_UNBIND, id, path, NULL, 0, if_version);
+}
+
+int sdbc_batch_commit(sdbc_t *c, const sdbc_batch_t *b, sdb_docinfo_t *results, size_t *failed)
+{
+    client_clear_error();
+    if (failed)
+        *failed = SDB_BATCH_NO_ITEM;
+    if (!c || !b)
+        return client_fail(SDB_EINVAL, "no %s given (NULL)", c ? "batch" : "connection");
+    int rc = client_check(c);
+    if (rc < 0)
+        return rc;
+    if (b->count > (c->max_frame - 4) / SDB_PROTO_DOCINFO_SIZE)
+        return client_fail(SDB_ETOOLARGE, "a batch of %u items: the answer would exceed the "
+                           "server's frame limit of %u bytes (at most %u items); split it",
+                           (unsigned)b->count, (unsigned)c->max_frame,
+                           (unsigned)((c->max_frame - 4) / SDB_PROTO_DOCINFO_SIZE));
+    if (b->len + 4 > c->max_frame)
+        return client_fail(SDB_ETOOLARGE, "a batch of %zu bytes exceeds the server's frame limit "
+                           "of %u bytes; split it, or put large documents with sdbc_put",
+                           b->len + 4, (unsigned)c->max_frame);
+    sdb_proto_msg_t msg = { .opcode = SDB_OP_BATCH }, m;
+    msg.u.batch.count = b->count;
+    msg.u.batch.data = b->items;
+    msg.u.batch.len = b->len;
+    msg.request_id = client_next_rid(c);
+    if ((rc = client_send_msg(c, &msg)) < 0)
+        return rc;
+    rc = client_recv_msg(c, msg.request_id, &m);
+    if (rc == SDB_EOPCODE)
+        return client_fail(rc, "%s does not support atomic batches (BATCH): the server predates "
+                           "them", c->address);
+    if (rc < 0)
+        return rc;
+    if (m.opcode == SDB_OP_BATCH_FAILED) {
+        int err = sdb_proto_status_to_error(m.u.batch_failed.status);
+        if (failed && m.u.batch_failed.item != SDB_PROTO_NO_ITEM)
+            *failed = m.u.batch_failed.item;
+        if (m.u.batch_failed.item != SDB_PROTO_NO_ITEM && m.u.batch_failed.item >= b->count)
+            return client_break(c, client_fail(SDB_EPROTO, "%s named item %u of a batch of %u",
+                                               c->address, (unsigned)m.u.batch_failed.item,
+                                               (unsigned)b->count));
+        const sdb_proto_str_t *t = &m.u.batch_failed.message;
+        return client_fail(err, "%.*s", (int)t->len, t->len ? t->ptr : "");
+    }
+    if (m.opcode != SDB_OP_BATCH_RESULT)
+        return client_unexpected(c, &m, "BATCH");
+    if (m.u.batch_result.count != b->count)
+        return client_break(c, client_fail(SDB_EPROTO, "%s answered a batch of %u items with %u "
+                                           "results", c->address, (unsigned)b->count,
+                                           (unsigned)m.u.batch_result.count));
+    for (uint32_t i = 0; results && i < b->count; i++)
+        sdb_proto_docinfo_decode(m.u.batch_result.data + (size_t)i * SDB_PROTO_DOCINFO_SIZE,
+                                 &results[i]);
+    return SDB_OK;
+}

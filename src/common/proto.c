@@ -620,6 +620,100 @@ size_t sdb_proto_entries_finish(sdb_proto_entries_builder_t *b, uint32_t request
     return b->len;
 }
 
+/* ---- Batch items -------------------------------------------------------- */
+
+size_t sdb_proto_batch_item_size(const sdb_proto_batch_item_t *it)
+{
+    size_t n = 1 + 8 + 2 + it->path.len;
+    switch (it->kind) {
+    case SDB_BATCH_ITEM_PUT: return n + 4 + it->data.len;
+    case SDB_BATCH_ITEM_DELETE: return n;
+    case SDB_BATCH_ITEM_BIND: case SDB_BATCH_ITEM_UNBIND: return n + SDB_PROTO_ID_SIZE;
+    default: return 0;
+    }
+}
+
+int sdb_proto_batch_item_encode(const sdb_proto_batch_item_t *it, void *out, size_t cap,
+                                size_t *len)
+{
+    size_t n;
+    writer_t w;
+    if (!it || !len || (!out && cap))
+        return SDB_EINVAL;
+    n = sdb_proto_batch_item_size(it);
+    if (n == 0 || it->path.len > 0xFFFF || (!it->path.ptr && it->path.len) ||
+        (it->kind == SDB_BATCH_ITEM_PUT && (it->data.len > 0xFFFFFFFFu ||
+                                            (!it->data.ptr && it->data.len))))
+        return SDB_EINVAL;
+    if (n > cap)
+        return SDB_ETOOLARGE;
+    w.p = out;
+    w.cap = cap;
+    w.len = 0;
+    w.err = 0;
+    w_u8(&w, it->kind);
+    w_u64(&w, it->if_version);
+    if (it->kind == SDB_BATCH_ITEM_BIND || it->kind == SDB_BATCH_ITEM_UNBIND)
+        w_bytes(&w, it->id.b, SDB_PROTO_ID_SIZE);
+    w_str16(&w, &it->path);
+    if (it->kind == SDB_BATCH_ITEM_PUT)
+        w_str(&w, it->data.ptr, it->data.len, 0xFFFFFFFFu);
+    *len = w.len;
+    return w.err;
+}
+
+static int read_batch_item(reader_t *r, sdb_proto_batch_item_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->kind = r_u8(r);
+    out->if_version = r_u64(r);
+    switch (out->kind) {
+    case SDB_BATCH_ITEM_BIND:
+    case SDB_BATCH_ITEM_UNBIND:
+        r_id(r, &out->id);
+        /* fall through */
+    case SDB_BATCH_ITEM_DELETE:
+        out->path = r_str16(r);
+        break;
+    case SDB_BATCH_ITEM_PUT: {
+        out->path = r_str16(r);
+        sdb_proto_str_t d = r_str32(r);
+        out->data.ptr = (const uint8_t *)d.ptr;
+        out->data.len = d.len;
+        break;
+    }
+    default:
+        r->bad = 1;
+        break;
+    }
+    return r->bad ? SDB_EPROTO : SDB_OK;
+}
+
+void sdb_proto_batch_iter(const sdb_proto_batch_t *b, sdb_proto_batch_iter_t *it)
+{
+    it->p = b->data;
+    it->left = b->data ? b->len : 0;
+    it->remaining = b->count;
+}
+
+int sdb_proto_batch_next(sdb_proto_batch_iter_t *it, sdb_proto_batch_item_t *out)
+{
+    reader_t r;
+    if (it->remaining == 0)
+        return 0;
+    r.p = it->p;
+    r.left = it->left;
+    r.bad = 0;
+    if (read_batch_item(&r, out) < 0) {
+        it->remaining = 0;
+        return SDB_EPROTO;
+    }
+    it->p = r.p;
+    it->left = r.left;
+    it->remaining--;
+    return 1;
+}
+
 /* ---- Messages ----------------------------------------------------------- */
 
 int sdb_proto_decode(const sdb_proto_frame_t *f, sdb_proto_msg_t *out)
@@ -747,6 +841,31 @@ int sdb_proto_decode(const sdb_proto_frame_t *f, sdb_proto_msg_t *out)
             return SDB_EPROTO;
         break;
     }
+    case SDB_BODY_BATCH: {
+        sdb_proto_batch_item_t it;
+        uint32_t i;
+        out->u.batch.count = r_u32(&r);
+        out->u.batch.data = r.p;
+        out->u.batch.len = r.left;
+        for (i = 0; i < out->u.batch.count && !r.bad; i++)
+            read_batch_item(&r, &it);
+        break;
+    }
+    case SDB_BODY_BATCH_RESULT:
+        out->u.batch_result.count = r_u32(&r);
+        out->u.batch_result.data = r.p;
+        if (!r.bad && r.left / SDB_PROTO_DOCINFO_SIZE < out->u.batch_result.count)
+            return SDB_EPROTO;
+        if (!r.bad)
+            r_take(&r, (size_t)out->u.batch_result.count * SDB_PROTO_DOCINFO_SIZE);
+        break;
+    case SDB_BODY_BATCH_FAILED:
+        out->u.batch_failed.item = r_u32(&r);
+        out->u.batch_failed.status = r_u16(&r);
+        out->u.batch_failed.message = r_str16(&r);
+        if (!r.bad && out->u.batch_failed.status == SDB_STATUS_OK)
+            return SDB_EPROTO;
+        break;
     default:
         return SDB_EOPCODE;
     }
@@ -858,6 +977,26 @@ static int encode_payload(const sdb_proto_msg_t *m, writer_t *w)
         w_u64(w, h->length);
         break;
     }
+    case SDB_BODY_BATCH:
+        if (!m->u.batch.data && m->u.batch.len)
+            return SDB_EINVAL;
+        w_u32(w, m->u.batch.count);
+        w_bytes(w, m->u.batch.data, m->u.batch.len);
+        break;
+    case SDB_BODY_BATCH_RESULT:
+        if (!m->u.batch_result.data && m->u.batch_result.count)
+            return SDB_EINVAL;
+        w_u32(w, m->u.batch_result.count);
+        w_bytes(w, m->u.batch_result.data,
+                (size_t)m->u.batch_result.count * SDB_PROTO_DOCINFO_SIZE);
+        break;
+    case SDB_BODY_BATCH_FAILED:
+        if (m->u.batch_failed.status == SDB_STATUS_OK)
+            return SDB_EINVAL;
+        w_u32(w, m->u.batch_failed.item);
+        w_u16(w, m->u.batch_failed.status);
+        w_str16(w, &m->u.batch_failed.message);
+        break;
     default:
         return SDB_EOPCODE;
     }

@@ -133,6 +133,8 @@ static void write_runs(sdb_t *db, commit_req_t *r)
     }
 }
 
+static int plan_multi(sdb_t *db, commit_req_t *r, buf_t *b);
+
 /* Plans one request into records appended to b.  Returns 1 when the request
  * conflicts with the batch so far (nothing appended), else 0 with req->rc
  * set (records appended only when req->rc is 0). */
@@ -239,6 +241,15 @@ static int plan(sdb_t *db, commit_req_t *r, touchset_t *ts, buf_t *b)
         else
             rc = rec_unbind(b, r->path, r->plen);
         break;
+    case OP_MULTI:
+        if (ts->n)
+            return 1;              /* planned alone: nothing else in its group */
+        if (touch_add(ts, NULL, 0, NULL)) {
+            rc = SDB_ENOMEM;
+            break;
+        }
+        rc = plan_multi(db, r, b);
+        break;
     case OP_FLUSH:
     case OP_CHECKPOINT:
     case OP_CP_SWITCH:
@@ -259,6 +270,296 @@ static int plan(sdb_t *db, commit_req_t *r, touchset_t *ts, buf_t *b)
     if (rc)
         b->len = mark;
     return 0;
+}
+
+/* ---- atomic batches (OP_MULTI) ----
+ *
+ * The items of a batch are planned one after another against a scratch view
+ * of the state, so that each sees what the earlier ones did (a put then a
+ * bind of the new document, a delete then a put of the same path), while the
+ * state itself changes only when the whole group is applied (invariant 3).
+ * The view holds, for every document the batch has looked at, what the
+ * batch has made of it (vdoc_t), and for every path it has looked at, the
+ * document the batch has bound it to (or none); anything it has not looked
+ * at is read from the state.  An OP_MULTI request is planned alone in its
+ * group (lead), so nothing else in the group can change what it read.
+ */
+typedef struct {
+    doc_t *real;                   /* the state's document, or NULL for one made here */
+    sdb_docinfo_t info;            /* id, current version as the batch leaves it so far */
+    int exists;                    /* 0 once deleted by the batch */
+    uint32_t npaths;
+    uint64_t nnew;                 /* versions the batch has added */
+    uint64_t ndropped;             /* versions the batch has dropped (the oldest first) */
+} vdoc_t;
+
+typedef struct {
+    uint64_t h;                    /* 0: empty slot */
+    const char *p;                 /* path key (NULL for an id key) */
+    size_t len;
+    sdb_id_t id;
+    int32_t val;                   /* vdoc index, or -1: unbound (paths only) */
+} vent_t;
+
+typedef struct {
+    vent_t *e;
+    size_t cap, n;                 /* cap: a power of two, kept at most half full */
+} vmap_t;
+
+typedef struct {
+    sdb_t *db;
+    vdoc_t *docs;
+    size_t ndocs, cap;             /* cap: enough for every item (no realloc) */
+    vmap_t paths, ids;
+} view_t;
+
+static uint64_t vhash(const void *p, size_t n, uint64_t seed)
+{
+    const uint8_t *b = p;
+    uint64_t h = 1469598103934665603ull ^ seed;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ull;
+    return h | 1;
+}
+
+/* The entry of a key, or the empty slot where it would go. */
+static vent_t *vmap_path(vmap_t *m, uint64_t h, const char *p, size_t len)
+{
+    for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        vent_t *e = &m->e[i];
+        if (e->h == 0 || (e->h == h && e->len == len && memcmp(e->p, p, len) == 0))
+            return e;
+    }
+}
+
+static vent_t *vmap_id(vmap_t *m, uint64_t h, const sdb_id_t *id)
+{
+    for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        vent_t *e = &m->e[i];
+        if (e->h == 0 || (e->h == h && memcmp(&e->id, id, sizeof(*id)) == 0))
+            return e;
+    }
+}
+
+static int vmap_init(vmap_t *m, size_t n)
+{
+    m->cap = 16;
+    while (m->cap < 2 * n + 2)
+        m->cap *= 2;
+    m->n = 0;
+    m->e = calloc(m->cap, sizeof(*m->e));
+    return m->e ? SDB_OK : SDB_ENOMEM;
+}
+
+/* The view's slot for path (filled in with the state's binding on first use). */
+static vent_t *view_path(view_t *v, const char *p, size_t len);
+
+static int32_t view_new_doc(view_t *v, doc_t *real, const sdb_id_t *id)
+{
+    vdoc_t *x = &v->docs[v->ndocs];
+    memset(x, 0, sizeof(*x));
+    x->real = real;
+    x->info.id = *id;
+    x->exists = 1;
+    if (real) {
+        x->info.version = real->cur->version;
+        x->info.size = real->cur->size;
+        x->info.crc32 = real->cur->crc;
+        x->info.modified_ms = real->cur->modified_ms;
+        x->info.created_ms = real->created_ms;
+        x->npaths = real->npaths;
+    }
+    vent_t *e = vmap_id(&v->ids, vhash(id, sizeof(*id), 0), id);
+    e->h = vhash(id, sizeof(*id), 0);
+    e->id = *id;
+    e->val = (int32_t)v->ndocs;
+    v->ids.n++;
+    return (int32_t)v->ndocs++;
+}
+
+/* The view's document with this id, or -1 when there is none (any more). */
+static int32_t view_doc(view_t *v, const sdb_id_t *id)
+{
+    uint64_t h = vhash(id, sizeof(*id), 0);
+    vent_t *e = vmap_id(&v->ids, h, id);
+    if (e->h)
+        return v->docs[e->val].exists ? e->val : -1;
+    doc_t *d = doc_find(v->db, id);
+    return d ? view_new_doc(v, d, id) : -1;
+}
+
+static vent_t *view_path(view_t *v, const char *p, size_t len)
+{
+    uint64_t h = vhash(p, len, 1);
+    vent_t *e = vmap_path(&v->paths, h, p, len);
+    if (!e->h) {
+        e->h = h;
+        e->p = p;
+        e->len = len;
+        e->val = -1;
+        v->paths.n++;
+        doc_t *d = path_doc(v->db, p, len);
+        if (d) {
+            int32_t x = view_doc(v, &d->id);
+            e->val = x;            /* -1 if the batch deleted it already */
+        }
+    }
+    if (e->val >= 0 && !v->docs[e->val].exists)
+        e->val = -1;               /* its document was deleted with all its paths */
+    return e;
+}
+
+/* Drops the versions of x beyond versions_to_keep once it has a new current
+ * version: the batch's versions (newest first) come before the state's. */
+static int view_gc(view_t *v, vdoc_t *x, buf_t *b)
+{
+    uint64_t keep = v->db->cfg.versions_to_keep, nreal = 0;
+    for (docver_t *o = x->real ? x->real->cur : NULL; o; o = o->older)
+        nreal++;
+    uint64_t total = x->nnew + nreal;
+    uint64_t drop = total > keep + 1 ? total - 1 - keep : 0;
+    /* positions from the oldest: the state's versions, oldest first, then
+       the batch's; drop positions [ndropped, drop) counted from the oldest */
+    for (uint64_t k = x->ndropped; k < drop; k++) {
+        uint64_t version;
+        if (k < nreal) {
+            docver_t *o = x->real->cur;
+            for (uint64_t skip = nreal - 1 - k; skip; skip--)
+                o = o->older;
+            version = o->version;
+        } else {
+            version = x->info.version - x->nnew + 1 + (k - nreal);
+        }
+        int rc = rec_drop_version(b, &x->info.id, version);
+        if (rc)
+            return rc;
+    }
+    if (drop > x->ndropped)
+        x->ndropped = drop;
+    return SDB_OK;
+}
+
+static int version_ok(const vdoc_t *x, uint64_t if_version)
+{
+    return if_version == UINT64_MAX || (x ? x->info.version : 0) == if_version;
+}
+
+static int plan_item(view_t *v, commit_req_t *it, int64_t now, buf_t *b)
+{
+    sdb_t *db = v->db;
+    vent_t *pe = it->path ? view_path(v, it->path, it->plen) : NULL;
+    vdoc_t *x = pe && pe->val >= 0 ? &v->docs[pe->val] : NULL;
+    int rc;
+    switch (it->op) {
+    case OP_PUT: {
+        if (!version_ok(x, it->if_version))
+            return SDB_ECONFLICT;
+        docver_t *nv = it->ver;
+        nv->modified_ms = now;
+        if (!x) {
+            sdb_id_t id;
+            do {
+                rc = util_new_id(&id);
+            } while (!rc && (doc_find(db, &id) ||
+                             vmap_id(&v->ids, vhash(&id, sizeof(id), 0), &id)->h));
+            if (rc)
+                return rc;
+            pe->val = view_new_doc(v, NULL, &id);
+            x = &v->docs[pe->val];
+            x->info.created_ms = now;
+            x->npaths = 1;
+            x->info.version = 0;
+        }
+        nv->version = x->info.version + 1;
+        rc = rec_version(b, &x->info.id, nv, x->info.created_ms);
+        if (!rc && nv->version == 1)
+            rc = rec_bind(b, &x->info.id, it->path, it->plen);
+        if (rc)
+            return rc;
+        x->info.version = nv->version;
+        x->info.size = nv->size;
+        x->info.crc32 = nv->crc;
+        x->info.modified_ms = now;
+        x->nnew++;
+        it->info = x->info;
+        return view_gc(v, x, b);
+    }
+    case OP_DELETE:
+        if (!version_ok(x, it->if_version))
+            return SDB_ECONFLICT;
+        if (!x)
+            return SDB_ENOTFOUND;
+        it->info = x->info;
+        if ((rc = rec_unbind(b, it->path, it->plen)))
+            return rc;
+        pe->val = -1;
+        if (--x->npaths == 0) {
+            x->exists = 0;
+            return rec_delete_doc(b, &x->info.id);
+        }
+        return SDB_OK;
+    case OP_BIND:
+    case OP_UNBIND: {
+        int32_t di = view_doc(v, &it->id);
+        vdoc_t *d = di >= 0 ? &v->docs[di] : NULL;
+        if (!d)
+            return SDB_ENOTFOUND;
+        if (!version_ok(d, it->if_version))
+            return SDB_ECONFLICT;
+        it->info = d->info;
+        if (it->op == OP_BIND) {
+            if (x == d)
+                return SDB_OK;     /* bound there already */
+            if ((rc = rec_bind(b, &d->info.id, it->path, it->plen)))
+                return rc;
+            if (x)
+                x->npaths--;       /* it keeps existing, even with no path */
+            d->npaths++;
+            pe->val = di;
+            return SDB_OK;
+        }
+        if (x != d)
+            return SDB_ENOTFOUND;
+        if ((rc = rec_unbind(b, it->path, it->plen)))
+            return rc;
+        d->npaths--;
+        pe->val = -1;
+        return SDB_OK;
+    }
+    }
+    return SDB_EINVAL;
+}
+
+/* Plans the items of an OP_MULTI request into b, in order, against the
+ * view; on the first failure sets r->failed to its index and returns its
+ * error (the caller drops what was appended). */
+static int plan_multi(sdb_t *db, commit_req_t *r, buf_t *b)
+{
+    view_t v = { .db = db };
+    int rc = SDB_OK;
+    r->failed = SIZE_MAX;
+    for (size_t i = 0; i < r->nitems; i++)
+        if (r->items[i].rc)
+            return r->items[i].rc;       /* its data could not be written */
+    v.cap = 2 * r->nitems + 1;
+    v.docs = malloc(v.cap * sizeof(*v.docs));
+    if (!v.docs || vmap_init(&v.paths, r->nitems) || vmap_init(&v.ids, 2 * r->nitems)) {
+        rc = SDB_ENOMEM;
+        goto done;
+    }
+    int64_t now = util_now_ms();
+    for (size_t i = 0; i < r->nitems && !rc; i++) {
+        rc = plan_item(&v, &r->items[i], now, b);
+        if (rc)
+            r->failed = i;
+    }
+    if (rc == SDB_ENOMEM || rc == SDB_EIO)
+        r->failed = SIZE_MAX;      /* not the item's fault */
+done:
+    free(v.docs);
+    free(v.paths.e);
+    free(v.ids.e);
+    return rc;
 }
 
 /* Lazy mode (cfg.durable 0) syncs when the last sync is a second old, at
@@ -494,7 +795,7 @@ static void lead(sdb_t *db)
         }
         batch[n++] = r;
         r = r->next;
-        if (force_sync)
+        if (force_sync || batch[n - 1]->op == OP_MULTI)
             break;
     }
     if (r) {
@@ -513,11 +814,15 @@ static void lead(sdb_t *db)
        last reserved pages: a full database can always be emptied */
     int adds = 0, frees = 0;
     for (size_t i = 0; i < n; i++) {
-        int op = batch[i]->op;
-        if (batch[i]->rc == SDB_OK && (op == OP_PUT || op == OP_BIND))
-            adds = 1;
-        if (batch[i]->rc == SDB_OK && (op == OP_DELETE || op == OP_DELETE_ID || op == OP_UNBIND))
-            frees = 1;
+        commit_req_t *m = batch[i];
+        size_t nops = m->op == OP_MULTI ? m->nitems : 1;
+        for (size_t k = 0; k < nops && m->rc == SDB_OK; k++) {
+            int op = m->op == OP_MULTI ? m->items[k].op : m->op;
+            if (op == OP_PUT || op == OP_BIND)
+                adds = 1;
+            if (op == OP_DELETE || op == OP_DELETE_ID || op == OP_UNBIND)
+                frees = 1;
+        }
     }
     /* (lazy mode: a group holds the records of earlier batches too; it is
        a freeing one when they include a delete, whose group carries the
@@ -533,8 +838,10 @@ static void lead(sdb_t *db)
         state_write_lock(db);
         rc = apply_records(db, b.p, b.len, tag);
         state_write_unlock(db);
-        if (rc)                    /* memory and disk now disagree: stop writing */
+        if (rc) {                  /* memory and disk now disagree: stop writing */
             atomic_store(&db->fatal, SDB_EIO);
+            rc = SDB_EIO;          /* not ENOMEM: the group is durable, part of it applied */
+        }
     }
     if (!rc && force_sync && batch[n - 1]->rc == SDB_OK)
         db->gc_needed = 0;         /* the barrier's drops (if any) are applied */

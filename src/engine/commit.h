@@ -12,14 +12,16 @@
 #include "engine/db_int.h"
 
 enum { OP_PUT, OP_DELETE, OP_DELETE_ID, OP_BIND, OP_UNBIND, OP_FLUSH, OP_CHECKPOINT,
-       OP_CP_SWITCH };                 /* OP_CP_SWITCH: journal_bg_switch() (journal.h) */
+       OP_CP_SWITCH,                   /* OP_CP_SWITCH: journal_bg_switch() (journal.h) */
+       OP_MULTI };                     /* an atomic batch (sdb_batch_commit): see items */
 
 struct commit_req {
     int op;
     const char *path;
     size_t plen;
     sdb_id_t id;
-    uint64_t if_version;           /* OP_PUT: UINT64_MAX = unconditional */
+    uint64_t if_version;           /* OP_PUT: UINT64_MAX = unconditional; an OP_MULTI item of
+                                      any op: the version its document must have (0: none) */
     docver_t *ver;                 /* OP_PUT: the new version (extents, size, crc, blob);
                                       ownership passes to the state on success */
     const uint8_t *run;            /* OP_PUT: the last data pages, still to be written by the */
@@ -30,6 +32,12 @@ struct commit_req {
     int done;
     pthread_cond_t *cv;            /* its submitter's: signalled when it is done, or when it
                                       is its turn to lead (one per commit_submit_many call) */
+    commit_req_t *items;           /* OP_MULTI: its operations (OP_PUT, OP_DELETE, OP_BIND,
+                                      OP_UNBIND; their data runs already written), planned in
+                                      order as one unit: all are applied or none.  Each item's
+                                      info receives the document it concerned. */
+    size_t nitems;
+    size_t failed;                 /* OP_MULTI: the item that made rc, or SIZE_MAX */
     commit_req_t *next;
 };
 

@@ -609,6 +609,235 @@ int sdb_put_if(sdb_t *db, const char *path, const void *data, size_t len, uint64
     return put_common(db, path, data, len, if_version, out);
 }
 
+/* ---- atomic batches ---- */
+
+typedef struct {
+    int op;                        /* OP_PUT, OP_DELETE, OP_BIND, OP_UNBIND */
+    size_t path_off, plen;         /* the path, NUL-terminated, in the batch's bytes */
+    size_t data_off, len;          /* OP_PUT: the content in the batch's bytes */
+    sdb_id_t id;
+    uint64_t if_version;
+} batch_item_t;
+
+struct sdb_batch {
+    batch_item_t *items;
+    size_t n, cap;
+    buf_t bytes;                   /* paths and contents */
+    uint64_t content;              /* put bytes in all */
+};
+
+int sdb_batch_new(sdb_batch_t **out)
+{
+    if (!out)
+        return SDB_EINVAL;
+    *out = calloc(1, sizeof(**out));
+    return *out ? SDB_OK : SDB_ENOMEM;
+}
+
+void sdb_batch_free(sdb_batch_t *b)
+{
+    if (!b)
+        return;
+    free(b->items);
+    free(b->bytes.p);
+    free(b);
+}
+
+void sdb_batch_clear(sdb_batch_t *b)
+{
+    if (!b)
+        return;
+    b->n = 0;
+    b->bytes.len = 0;
+    b->content = 0;
+}
+
+size_t sdb_batch_count(const sdb_batch_t *b)
+{
+    return b ? b->n : 0;
+}
+
+static int batch_add(sdb_batch_t *b, int op, const char *path, const sdb_id_t *id,
+                     const void *data, size_t len, uint64_t if_version)
+{
+    size_t plen;
+    if (!b || util_check_path(path, &plen) || (!data && len) ||
+        ((op == OP_BIND || op == OP_UNBIND) && !id))
+        return SDB_EINVAL;
+    if (b->n >= SDB_BATCH_MAX_OPS || len > SDB_BATCH_MAX_BYTES - b->content)
+        return SDB_ETOOLARGE;
+    if (b->n == b->cap) {
+        size_t nc = b->cap ? b->cap * 2 : 64;
+        batch_item_t *t = realloc(b->items, nc * sizeof(*t));
+        if (!t)
+            return SDB_ENOMEM;
+        b->items = t;
+        b->cap = nc;
+    }
+    size_t mark = b->bytes.len;
+    batch_item_t *it = &b->items[b->n];
+    *it = (batch_item_t){ .op = op, .path_off = mark, .plen = plen, .len = len,
+                          .if_version = if_version };
+    if (id)
+        it->id = *id;
+    if (buf_put(&b->bytes, path, plen + 1))
+        return SDB_ENOMEM;
+    it->data_off = b->bytes.len;
+    if (len && buf_put(&b->bytes, data, len)) {
+        b->bytes.len = mark;
+        return SDB_ENOMEM;
+    }
+    b->content += len;
+    b->n++;
+    return SDB_OK;
+}
+
+int sdb_batch_put(sdb_batch_t *b, const char *path, const void *data, size_t len,
+                  uint64_t if_version)
+{
+    return batch_add(b, OP_PUT, path, NULL, data, len, if_version);
+}
+
+int sdb_batch_delete(sdb_batch_t *b, const char *path, uint64_t if_version)
+{
+    return batch_add(b, OP_DELETE, path, NULL, NULL, 0, if_version);
+}
+
+int sdb_batch_bind(sdb_batch_t *b, const sdb_id_t *id, const char *path, uint64_t if_version)
+{
+    return batch_add(b, OP_BIND, path, id, NULL, 0, if_version);
+}
+
+int sdb_batch_unbind(sdb_batch_t *b, const sdb_id_t *id, const char *path, uint64_t if_version)
+{
+    return batch_add(b, OP_UNBIND, path, id, NULL, 0, if_version);
+}
+
+/* Writes the data runs of a batch's puts that writer_request left to the
+ * commit leader, merging runs that follow each other on disk into writes
+ * of up to BATCH_MERGE bytes (a batch of small puts takes its pages in one
+ * stretch, and one large write costs far less than many small ones), and
+ * frees each run's buffer once written, so that a commit holds about one
+ * merge buffer of pages rather than one page per put. */
+#define BATCH_MERGE (1u << 20)
+
+typedef struct {
+    sdb_t *db;
+    uint8_t *buf;                  /* BATCH_MERGE bytes, or NULL: write run by run */
+    pgno_t start;
+    uint64_t n;                    /* pages in buf */
+} merge_t;
+
+static int merge_flush(merge_t *m)
+{
+    if (m->n == 0)
+        return SDB_OK;
+    sdb_t *db = m->db;
+    int rc = db->be->write(db->be, m->start * db->page_size, m->buf, m->n * db->page_size);
+    db_data_written(db, m->start, m->n, rc);
+    m->n = 0;
+    return rc;
+}
+
+static int merge_run(merge_t *m, commit_req_t *r)
+{
+    sdb_t *db = m->db;
+    size_t ps = db->page_size, bytes = (size_t)r->run_n * ps;
+    int rc = SDB_OK;
+    if (r->run_n == 0)
+        return SDB_OK;
+    if (m->n && (r->run_start != m->start + m->n || m->n * ps + bytes > BATCH_MERGE))
+        rc = merge_flush(m);
+    if (!rc && m->buf && bytes <= BATCH_MERGE) {
+        if (m->n == 0)
+            m->start = r->run_start;
+        memcpy(m->buf + m->n * ps, r->run, bytes);
+        m->n += r->run_n;
+    } else if (!rc) {
+        rc = db->be->write(db->be, r->run_start * ps, r->run, bytes);
+        db_data_written(db, r->run_start, r->run_n, rc);
+    }
+    r->run_n = 0;
+    return rc;
+}
+
+int sdb_batch_commit(sdb_t *db, const sdb_batch_t *b, sdb_docinfo_t *results, size_t *failed)
+{
+    if (failed)
+        *failed = SDB_BATCH_NO_ITEM;
+    if (!db || !b)
+        return SDB_EINVAL;
+    if (b->n == 0)
+        return SDB_OK;
+    if (atomic_load(&db->fatal))
+        return SDB_EIO;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->items[i].op == OP_PUT && b->items[i].len > db->cfg.max_document_size) {
+            if (failed)
+                *failed = i;
+            return SDB_ETOOLARGE;
+        }
+    int rc = SDB_OK;
+    size_t nw = 0;
+    merge_t m = { .db = db, .buf = malloc(BATCH_MERGE) };
+    commit_req_t *items = calloc(b->n, sizeof(*items));
+    sdb_writer_t **w = calloc(b->n, sizeof(*w));
+    if (!items || !w) {
+        rc = SDB_ENOMEM;
+        goto done;
+    }
+    for (size_t i = 0; i < b->n && !rc; i++) {
+        const batch_item_t *bi = &b->items[i];
+        const char *path = (const char *)b->bytes.p + bi->path_off;
+        commit_req_t *it = &items[i];
+        if (bi->op != OP_PUT) {
+            *it = (commit_req_t){ .op = bi->op, .path = path, .plen = bi->plen, .id = bi->id,
+                                  .if_version = bi->if_version };
+            continue;
+        }
+        /* as put_common: a writer sized for the content, its last pages
+           handed over as a run, written here (merged) rather than by the
+           leader, and its buffer freed once written */
+        rc = sdb_writer_open(db, path, bi->if_version, &w[nw]);
+        if (rc)
+            break;
+        sdb_writer_t *x = w[nw++];
+        x->expect_pages = (bi->len + db->cap - 1) / db->cap;
+        if (x->expect_pages < x->run_cap)
+            x->run_cap = (uint32_t)(x->expect_pages ? x->expect_pages : 1);
+        rc = sdb_writer_write(x, b->bytes.p ? b->bytes.p + bi->data_off : NULL, bi->len);
+        if (!rc)
+            rc = x->err;
+        if (rc)
+            break;
+        writer_request(x, it);
+        it->if_version = bi->if_version;
+        rc = merge_run(&m, it);
+        free(x->run);
+        x->run = NULL;
+        it->run = NULL;
+    }
+    if (!rc)
+        rc = merge_flush(&m);
+    if (!rc) {
+        commit_req_t r = { .op = OP_MULTI, .items = items, .nitems = b->n,
+                           .failed = SDB_BATCH_NO_ITEM };
+        rc = commit_submit(db, &r);
+        if (rc && failed)
+            *failed = r.failed;
+        if (!rc && results)
+            for (size_t i = 0; i < b->n; i++)
+                results[i] = items[i].info;
+    }
+done:
+    for (size_t i = 0; i < nw; i++)
+        writer_release(w[i], rc);
+    free(m.buf);
+    free(items);
+    free(w);
+    return rc;
+}
+
 /* ---- readers ---- */
 
 #define RELEASE_MIN_SIZE (32u << 20)   /* documents above this drop what they have read */

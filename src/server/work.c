@@ -352,6 +352,101 @@ static int start_range(job_t *j, const sdb_proto_msg_t *m, char *path)
     return 1;
 }
 
+/* BATCH (PROTOCOL.md 6.9): builds an engine batch from the items (paths
+ * copied into path[], contents copied by the engine) and commits it as one
+ * unit.  Answers BATCH_RESULT, or BATCH_FAILED naming the item that failed
+ * (*failed_rc then holds its error) and returns 0; returns a negative error
+ * for the caller's ERROR frame when the request cannot be a batch (over
+ * the limits, no memory).  The result takes 52 bytes per item and must fit
+ * in one frame: a batch of more items than that allows is TOO_LARGE. */
+static int run_atomic_batch(job_t *j, const sdb_proto_msg_t *m, char *path, int *failed_rc)
+{
+    server_t *s = j->s;
+    const sdb_proto_batch_t *pb = &m->u.batch;
+    size_t max_items = (s->cfg->max_frame_bytes - 4) / SDB_PROTO_DOCINFO_SIZE;
+    static const char *const kind_name[] = { "?", "put", "delete", "bind", "unbind" };
+    if (pb->count > max_items || pb->count > SDB_BATCH_MAX_OPS)
+        return SDB_ETOOLARGE;
+    sdb_batch_t *b = NULL;
+    sdb_docinfo_t *res = NULL;
+    uint8_t *docs = NULL;
+    int rc = sdb_batch_new(&b);
+    size_t failed = SDB_BATCH_NO_ITEM;
+    if (!rc && pb->count && (!(res = calloc(pb->count, sizeof(*res))) ||
+                             !(docs = malloc((size_t)pb->count * SDB_PROTO_DOCINFO_SIZE))))
+        rc = SDB_ENOMEM;
+    sdb_proto_batch_iter_t it;
+    sdb_proto_batch_item_t item;
+    sdb_proto_batch_iter(pb, &it);
+    const char *what = "?";
+    for (uint32_t i = 0; !rc && sdb_proto_batch_next(&it, &item) == 1; i++) {
+        const char *kind = kind_name[item.kind <= 4 ? item.kind : 0];
+        uint64_t ifv = item.if_version;  /* SDB_PROTO_UNSET is the engine's UINT64_MAX */
+        if (path_arg(&item.path, path)) {
+            snprintf(path, SDB_MAX_PATH + 1, "(a bad path of %zu bytes)", item.path.len);
+            rc = SDB_EINVAL;
+        } else if (item.kind == SDB_BATCH_ITEM_PUT) {
+            rc = sdb_batch_put(b, path, item.data.ptr, item.data.len, ifv);
+        } else if (item.kind == SDB_BATCH_ITEM_DELETE) {
+            rc = sdb_batch_delete(b, path, ifv);
+        } else if (item.kind == SDB_BATCH_ITEM_BIND) {
+            rc = sdb_batch_bind(b, &item.id, path, ifv);
+        } else {
+            rc = sdb_batch_unbind(b, &item.id, path, ifv);
+        }
+        if (rc == SDB_ETOOLARGE) {
+            sdb_batch_free(b);
+            free(res);
+            free(docs);
+            return rc;             /* over the batch limits: ERROR TOO_LARGE */
+        }
+        if (rc == SDB_EINVAL) {
+            failed = i;
+            what = kind;
+        }
+    }
+    if (!rc) {
+        rc = sdb_batch_commit(s->db, b, res, &failed);
+        if (rc && failed != SDB_BATCH_NO_ITEM) {
+            /* name the failing item: walk to it again */
+            sdb_proto_batch_iter(pb, &it);
+            for (size_t i = 0; sdb_proto_batch_next(&it, &item) == 1; i++)
+                if (i == failed) {
+                    what = kind_name[item.kind <= 4 ? item.kind : 0];
+                    path_arg(&item.path, path);
+                    break;
+                }
+        }
+    }
+    if (!rc) {
+        sdb_proto_msg_t r = { .opcode = SDB_OP_BATCH_RESULT, .request_id = j->rid };
+        for (uint32_t i = 0; i < pb->count; i++)
+            sdb_proto_docinfo_encode(docs + (size_t)i * SDB_PROTO_DOCINFO_SIZE, &res[i]);
+        r.u.batch_result.count = pb->count;
+        r.u.batch_result.data = docs;
+        rc = out_msg(&j->out, &r);
+    } else if (rc != SDB_ENOMEM || failed != SDB_BATCH_NO_ITEM) {
+        char msg[SDB_PROTO_MAX_MESSAGE];
+        if (failed == SDB_BATCH_NO_ITEM)
+            snprintf(msg, sizeof(msg), "batch of %u items not applied: %s", (unsigned)pb->count,
+                     sdb_strerror(rc));
+        else
+            snprintf(msg, sizeof(msg), "item %zu (%s %.300s): %s; nothing applied", failed, what,
+                     path, sdb_strerror(rc));
+        sdb_proto_msg_t r = { .opcode = SDB_OP_BATCH_FAILED, .request_id = j->rid };
+        r.u.batch_failed.item = failed == SDB_BATCH_NO_ITEM ? SDB_PROTO_NO_ITEM : (uint32_t)failed;
+        r.u.batch_failed.status = (uint16_t)sdb_proto_status_from_error(rc);
+        r.u.batch_failed.message.ptr = msg;
+        r.u.batch_failed.message.len = strlen(msg);
+        *failed_rc = rc;
+        rc = out_msg(&j->out, &r);
+    }
+    sdb_batch_free(b);
+    free(res);
+    free(docs);
+    return rc;
+}
+
 static void run_request(job_t *j)
 {
     server_t *s = j->s;
@@ -419,6 +514,16 @@ static void run_request(job_t *j)
     case SDB_OP_FLUSH:
         rc = sdb_flush(s->db);
         break;
+    case SDB_OP_BATCH: {
+        int failed_rc = 0;
+        rc = run_atomic_batch(j, &m, path, &failed_rc);
+        if (!rc && failed_rc) {    /* answered by BATCH_FAILED */
+            free(path);
+            j->err = failed_rc;
+            return;
+        }
+        break;
+    }
     case SDB_OP_SEARCH:
     case SDB_OP_LIST_PATHS:
     case SDB_OP_LIST_VERSIONS:

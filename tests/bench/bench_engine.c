@@ -14,6 +14,8 @@
  *   read   read of the same documents, CRC verified and in quick mode
  *   puts   4 KiB durable puts, 1 thread vs 8 threads (group commit)
  *   paths  1,000,000 real paths: lookup, prefix search, listing, reopen, memory
+ *   batch  bulk load of 16-byte documents in atomic batches of 10,000
+ *          (sdb_batch_commit) vs single sdb_put, durable and lazy
  *
  * Usage: bench_engine [--quick] [--paths N] [--only LIST] [--dir DIR] [--data FILE]
  * Environment: SDB_BENCH_QUICK=1, SDB_BENCH_PATHS=N, SDB_BENCH_DIR=DIR,
@@ -71,6 +73,7 @@ typedef struct {
     int lat_rounds;
     int reopen_rounds;
     int list_reps;
+    uint64_t batch_docs;       /* documents of the batch load */
 } bench_opts_t;
 
 static bench_opts_t opt;
@@ -682,6 +685,132 @@ static void bench_puts(void)
     add_row(metric, "ops/s", bestn, best_ceil, RATIO_RATE, "disk ceiling");
 }
 
+/* ---- Atomic batches: bulk load ---------------------------------------- */
+
+#define BATCH_SIZE 10000
+
+static void batch_doc(uint64_t i, char *path, size_t cap, uint8_t d[16])
+{
+    snprintf(path, cap, "/load/%03llu/%07llu", (unsigned long long)(i % 997),
+             (unsigned long long)i);
+    for (int k = 0; k < 16; k++)
+        d[k] = (uint8_t)(i >> (k % 8 * 8)) ^ (uint8_t)k;
+}
+
+/* Loads opt.batch_docs 16-byte documents in batches of BATCH_SIZE into a
+ * new database (durable as cfg says); returns documents per second. */
+static double batch_load(const char *file, int durable)
+{
+    sdb_config_t cfg;
+    sdb_config_default(&cfg);
+    cfg.durable = durable;
+    remove_db(file);
+    sdb_t *db;
+    int rc = sdb_open(file, &cfg, &db);
+    if (rc)
+        die_api("sdb_open", rc);
+    sdb_batch_t *b;
+    if ((rc = sdb_batch_new(&b)))
+        die_api("sdb_batch_new", rc);
+    char path[64];
+    uint8_t d[16];
+    uint64_t t0 = now_ns();
+    for (uint64_t i = 0; i < opt.batch_docs;) {
+        sdb_batch_clear(b);
+        for (unsigned k = 0; k < BATCH_SIZE && i < opt.batch_docs; k++, i++) {
+            batch_doc(i, path, sizeof path, d);
+            if ((rc = sdb_batch_put(b, path, d, sizeof d, UINT64_MAX)))
+                die_api("sdb_batch_put", rc);
+        }
+        size_t failed;
+        if ((rc = sdb_batch_commit(db, b, NULL, &failed)))
+            die_api("sdb_batch_commit", rc);
+    }
+    if ((rc = sdb_flush(db)))
+        die_api("sdb_flush", rc);
+    double secs = (double)(now_ns() - t0) / 1e9;
+    sdb_batch_free(b);
+    /* every document is there, with its bytes (a sample) */
+    sdb_stats_t st;
+    if ((rc = sdb_stats(db, &st)))
+        die_api("sdb_stats", rc);
+    if (st.paths != opt.batch_docs)
+        die("batch load: %llu paths after loading %llu documents",
+            (unsigned long long)st.paths, (unsigned long long)opt.batch_docs);
+    for (uint64_t i = 0; i < opt.batch_docs; i += opt.batch_docs / 97 + 1) {
+        void *got;
+        size_t len;
+        batch_doc(i, path, sizeof path, d);
+        if ((rc = sdb_get(db, path, &got, &len, NULL)))
+            die_api("sdb_get", rc);
+        if (len != sizeof d || memcmp(got, d, sizeof d) != 0)
+            die("batch load: %s has the wrong bytes", path);
+        free(got);
+    }
+    if ((rc = sdb_close(db)))
+        die_api("sdb_close", rc);
+    remove_db(file);
+    settle();
+    return (double)opt.batch_docs / secs;
+}
+
+/* Single sdb_put of the same documents, one commit each, for put_secs (or
+ * all of them); returns documents per second. */
+static double single_load(const char *file, int durable)
+{
+    sdb_config_t cfg;
+    sdb_config_default(&cfg);
+    cfg.durable = durable;
+    remove_db(file);
+    sdb_t *db;
+    int rc = sdb_open(file, &cfg, &db);
+    if (rc)
+        die_api("sdb_open", rc);
+    char path[64];
+    uint8_t d[16];
+    uint64_t n = 0, t0 = now_ns(), end = t0 + (uint64_t)(opt.put_secs * 2e9), t1;
+    do {
+        batch_doc(n, path, sizeof path, d);
+        if ((rc = sdb_put(db, path, d, sizeof d, NULL)))
+            die_api("sdb_put", rc);
+        n++;
+        t1 = now_ns();
+    } while (t1 < end && n < opt.batch_docs);
+    if ((rc = sdb_flush(db)))
+        die_api("sdb_flush", rc);
+    t1 = now_ns();
+    if ((rc = sdb_close(db)))
+        die_api("sdb_close", rc);
+    remove_db(file);
+    settle();
+    return (double)n / ((double)(t1 - t0) / 1e9);
+}
+
+/* TODO: the issue's peers (LMDB and SQLite, 10,000 inserts per transaction)
+ * belong in the same run; no peer program exists in tests/bench yet. */
+static void bench_batch(void)
+{
+    char file[1100];
+    tmp_file(file, sizeof file, "batch.sdb");
+    double batch_d = batch_load(file, 1);
+    double single_lazy = single_load(file, 0);
+    double single_d = single_load(file, 1);
+    double batch_l = batch_load(file, 0);
+    progress("batch: %llu docs in batches of %d: durable %.0f/s, lazy %.0f/s; single puts: "
+             "lazy %.0f/s, durable %.0f/s", (unsigned long long)opt.batch_docs, BATCH_SIZE,
+             batch_d, batch_l, single_lazy, single_d);
+    char metric[128];
+    snprintf(metric, sizeof metric, "bulk load %lluk x 16 B, batches of 10k, durable",
+             (unsigned long long)(opt.batch_docs / 1000));
+    add_row(metric, "docs/s", batch_d, single_lazy, RATIO_RATE, "single sdb_put, lazy");
+    snprintf(metric, sizeof metric, "bulk load %lluk x 16 B, batches of 10k, durable",
+             (unsigned long long)(opt.batch_docs / 1000));
+    add_row(metric, "docs/s", batch_d, single_d, RATIO_RATE, "single sdb_put, durable");
+    snprintf(metric, sizeof metric, "bulk load %lluk x 16 B, batches of 10k, lazy",
+             (unsigned long long)(opt.batch_docs / 1000));
+    add_row(metric, "docs/s", batch_l, single_lazy, RATIO_RATE, "single sdb_put, lazy");
+}
+
 /* ---- 4: a million paths ------------------------------------------------- */
 
 static char **base_paths;      /* the lines of the data file */
@@ -1232,7 +1361,7 @@ static void bench_paths(void)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: bench_engine [--quick] [--paths N] [--only write,read,puts,paths]\n"
+            "usage: bench_engine [--quick] [--paths N] [--only write,read,puts,paths,batch]\n"
             "                    [--dir DIR] [--data FILE]\n"
             "  --quick      small sizes, a smoke run of a few seconds\n"
             "  --paths N    path count of the paths section (default 1000000;\n"
@@ -1277,6 +1406,7 @@ static void set_defaults(void)
         opt.lat_rounds = 1;
         opt.reopen_rounds = 2;
         opt.list_reps = 3;
+        opt.batch_docs = 100000;
         if (!opt.npaths)
             opt.npaths = 20000;
     } else {
@@ -1290,6 +1420,7 @@ static void set_defaults(void)
         opt.lat_rounds = 3;
         opt.reopen_rounds = 3;
         opt.list_reps = 10;
+        opt.batch_docs = 1000000;
         if (!opt.npaths)
             opt.npaths = 1000000;
     }
@@ -1378,6 +1509,10 @@ int main(int argc, char **argv)
     if (section_on("paths")) {
         fprintf(stderr, "== paths\n");
         bench_paths();
+    }
+    if (section_on("batch")) {
+        fprintf(stderr, "== batch\n");
+        bench_batch();
     }
     print_table();
     printf("load average at the end: %.2f (%ld CPUs)\n", load_avg(), sysconf(_SC_NPROCESSORS_ONLN));

@@ -1392,6 +1392,141 @@ static void check_ranges(const char *db, const char *path, const char *text, siz
                      "byte offset\nTry 'streamdb help get'.\n");
 }
 
+/* `streamdb batch`, against the daemon (db NULL) or a local file: runs
+ * input as the batch of a CLI invocation (adding --json when json). */
+static void run_batch(ct_run_t *r, const char *db, const char *input, int json)
+{
+    static unsigned seq;
+    char name[32];
+    snprintf(name, sizeof name, "batch%u.txt", seq++);
+    const char *file = ct_path(name);
+    ct_write_file(file, input, strlen(input));
+    const char *j = json ? "--json" : "batch";
+    if (db)
+        ct_run(r, NULL, NULL, NULL, "--db", db, "batch", file, json ? j : (char *)NULL,
+               (char *)NULL);
+    else
+        ct_run(r, NULL, NULL, NULL, "-s", g_d.sock, "batch", file, json ? j : (char *)NULL,
+               (char *)NULL);
+}
+
+static void get_expect(const char *db, const char *path, int status, const char *out)
+{
+    ct_run_t r;
+    if (db)
+        RUN(&r, "--db", db, "get", path);
+    else
+        CLI(&r, "get", path);
+    CT_EXPECT(&r, status, out);
+    ct_run_free(&r);
+}
+
+static void batch_scenario(const char *db)
+{
+    ct_run_t r;
+    ct_write_file(ct_path("bfile.bin"), "from a file", 11);
+    if (db)
+        RUN(&r, "--db", db, "put", "/bt/keep", ct_path("bfile.bin"));
+    else
+        CLI(&r, "put", "/bt/keep", ct_path("bfile.bin"));
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    ct_run_free(&r);
+    char input[1024];
+    snprintf(input, sizeof input,
+             "# a comment, then a blank line\n"
+             "\n"
+             "put /bt/a =hello world\n"
+             "put /bt/b aGVsbG8=\n"
+             "put if=0 /bt/c @%s\r\n"
+             "put if=1 /bt/a =second\n"
+             "  bind if=1 /bt/keep /bt/alias\n"
+             "delete if=1 /bt/b\n"
+             "unbind /bt/keep /bt/keep\n",
+             ct_path("bfile.bin"));
+    run_batch(&r, db, input, 0);
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    ck_assert_msg(strstr(r.out, "line 3: put /bt/a: id ") && strstr(r.out, "line 6: put /bt/a: id ") &&
+                  strstr(r.out, "version 2\n") && strstr(r.out, "7 operations applied\n"),
+                  "%s", r.out);
+    ct_run_free(&r);
+    get_expect(db, "/bt/a", 0, "second");
+    get_expect(db, "/bt/b", 1, "");
+    get_expect(db, "/bt/c", 0, "from a file");
+    get_expect(db, "/bt/alias", 0, "from a file");
+    get_expect(db, "/bt/keep", 1, "");
+
+    /* a failing operation names its line; nothing is applied */
+    run_batch(&r, db, "put /bt/new =1\nput /bt/new2 =2\nput if=5 /bt/a =3\n", 0);
+    ck_assert_int_eq(r.status, 3);
+    CT_ERR_HAS(&r, "line 3 (put /bt/a)");
+    ct_run_free(&r);
+    get_expect(db, "/bt/new", 1, "");
+    get_expect(db, "/bt/a", 0, "second");
+    run_batch(&r, db, "put /bt/new =1\ndelete /bt/none\n", 0);
+    ck_assert_int_eq(r.status, 1);
+    CT_ERR_HAS(&r, "line 2 (delete /bt/none)");
+    ct_run_free(&r);
+    get_expect(db, "/bt/new", 1, "");
+
+    /* bad lines are usage errors naming the line, nothing applied */
+    static const struct { const char *in, *why; } bad[] = {
+        { "put /bt/new =1\npur /bt/x =1\n", "line 2: unknown operation \"pur\"" },
+        { "put /bt/new !!!\n", "line 1: put /bt/new: the content is not =TEXT, @FILE nor valid base64" },
+        { "delete /bt/a extra\n", "line 1: delete /bt/a: unexpected \"extra\"" },
+        { "put if=x /bt/a =1\n", "line 1: \"if=x\": expected if=VERSION" },
+        { "bind /bt/x\n", "line 1: bind: missing ID PATH" },
+        { "put /bt/new =1\nput /bt/y @/nonexistent/file\n", "line 2: put /bt/y: cannot open /nonexistent/file" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        run_batch(&r, db, bad[i].in, 0);
+        ck_assert_msg(r.status == 2, "case %zu: exit %d: %s", i, r.status, r.err);
+        CT_ERR_HAS(&r, bad[i].why);
+        CT_ERR_HAS(&r, "nothing applied");
+        ct_run_free(&r);
+    }
+    run_batch(&r, db, "bind /bt/nobody /bt/x\n", 0);
+    ck_assert_int_eq(r.status, 1);
+    CT_ERR_HAS(&r, "line 1: bind /bt/nobody: not an id, nor a path bound before the batch");
+    ct_run_free(&r);
+    get_expect(db, "/bt/new", 1, "");
+
+    /* --json: one object per operation */
+    run_batch(&r, db, "put /bt/j =json\ndelete /bt/j\n", 1);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    cJSON *j = parse_json(&r);
+    ck_assert_int_eq(cJSON_GetArraySize(j), 2);
+    cJSON *o = cJSON_GetArrayItem(j, 1);
+    ck_assert_str_eq(cJSON_GetObjectItem(o, "op")->valuestring, "delete");
+    ck_assert_int_eq(cJSON_GetObjectItem(o, "line")->valueint, 2);
+    ck_assert_str_eq(cJSON_GetObjectItem(o, "path")->valuestring, "/bt/j");
+    cJSON_Delete(j);
+    ct_run_free(&r);
+    /* an empty input applies nothing and succeeds */
+    run_batch(&r, db, "# nothing\n", 0);
+    CT_EXPECT(&r, 0, "0 operations applied\n");
+    ct_run_free(&r);
+}
+
+/* streamdb batch FILE|- against the daemon and in local mode: every line
+ * form, conditions, errors naming the line, all or none, --json, stdin. */
+START_TEST(test_batch)
+{
+    batch_scenario(NULL);
+    batch_scenario(ct_path("batch.sdb"));
+    ct_run_t r;
+    ct_write_file(ct_path("stdin.txt"), "put /bt/stdin =from stdin\n", 26);
+    CLI_IN(&r, ct_path("stdin.txt"), "batch", "-");
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    ct_run_free(&r);
+    get_expect(NULL, "/bt/stdin", 0, "from stdin");
+    RUN(&r, "help", "batch");
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_msg(strstr(r.out, "put [if=N] PATH =TEXT") && strstr(r.out, "all of them"), "%s",
+                  r.out);
+    ct_run_free(&r);
+}
+END_TEST
+
 START_TEST(test_get_range)
 {
     size_t n;
@@ -1490,6 +1625,7 @@ Suite *suite_cli(void)
     tcase_add_test(tc, test_big_pipe);
     tcase_add_test(tc, test_progress_bar);
     tcase_add_test(tc, test_get_range);
+    tcase_add_test(tc, test_batch);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("failures");

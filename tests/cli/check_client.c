@@ -888,6 +888,136 @@ START_TEST(test_range_old_server)
 }
 END_TEST
 
+/* BATCH through the client library against the daemon: applied whole with
+ * a result per item; a failing item named (index and message) with nothing
+ * applied; items seeing earlier ones; an empty batch; a batch whose answer
+ * would not fit in one frame refused before sending; the connection usable
+ * after each. */
+START_TEST(test_batch)
+{
+    sdbc_t *c = connect_daemon();
+    sdb_docinfo_t keep;
+    CK_OK(sdbc_put(c, "/batch/keep", "keep", 4, SDBC_ANY_VERSION, &keep));
+    sdbc_batch_t *b = NULL;
+    CK_OK(sdbc_batch_new(&b));
+    enum { N = 40 };
+    char path[N][32];
+    uint8_t data[N][64];
+    for (int i = 0; i < N; i++) {
+        snprintf(path[i], sizeof path[i], "/batch/n/%02d", i);
+        ct_fill(data[i], sizeof data[i], (uint32_t)i);
+        CK_OK(sdbc_batch_put(b, path[i], data[i], 16 + (size_t)i, 0));
+    }
+    CK_OK(sdbc_batch_put(b, "/batch/keep", "v2", 2, 1));
+    CK_OK(sdbc_batch_bind(b, &keep.id, "/batch/alias", 2));
+    CK_OK(sdbc_batch_delete(b, "/batch/n/00", 1));
+    CK_OK(sdbc_batch_put(b, "/batch/keep", "v3", 2, 9));          /* conflict: keep is at 2 */
+    ck_assert_uint_eq(sdbc_batch_count(b), N + 4);
+    size_t failed = 0;
+    CK_RC(sdbc_batch_commit(c, b, NULL, &failed), SDB_ECONFLICT);
+    ck_assert_uint_eq(failed, N + 3);
+    MSG_HAS("item 43 (put /batch/keep)");
+    MSG_HAS("nothing applied");
+    for (int i = 0; i < N; i++)
+        CK_RC(sdbc_lookup(c, path[i], NULL), SDB_ENOTFOUND);
+    CK_RC(sdbc_lookup(c, "/batch/alias", NULL), SDB_ENOTFOUND);
+    sdb_docinfo_t info;
+    CK_OK(sdbc_lookup(c, "/batch/keep", &info));
+    ck_assert_uint_eq(info.version, 1);
+
+    /* the same without the failing item */
+    sdbc_batch_clear(b);
+    for (int i = 0; i < N; i++)
+        CK_OK(sdbc_batch_put(b, path[i], data[i], 16 + (size_t)i, 0));
+    CK_OK(sdbc_batch_put(b, "/batch/keep", "v2", 2, 1));
+    CK_OK(sdbc_batch_bind(b, &keep.id, "/batch/alias", 2));
+    CK_OK(sdbc_batch_delete(b, "/batch/n/00", 1));
+    CK_OK(sdbc_batch_put(b, "/batch/n/00", "again", 5, 0));       /* a new document */
+    sdb_docinfo_t res[N + 4];
+    CK_OK(sdbc_batch_commit(c, b, res, &failed));
+    ck_assert_uint_eq(failed, SDB_BATCH_NO_ITEM);
+    for (int i = 1; i < N; i++) {
+        void *d = NULL;
+        size_t len = 0;
+        CK_OK(sdbc_get(c, path[i], &d, &len, &info));
+        ck_assert(len == 16 + (size_t)i && memcmp(d, data[i], len) == 0);
+        ck_assert(memcmp(info.id.b, res[i].id.b, 16) == 0);
+        ck_assert_uint_eq(res[i].version, 1);
+        ck_assert_uint_eq(res[i].size, 16 + (size_t)i);
+        free(d);
+    }
+    CK_OK(sdbc_lookup(c, "/batch/alias", &info));
+    ck_assert(memcmp(info.id.b, keep.id.b, 16) == 0);
+    ck_assert_uint_eq(info.version, 2);
+    ck_assert_uint_eq(res[N].version, 2);
+    ck_assert(memcmp(res[N + 2].id.b, res[0].id.b, 16) == 0);     /* the deleted one */
+    CK_OK(sdbc_lookup(c, "/batch/n/00", &info));
+    ck_assert(memcmp(info.id.b, res[0].id.b, 16) != 0);
+    ck_assert(memcmp(info.id.b, res[N + 3].id.b, 16) == 0);
+
+    /* other failures name their item */
+    sdb_id_t ghost;
+    memset(&ghost, 0x5A, sizeof ghost);
+    sdbc_batch_clear(b);
+    CK_OK(sdbc_batch_put(b, "/batch/x", "x", 1, SDBC_ANY_VERSION));
+    CK_OK(sdbc_batch_bind(b, &ghost, "/batch/y", SDBC_ANY_VERSION));
+    CK_RC(sdbc_batch_commit(c, b, NULL, &failed), SDB_ENOTFOUND);
+    ck_assert_uint_eq(failed, 1);
+    MSG_HAS("item 1 (bind /batch/y)");
+    sdbc_batch_clear(b);
+    CK_OK(sdbc_batch_delete(b, "/batch/none", SDBC_ANY_VERSION));
+    CK_RC(sdbc_batch_commit(c, b, NULL, &failed), SDB_ENOTFOUND);
+    ck_assert_uint_eq(failed, 0);
+    CK_RC(sdbc_lookup(c, "/batch/x", NULL), SDB_ENOTFOUND);
+
+    /* an empty batch */
+    sdbc_batch_clear(b);
+    CK_OK(sdbc_batch_commit(c, b, NULL, &failed));
+
+    /* more items than one answer frame holds: refused before sending */
+    sdbc_server_info_t si;
+    sdbc_server_info(c, &si);
+    size_t max_items = (si.max_frame_bytes - 4) / SDB_PROTO_DOCINFO_SIZE;
+    for (size_t i = 0; i <= max_items; i++)
+        CK_OK(sdbc_batch_delete(b, "/d", SDBC_ANY_VERSION));
+    CK_RC(sdbc_batch_commit(c, b, NULL, &failed), SDB_ETOOLARGE);
+    MSG_HAS("split it");
+    ck_assert_uint_eq(failed, SDB_BATCH_NO_ITEM);
+    /* bad arguments */
+    CK_RC(sdbc_batch_put(b, "", "x", 1, SDBC_ANY_VERSION), SDB_EINVAL);
+    CK_RC(sdbc_batch_bind(b, NULL, "/p", SDBC_ANY_VERSION), SDB_EINVAL);
+    CK_RC(sdbc_batch_put(NULL, "/p", "x", 1, SDBC_ANY_VERSION), SDB_EINVAL);
+    CK_RC(sdbc_batch_commit(c, NULL, NULL, NULL), SDB_EINVAL);
+    ck_assert_int_eq(sdbc_is_broken(c), 0);
+    CK_OK(sdbc_ping(c, NULL));
+    sdbc_batch_free(b);
+    sdbc_close(c);
+}
+END_TEST
+
+/* A server that predates BATCH: SDB_EOPCODE saying so, the connection
+ * stays usable. */
+START_TEST(test_batch_old_server)
+{
+    ct_fake_t fk;
+    ct_fake_start(&fk, FAKE_NO_RANGES);
+    sdbc_t *c = NULL;
+    CK_OK(sdbc_connect(fk.sock, NULL, &c));
+    sdbc_batch_t *b = NULL;
+    CK_OK(sdbc_batch_new(&b));
+    CK_OK(sdbc_batch_put(b, "/x", "x", 1, SDBC_ANY_VERSION));
+    size_t failed = 0;
+    CK_RC(sdbc_batch_commit(c, b, NULL, &failed), SDB_EOPCODE);
+    MSG_HAS("does not support atomic batches (BATCH)");
+    ck_assert_uint_eq(failed, SDB_BATCH_NO_ITEM);
+    ck_assert_int_eq(sdbc_is_broken(c), 0);
+    CK_OK(sdbc_ping(c, NULL));
+    sdbc_batch_free(b);
+    sdbc_close(c);
+    ct_fake_stop(&fk);
+}
+END_TEST
+
 Suite *suite_client(void)
 {
     Suite *s = suite_create("client");
@@ -905,6 +1035,7 @@ Suite *suite_client(void)
     tcase_add_test(tc, test_timeouts);
     tcase_add_test(tc, test_close_after_hello);
     tcase_add_test(tc, test_range_old_server);
+    tcase_add_test(tc, test_batch_old_server);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("daemon");
@@ -920,6 +1051,7 @@ Suite *suite_client(void)
     tcase_add_test(tc, test_stats_flush_ping);
     tcase_add_test(tc, test_streaming_memory);
     tcase_add_test(tc, test_get_range);
+    tcase_add_test(tc, test_batch);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("limits");

@@ -1501,6 +1501,124 @@ START_TEST(test_get_range)
 }
 END_TEST
 
+/* BATCH over the wire, in raw frames: one item of each kind encoded, sent
+ * as one frame, answered by BATCH_RESULT with a docinfo per item; a failing
+ * item answered by BATCH_FAILED naming it, nothing applied; a malformed
+ * body is ERROR PROTOCOL and a batch whose answer would exceed
+ * max_frame_bytes ERROR TOO_LARGE, both leaving the connection usable; a
+ * BATCH pipelined between other requests is answered in order. */
+static size_t batch_body(uint8_t *buf, size_t cap, const sdb_proto_batch_item_t *it, size_t n)
+{
+    size_t len = 4, k;
+    buf[0] = (uint8_t)n;
+    buf[1] = (uint8_t)(n >> 8);
+    buf[2] = (uint8_t)(n >> 16);
+    buf[3] = (uint8_t)(n >> 24);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_int_eq(sdb_proto_batch_item_encode(&it[i], buf + len, cap - len, &k), 0);
+        len += k;
+    }
+    return len;
+}
+
+static sdb_proto_batch_item_t bitem(uint8_t kind, uint64_t ifv, const sdb_id_t *id, const char *path,
+                                    const char *data)
+{
+    sdb_proto_batch_item_t it = { .kind = kind, .if_version = ifv };
+    if (id)
+        it.id = *id;
+    it.path.ptr = path;
+    it.path.len = strlen(path);
+    if (data) {
+        it.data.ptr = (const uint8_t *)data;
+        it.data.len = strlen(data);
+    }
+    return it;
+}
+
+START_TEST(test_batch)
+{
+    char dir[256];
+    td_t d;
+    it_newdir(dir, sizeof dir, "batch");
+    td_start(&d, dir, "\"max_frame_bytes\": 65536, " FAST_ENGINE);
+    tc_t *c = it_session(&d, _i);
+    sdb_docinfo_t keep;
+    IT_OK(c, tc_put(c, "/w/keep", "keep", 4, UNSET, &keep));
+    static uint8_t body[70000];
+    sdb_proto_batch_item_t it[5] = {
+        bitem(SDB_BATCH_ITEM_PUT, 0, NULL, "/w/a", "alpha"),
+        bitem(SDB_BATCH_ITEM_PUT, 1, NULL, "/w/keep", "keep2"),
+        bitem(SDB_BATCH_ITEM_BIND, 2, &keep.id, "/w/alias", NULL),
+        bitem(SDB_BATCH_ITEM_UNBIND, UNSET, &keep.id, "/w/keep", NULL),
+        bitem(SDB_BATCH_ITEM_PUT, 9, NULL, "/w/alias", "x"),   /* conflict: keep is at 2 */
+    };
+    size_t len = batch_body(body, sizeof body, it, 5);
+    IT_OK(c, tc_send_frame(c, SDB_OP_BATCH, 0, 10, body, (uint32_t)len));
+    IT_OK(c, tc_recv(c, 10, SDB_OP_BATCH_FAILED));
+    ck_assert_uint_eq(c->m.u.batch_failed.item, 4);
+    ck_assert_uint_eq(c->m.u.batch_failed.status, SDB_STATUS_CONFLICT);
+    ck_assert_msg(c->m.u.batch_failed.message.len > 0 &&
+                  memmem(c->m.u.batch_failed.message.ptr, c->m.u.batch_failed.message.len,
+                         "item 4 (put /w/alias)", 21), "message: %.*s",
+                  (int)c->m.u.batch_failed.message.len, c->m.u.batch_failed.message.ptr);
+    IT_RC(c, tc_send_path(c, SDB_OP_LOOKUP, 11, "/w/a"), 0);
+    IT_RC(c, tc_recv_doc(c, 11, SDB_OP_DOC, NULL), SDB_STATUS_NOT_FOUND);
+    it_expect_get(c, "/w/keep", "keep", 4, NULL);
+
+    /* without the failing item, pipelined between a LOOKUP and a GET */
+    len = batch_body(body, sizeof body, it, 4);
+    IT_OK(c, tc_send_path(c, SDB_OP_LOOKUP, 20, "/w/keep"));
+    IT_OK(c, tc_send_frame(c, SDB_OP_BATCH, 0, 21, body, (uint32_t)len));
+    IT_OK(c, tc_send_path(c, SDB_OP_LOOKUP, 22, "/w/alias"));
+    IT_OK(c, tc_recv_doc(c, 20, SDB_OP_DOC, NULL));
+    IT_OK(c, tc_recv(c, 21, SDB_OP_BATCH_RESULT));
+    ck_assert_uint_eq(c->m.u.batch_result.count, 4);
+    sdb_docinfo_t r0, r1;
+    sdb_proto_docinfo_decode(c->m.u.batch_result.data, &r0);
+    sdb_proto_docinfo_decode(c->m.u.batch_result.data + SDB_PROTO_DOCINFO_SIZE, &r1);
+    ck_assert_uint_eq(r0.version, 1);
+    ck_assert_uint_eq(r0.size, 5);
+    ck_assert_uint_eq(r1.version, 2);
+    ck_assert(memcmp(r1.id.b, keep.id.b, 16) == 0);
+    sdb_docinfo_t al;
+    IT_OK(c, tc_recv_doc(c, 22, SDB_OP_DOC, &al));
+    ck_assert_uint_eq(al.version, 2);
+    it_expect_get(c, "/w/a", "alpha", 5, NULL);
+    it_expect_get(c, "/w/alias", "keep2", 5, NULL);
+    IT_RC(c, tc_send_path(c, SDB_OP_LOOKUP, 23, "/w/keep"), 0);
+    IT_RC(c, tc_recv_doc(c, 23, SDB_OP_DOC, NULL), SDB_STATUS_NOT_FOUND);
+
+    /* malformed: an unknown kind */
+    len = batch_body(body, sizeof body, it, 2);
+    body[4] = 9;
+    IT_OK(c, tc_send_frame(c, SDB_OP_BATCH, 0, 30, body, (uint32_t)len));
+    IT_RC(c, tc_recv(c, 30, SDB_OP_BATCH_RESULT), SDB_STATUS_PROTOCOL);
+    /* more items than one answer frame holds ((65536 - 4) / 52 = 1260) */
+    sdb_proto_batch_item_t del = bitem(SDB_BATCH_ITEM_DELETE, UNSET, NULL, "/d", NULL);
+    size_t many = 1261, k;
+    body[0] = (uint8_t)many;
+    body[1] = (uint8_t)(many >> 8);
+    body[2] = body[3] = 0;
+    len = 4;
+    for (size_t i = 0; i < many; i++) {
+        ck_assert_int_eq(sdb_proto_batch_item_encode(&del, body + len, sizeof body - len, &k), 0);
+        len += k;
+    }
+    IT_OK(c, tc_send_frame(c, SDB_OP_BATCH, 0, 31, body, (uint32_t)len));
+    IT_RC(c, tc_recv(c, 31, SDB_OP_BATCH_RESULT), SDB_STATUS_TOO_LARGE);
+    /* an empty batch */
+    memset(body, 0, 4);
+    IT_OK(c, tc_send_frame(c, SDB_OP_BATCH, 0, 32, body, 4));
+    IT_OK(c, tc_recv(c, 32, SDB_OP_BATCH_RESULT));
+    ck_assert_uint_eq(c->m.u.batch_result.count, 0);
+    IT_OK(c, tc_send_ping(c, 33, "p", 1));
+    IT_OK(c, tc_recv(c, 33, SDB_OP_PONG));
+    tc_close(c);
+    td_stop(&d);
+}
+END_TEST
+
 /* The daemon reads only the pages of the range: with every data page
  * outside it damaged on disk, the range is still served; a damaged page
  * inside it cuts the stream with ERROR CORRUPT. */
@@ -1584,6 +1702,7 @@ Suite *suite_server(void)
     tcase_add_unchecked_fixture(tc, it_dir_setup, it_dir_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_get_range, 0, 2);
+    tcase_add_loop_test(tc, test_batch, 0, 2);
     tcase_add_test(tc, test_get_range_damage);
     suite_add_tcase(s, tc);
     return s;

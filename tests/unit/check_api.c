@@ -2677,6 +2677,268 @@ START_TEST(test_range_snapshot)
 }
 END_TEST
 
+/* ---- Atomic batches ---- */
+
+static sdb_batch_t *batch_new(void)
+{
+    sdb_batch_t *b = NULL;
+    CK_OK(sdb_batch_new(&b));
+    ck_assert_ptr_nonnull(b);
+    return b;
+}
+
+static size_t count_paths(sdb_t *db)
+{
+    tu_list_t l = { 0 };
+    CK_OK(sdb_search(db, "", NULL, tu_list_cb, &l));
+    size_t n = l.n;
+    tu_list_free(&l);
+    return n;
+}
+
+/* A batch whose last item fails leaves nothing of the earlier ones, in
+ * memory and after a reopen; the same batch without that item commits whole,
+ * and its results describe each item. */
+START_TEST(test_batch_all_or_none)
+{
+    env_t e;
+    env_init(&e, _i, "batch_aon");
+    sdb_t *db = env_open(&e);
+    sdb_docinfo_t keep = put_ok(db, "/b/keep", "keep", 4);
+    put_ok(db, "/b/gone", "gone", 4);
+    sdb_batch_t *b = batch_new();
+    enum { N = 50 };
+    char path[N][32];
+    for (int i = 0; i < N; i++) {
+        snprintf(path[i], sizeof path[i], "/b/new/%02d", i);
+        uint8_t *d = tu_bytes(16 + (size_t)i, (uint32_t)i);
+        CK_OK(sdb_batch_put(b, path[i], d, 16 + (size_t)i, UINT64_MAX));
+        free(d);
+    }
+    CK_OK(sdb_batch_delete(b, "/b/gone", UINT64_MAX));
+    CK_OK(sdb_batch_put(b, "/b/keep", "v2", 2, 1));
+    CK_OK(sdb_batch_bind(b, &keep.id, "/b/alias", UINT64_MAX));
+    CK_OK(sdb_batch_put(b, "/b/keep", "v3", 2, 7));     /* keep is at 2 here: conflict */
+    ck_assert_uint_eq(sdb_batch_count(b), N + 4);
+    size_t failed = 0;
+    CK_RC(sdb_batch_commit(db, b, NULL, &failed), SDB_ECONFLICT);
+    ck_assert_uint_eq(failed, N + 3);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < N; i++)
+            tu_expect_absent(db, path[i]);
+        tu_expect_get(db, "/b/gone", "gone", 4);
+        tu_expect_get(db, "/b/keep", "keep", 4);
+        tu_expect_absent(db, "/b/alias");
+        ck_assert_uint_eq(count_paths(db), 2);
+        db = env_reopen(&e, db);
+    }
+
+    /* the same items without the failing one */
+    sdb_batch_clear(b);
+    ck_assert_uint_eq(sdb_batch_count(b), 0);
+    for (int i = 0; i < N; i++) {
+        uint8_t *d = tu_bytes(16 + (size_t)i, (uint32_t)i);
+        CK_OK(sdb_batch_put(b, path[i], d, 16 + (size_t)i, 0));
+        free(d);
+    }
+    CK_OK(sdb_batch_delete(b, "/b/gone", 1));
+    CK_OK(sdb_batch_put(b, "/b/keep", "v2", 2, 1));
+    CK_OK(sdb_batch_bind(b, &keep.id, "/b/alias", 2));
+    sdb_docinfo_t res[N + 3];
+    memset(res, 0, sizeof res);
+    failed = 0;
+    CK_OK(sdb_batch_commit(db, b, res, &failed));
+    ck_assert_uint_eq(failed, SDB_BATCH_NO_ITEM);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < N; i++) {
+            uint8_t *d = tu_bytes(16 + (size_t)i, (uint32_t)i);
+            tu_expect_get(db, path[i], d, 16 + (size_t)i);
+            if (pass == 0) {
+                ck_assert_uint_eq(res[i].version, 1);
+                ck_assert_uint_eq(res[i].size, 16 + (size_t)i);
+                ck_assert_uint_eq(res[i].crc32, tu_crc(d, 16 + (size_t)i));
+                expect_lookup(db, path[i], &res[i].id, 1, 16 + (size_t)i);
+            }
+            free(d);
+        }
+        tu_expect_absent(db, "/b/gone");
+        tu_expect_get(db, "/b/keep", "v2", 2);
+        tu_expect_get(db, "/b/alias", "v2", 2);
+        expect_lookup(db, "/b/alias", &keep.id, 2, 2);
+        ck_assert_uint_eq(count_paths(db), N + 2);
+        db = env_reopen(&e, db);
+    }
+    ck_assert_uint_eq(res[N + 1].version, 2);
+    ck_assert(tu_id_eq(&res[N + 1].id, &keep.id));
+    ck_assert(tu_id_eq(&res[N + 2].id, &keep.id));
+    sdb_batch_free(b);
+    CK_OK(sdb_close(db));
+}
+END_TEST
+
+/* Later items see the effects of earlier ones: two puts of one path make two
+ * versions; a delete then a put of the same path makes a new document; a
+ * new path then bound to another document; a bind then a delete of that
+ * path; an unbind of a path bound earlier in the batch; conditions checked
+ * against the batch's own versions. */
+START_TEST(test_batch_dependencies)
+{
+    env_t e;
+    env_init(&e, _i, "batch_dep");
+    e.cfg.versions_to_keep = 1;
+    sdb_t *db = env_open(&e);
+    sdb_docinfo_t a = put_ok(db, "/d/a", "a1", 2);
+    sdb_docinfo_t old = put_ok(db, "/d/old", "old", 3);
+    sdb_docinfo_t o = put_ok(db, "/d/other", "o", 1);
+    sdb_batch_t *b = batch_new();
+    CK_OK(sdb_batch_put(b, "/d/a", "a2", 2, 1));          /* 0: a v2 */
+    CK_OK(sdb_batch_put(b, "/d/a", "a3", 2, 2));          /* 1: a v3 (drops v1) */
+    CK_OK(sdb_batch_delete(b, "/d/old", 1));              /* 2: old deleted */
+    CK_OK(sdb_batch_put(b, "/d/old", "new", 3, 0));       /* 3: a new document there */
+    CK_OK(sdb_batch_put(b, "/d/n", "n", 1, UINT64_MAX));  /* 4: new document */
+    CK_OK(sdb_batch_bind(b, &o.id, "/d/n", 1));           /* 5: /d/n moves to other */
+    CK_OK(sdb_batch_bind(b, &a.id, "/d/tmp", 3));         /* 6 */
+    CK_OK(sdb_batch_delete(b, "/d/tmp", 3));              /* 7: a keeps /d/a */
+    CK_OK(sdb_batch_bind(b, &a.id, "/d/a2", UINT64_MAX)); /* 8 */
+    CK_OK(sdb_batch_unbind(b, &a.id, "/d/a2", 3));        /* 9 */
+    CK_OK(sdb_batch_bind(b, &o.id, "/d/o2", UINT64_MAX)); /* 10 */
+    sdb_docinfo_t res[11];
+    size_t failed = 0;
+    CK_OK(sdb_batch_commit(db, b, res, &failed));
+    ck_assert_uint_eq(res[0].version, 2);
+    ck_assert_uint_eq(res[1].version, 3);
+    ck_assert(tu_id_eq(&res[2].id, &old.id));
+    ck_assert(!tu_id_eq(&res[3].id, &old.id));
+    ck_assert_uint_eq(res[3].version, 1);
+    for (int pass = 0; pass < 2; pass++) {
+        tu_expect_get(db, "/d/a", "a3", 2);
+        expect_lookup(db, "/d/a", &a.id, 3, 2);
+        tu_expect_get_id(db, &a.id, 2, "a2", 2);
+        void *data = NULL;
+        size_t len;
+        CK_RC(sdb_get_id(db, &a.id, 1, &data, &len, NULL), SDB_ENOTFOUND);
+        tu_expect_get(db, "/d/old", "new", 3);
+        expect_lookup(db, "/d/old", &res[3].id, 1, 3);
+        CK_RC(sdb_get_id(db, &old.id, 0, &data, &len, NULL), SDB_ENOTFOUND);
+        tu_expect_get(db, "/d/n", "o", 1);
+        CK_RC(sdb_get_id(db, &res[4].id, 0, &data, &len, NULL), SDB_OK);  /* no path left */
+        free(data);
+        tu_expect_absent(db, "/d/tmp");
+        tu_expect_absent(db, "/d/a2");
+        tu_expect_get(db, "/d/o2", "o", 1);
+        ck_assert_uint_eq(count_paths(db), 5);   /* a, old, other, n, o2 */
+        db = env_reopen(&e, db);
+    }
+    sdb_batch_free(b);
+    CK_OK(sdb_close(db));
+}
+END_TEST
+
+/* Each kind of failing item names itself and leaves the state unchanged;
+ * an empty batch commits nothing; bad arguments and limits are refused. */
+START_TEST(test_batch_failures)
+{
+    env_t e;
+    env_init(&e, _i, "batch_fail");
+    sdb_t *db = env_open(&e);
+    sdb_docinfo_t a = put_ok(db, "/f/a", "a", 1);
+    sdb_id_t ghost;
+    CK_OK(sdb_id_parse("00000000-0000-4000-8000-000000000001", &ghost));
+    struct {
+        int kind;          /* 0 delete, 1 bind, 2 unbind, 3 put */
+        const char *path;
+        const sdb_id_t *id;
+        uint64_t ifv;
+        int want;
+    } cases[] = {
+        { 0, "/f/none", NULL, UINT64_MAX, SDB_ENOTFOUND },
+        { 0, "/f/a", NULL, 2, SDB_ECONFLICT },
+        { 1, "/f/x", &ghost, UINT64_MAX, SDB_ENOTFOUND },
+        { 1, "/f/x", &a.id, 5, SDB_ECONFLICT },
+        { 2, "/f/x", &a.id, UINT64_MAX, SDB_ENOTFOUND },
+        { 2, "/f/a", &ghost, UINT64_MAX, SDB_ENOTFOUND },
+        { 3, "/f/a", NULL, 0, SDB_ECONFLICT },
+        { 3, "/f/new", NULL, 1, SDB_ECONFLICT },
+        { 0, "/f/a", NULL, UINT64_MAX, SDB_OK },     /* a deleted ... */
+        { 1, "/f/y", &a.id, UINT64_MAX, SDB_ENOTFOUND },   /* ... so it cannot be bound */
+    };
+    size_t nc = sizeof cases / sizeof cases[0];
+    for (size_t c = 0; c < nc; c++) {
+        if (cases[c].want == SDB_OK)
+            continue;
+        sdb_batch_t *b = batch_new();
+        CK_OK(sdb_batch_put(b, "/f/first", "1", 1, UINT64_MAX));
+        if (c == nc - 1)
+            CK_OK(sdb_batch_delete(b, "/f/a", UINT64_MAX));
+        int rc;
+        switch (cases[c].kind) {
+        case 0: rc = sdb_batch_delete(b, cases[c].path, cases[c].ifv); break;
+        case 1: rc = sdb_batch_bind(b, cases[c].id, cases[c].path, cases[c].ifv); break;
+        case 2: rc = sdb_batch_unbind(b, cases[c].id, cases[c].path, cases[c].ifv); break;
+        default: rc = sdb_batch_put(b, cases[c].path, "z", 1, cases[c].ifv); break;
+        }
+        CK_OK(rc);
+        CK_OK(sdb_batch_put(b, "/f/last", "2", 1, UINT64_MAX));
+        size_t failed = 99;
+        rc = sdb_batch_commit(db, b, NULL, &failed);
+        ck_assert_msg(rc == cases[c].want, "case %zu: %s", c, sdb_strerror(rc));
+        ck_assert_msg(failed == sdb_batch_count(b) - 2, "case %zu: failed item %zu", c, failed);
+        tu_expect_absent(db, "/f/first");
+        tu_expect_absent(db, "/f/last");
+        tu_expect_get(db, "/f/a", "a", 1);
+        sdb_batch_free(b);
+    }
+    ck_assert_uint_eq(count_paths(db), 1);
+
+    /* empty batch */
+    sdb_batch_t *b = batch_new();
+    size_t failed = 5;
+    CK_OK(sdb_batch_commit(db, b, NULL, &failed));
+    ck_assert_uint_eq(failed, SDB_BATCH_NO_ITEM);
+
+    /* bad arguments */
+    uint8_t one = 1;
+    CK_RC(sdb_batch_new(NULL), SDB_EINVAL);
+    CK_RC(sdb_batch_put(NULL, "/p", "x", 1, UINT64_MAX), SDB_EINVAL);
+    CK_RC(sdb_batch_put(b, "", "x", 1, UINT64_MAX), SDB_EINVAL);
+    CK_RC(sdb_batch_put(b, "/p", NULL, 1, UINT64_MAX), SDB_EINVAL);
+    CK_RC(sdb_batch_bind(b, NULL, "/p", UINT64_MAX), SDB_EINVAL);
+    CK_RC(sdb_batch_unbind(b, NULL, "/p", UINT64_MAX), SDB_EINVAL);
+    CK_RC(sdb_batch_delete(b, NULL, UINT64_MAX), SDB_EINVAL);
+    CK_RC(sdb_batch_commit(NULL, b, NULL, NULL), SDB_EINVAL);
+    CK_RC(sdb_batch_commit(db, NULL, NULL, NULL), SDB_EINVAL);
+    ck_assert_uint_eq(sdb_batch_count(b), 0);
+    (void)one;
+
+    /* limits: content in all, and max_document_size per put (named) */
+    uint8_t *big = calloc(1, SDB_BATCH_MAX_BYTES);
+    ck_assert_ptr_nonnull(big);
+    CK_OK(sdb_batch_put(b, "/l/1", big, SDB_BATCH_MAX_BYTES - 1, UINT64_MAX));
+    CK_RC(sdb_batch_put(b, "/l/2", big, 2, UINT64_MAX), SDB_ETOOLARGE);
+    CK_OK(sdb_batch_put(b, "/l/2", big, 1, UINT64_MAX));
+    CK_RC(sdb_batch_put(b, "/l/3", big, 1, UINT64_MAX), SDB_ETOOLARGE);
+    ck_assert_uint_eq(sdb_batch_count(b), 2);
+    free(big);
+    sdb_batch_clear(b);
+    for (size_t i = 0; i < SDB_BATCH_MAX_OPS; i++)
+        CK_OK(sdb_batch_delete(b, "/x", UINT64_MAX));
+    CK_RC(sdb_batch_delete(b, "/x", UINT64_MAX), SDB_ETOOLARGE);
+    sdb_batch_clear(b);
+    sdb_close(db);
+    e.cfg.max_document_size = 100;
+    db = env_reopen(&e, env_open(&e));
+    CK_OK(sdb_batch_put(b, "/m/1", "x", 1, UINT64_MAX));
+    uint8_t d101[101] = { 0 };
+    CK_OK(sdb_batch_put(b, "/m/2", d101, sizeof d101, UINT64_MAX));
+    CK_RC(sdb_batch_commit(db, b, NULL, &failed), SDB_ETOOLARGE);
+    ck_assert_uint_eq(failed, 1);
+    tu_expect_absent(db, "/m/1");
+    sdb_batch_free(b);
+    sdb_batch_free(NULL);
+    CK_OK(sdb_close(db));
+}
+END_TEST
+
 /* ---- Suite ---- */
 
 static TCase *tcase(Suite *s, const char *name, int timeout)
@@ -2748,6 +3010,11 @@ Suite *suite_api(void)
     tcase_add_loop_test(tc, test_too_large, 0, 2);
     tcase_add_loop_test(tc, test_max_db_size, 0, 2);
     tcase_add_test(tc, test_bad_config);
+
+    tc = tcase(s, "batches", 120);
+    tcase_add_loop_test(tc, test_batch_all_or_none, 0, 3);
+    tcase_add_loop_test(tc, test_batch_dependencies, 0, 3);
+    tcase_add_loop_test(tc, test_batch_failures, 0, 2);
 
     tc = tcase(s, "ranges", 120);
     tcase_add_loop_test(tc, test_range_random, 0, 9);

@@ -2636,6 +2636,223 @@ START_TEST(test_many_crash_every_point)
 }
 END_TEST
 
+/* ---- Atomic batches: a crash leaves all of a batch or none of it ---- */
+
+#define BN 30
+
+static size_t bc_len(int i) { return i % 5 == 4 ? 1200 + (size_t)i : 16 + (size_t)i; }
+
+/* The base image: /c/keep and /c/del, durable. */
+static void bc_base(uint8_t **img, size_t *len, sdb_id_t *keep)
+{
+    live_t L;
+    live_open(&L, NULL, 0);
+    sdb_docinfo_t info;
+    CK_OK(sdb_put(L.db, "/c/keep", "keep", 4, &info));
+    CK_OK(sdb_put(L.db, "/c/del", "del", 3, NULL));
+    *keep = info.id;
+    CK_OK(sdb_close(L.db));
+    CK_OK(backend_fault_image(L.fb, img, len));
+    L.fb->close(L.fb);
+}
+
+static sdb_batch_t *bc_batch(const sdb_id_t *keep)
+{
+    sdb_batch_t *b = NULL;
+    CK_OK(sdb_batch_new(&b));
+    for (int i = 0; i < BN; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "/c/n/%02d", i);
+        uint8_t *d = tu_bytes(bc_len(i), (uint32_t)(500 + i));
+        CK_OK(sdb_batch_put(b, path, d, bc_len(i), 0));
+        free(d);
+    }
+    CK_OK(sdb_batch_delete(b, "/c/del", 1));
+    CK_OK(sdb_batch_put(b, "/c/keep", "keep2", 5, 1));
+    CK_OK(sdb_batch_bind(b, keep, "/c/alias", 2));
+    CK_OK(sdb_batch_put(b, "/c/n/00", "again", 5, 1));
+    return b;
+}
+
+/* Runs the batch on base under plan: *acked is 1 when it returned SDB_OK. */
+static void bc_run(const fault_plan_t *plan, int lazy, const uint8_t *base, size_t blen,
+                   const sdb_id_t *keep, int *acked, uint64_t *w_open, uint64_t *s_open,
+                   uint64_t *writes, uint64_t *syncs, uint8_t **img, size_t *len, int *crashed)
+{
+    live_t L;
+    sdb_config_t cfg = fault_cfg();
+    cfg.durable = !lazy;
+    L.fb = backend_fault_new(plan, base, blen);
+    ck_assert_ptr_nonnull(L.fb);
+    kb_init(&L.kb, L.fb);
+    CK_OK(sdb_open_backend(&L.kb.base, &cfg, &L.db));
+    uint64_t w0, s0, w1, s1;
+    backend_fault_counts(L.fb, &w0, &s0, crashed);
+    sdb_batch_t *b = bc_batch(keep);
+    size_t failed = 0;
+    int rc = sdb_batch_commit(L.db, b, NULL, &failed);
+    ck_assert_msg(rc == SDB_OK || rc == SDB_EIO, "batch: %s", sdb_strerror(rc));
+    ck_assert_uint_eq(failed, SDB_BATCH_NO_ITEM);
+    if (lazy && rc == SDB_OK)          /* lazy: acknowledged once flushed */
+        rc = sdb_flush(L.db);
+    ck_assert_msg(rc == SDB_OK || rc == SDB_EIO, "flush: %s", sdb_strerror(rc));
+    *acked = rc == SDB_OK;
+    sdb_batch_free(b);
+    backend_fault_counts(L.fb, &w1, &s1, crashed);
+    *w_open = w0;
+    *s_open = s0;
+    *writes = w1 - w0;
+    *syncs = s1 - s0;
+    CK_OK(backend_fault_image(L.fb, img, len));
+    sdb_close(L.db);
+    L.fb->close(L.fb);
+}
+
+/* The image holds every effect of the batch (acknowledged or not), or none
+ * of them (only when not acknowledged), and sdb_check accepts it. */
+static void bc_verify(const uint8_t *img, size_t len, const sdb_id_t *keep, int acked,
+                      const char *where)
+{
+    sdb_t *db = check_open_image(img, len, "batch-img", where);
+    int all = 0, none = 0, items = 0;
+    for (int i = 0; i < BN; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "/c/n/%02d", i);
+        void *d = NULL;
+        size_t got = 0;
+        int rc = sdb_get(db, path, &d, &got, NULL);
+        ck_assert_msg(rc == SDB_OK || rc == SDB_ENOTFOUND, "%s: %s: %s", where, path,
+                      sdb_strerror(rc));
+        if (rc == SDB_OK) {
+            uint8_t *e = i == 0 ? (uint8_t *)strdup("again") : tu_bytes(bc_len(i), (uint32_t)(500 + i));
+            size_t n = i == 0 ? 5 : bc_len(i);
+            ck_assert_msg(got == n && memcmp(d, e, n) == 0, "%s: %s: wrong bytes", where, path);
+            free(e);
+            all++;
+        } else {
+            none++;
+        }
+        free(d);
+        items++;
+    }
+    void *d = NULL;
+    size_t got = 0;
+    int rc = sdb_get(db, "/c/del", &d, &got, NULL);
+    free(d);
+    rc == SDB_ENOTFOUND ? all++ : none++;
+    sdb_docinfo_t info;
+    CK_OK(sdb_lookup(db, "/c/keep", &info));
+    ck_assert(tu_id_eq(&info.id, keep));
+    info.version == 2 ? all++ : none++;
+    rc = sdb_lookup(db, "/c/alias", &info);
+    rc == SDB_OK ? all++ : none++;
+    items += 3;
+    ck_assert_msg(all == items || none == items, "%s: a partial batch: %d of its %d effects",
+                  where, all, items);
+    ck_assert_msg(!acked || all == items, "%s: the acknowledged batch is lost", where);
+    CK_OK(sdb_close(db));
+}
+
+/* A power cut at each write (loop 0, 2) or each sync (loop 1, 3) of a
+ * batch's commit, durable (0, 1) or lazy and then flushed (2, 3) (unsynced
+ * writes lost, kept or a random subset, the crashing write torn or not):
+ * after reopening, either the whole batch is there or none of it, the
+ * acknowledged one always; without a crash it takes one sync. */
+START_TEST(test_batch_crash_every_point)
+{
+    int by_sync = _i % 2, lazy = _i / 2;
+    uint8_t *base, *img;
+    size_t blen, len;
+    sdb_id_t keep;
+    bc_base(&base, &blen, &keep);
+    fault_plan_t none = {0};
+    int acked, crashed;
+    uint64_t w_open, s_open, writes, syncs;
+    bc_run(&none, lazy, base, blen, &keep, &acked, &w_open, &s_open, &writes, &syncs, &img, &len,
+           &crashed);
+    ck_assert(acked);
+    ck_assert_msg(syncs == 1, "the batch took %llu syncs", (unsigned long long)syncs);
+    bc_verify(img, len, &keep, 1, "no crash");
+    free(img);
+    uint64_t points = by_sync ? syncs : writes;
+    int some_lost = 0;
+    for (uint64_t k = 1; k <= points; k++) {
+        fault_plan_t p = { .keep_unsynced = (int)(k % 3), .tear_last = (int)(k / 3 % 2),
+                           .seed = (uint32_t)k };
+        if (by_sync)
+            p.crash_at_sync = s_open + k;
+        else
+            p.crash_at_write = w_open + k;
+        uint64_t w2, s2, n2, y2;
+        bc_run(&p, lazy, base, blen, &keep, &acked, &w2, &s2, &n2, &y2, &img, &len, &crashed);
+        char where[128];
+        snprintf(where, sizeof where, "crash at %s %llu of the %s batch (keep %d, tear %d)",
+                 by_sync ? "sync" : "write", (unsigned long long)k, lazy ? "lazy" : "durable",
+                 p.keep_unsynced, p.tear_last);
+        ck_assert_msg(crashed, "%s: the crash did not fire", where);
+        ck_assert_msg(!acked, "%s: acknowledged although the crash fired first", where);
+        bc_verify(img, len, &keep, acked, where);
+        some_lost += !acked;
+        free(img);
+    }
+    ck_assert_int_gt(some_lost, 0);
+    free(base);
+}
+END_TEST
+
+/* EIO from the disk at a batch's writes (loop 0: the data, 1: after the
+ * data, at the journal or the sync) fails the whole batch with SDB_EIO,
+ * names no item, and leaves the state as it was (in memory and reopened). */
+START_TEST(test_batch_eio)
+{
+    uint8_t *base;
+    size_t blen;
+    sdb_id_t keep;
+    bc_base(&base, &blen, &keep);
+    fault_plan_t none = {0};
+    live_t L;
+    live_open_plan(&L, &none, base, blen);
+    sdb_batch_t *b = bc_batch(&keep);
+    if (_i == 0) {
+        backend_fault_set_error(L.fb, SDB_EIO);
+    } else {
+        uint64_t w, s;
+        int c;
+        backend_fault_counts(L.fb, &w, &s, &c);
+        fault_plan_t p = { .crash_at_sync = s + 1 };
+        /* a fresh handle whose first sync fails: the data was written */
+        sdb_close(L.db);
+        L.fb->close(L.fb);
+        live_open_plan(&L, &p, base, blen);
+    }
+    size_t failed = 0;
+    CK_RC(sdb_batch_commit(L.db, b, NULL, &failed), SDB_EIO);
+    ck_assert_uint_eq(failed, SDB_BATCH_NO_ITEM);
+    ck_assert_uint_gt(backend_fault_injected(L.fb), 0);
+    for (int i = 0; i < BN; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "/c/n/%02d", i);
+        CK_RC(sdb_lookup(L.db, path, NULL), SDB_ENOTFOUND);
+    }
+    CK_OK(sdb_lookup(L.db, "/c/del", NULL));
+    CK_RC(sdb_lookup(L.db, "/c/alias", NULL), SDB_ENOTFOUND);
+    sdb_docinfo_t info;
+    CK_OK(sdb_lookup(L.db, "/c/keep", &info));
+    ck_assert_uint_eq(info.version, 1);
+    if (_i == 0)
+        backend_fault_set_error(L.fb, 0);
+    sdb_close(L.db);
+    uint8_t *img;
+    size_t len;
+    CK_OK(backend_fault_image(L.fb, &img, &len));
+    L.fb->close(L.fb);
+    bc_verify(img, len, &keep, 0, "after EIO");
+    free(img);
+    sdb_batch_free(b);
+    free(base);
+}
+END_TEST
+
 /* ---- I/O errors on demand ---- */
 
 /* Closes L and reopens its durable image in memory. */
@@ -4442,6 +4659,8 @@ Suite *suite_durability(void)
     tcase_add_test(tc, test_many_same_path);
     tcase_add_loop_test(tc, test_many_eio, 0, 2);
     tcase_add_loop_test(tc, test_many_crash_every_point, 0, 2);   /* 0 every write, 1 every sync */
+    tcase_add_loop_test(tc, test_batch_crash_every_point, 0, 4);  /* write/sync x durable/lazy */
+    tcase_add_loop_test(tc, test_batch_eio, 0, 2);
 
     tc = tcase(s, "lazy", 120);
     tcase_add_loop_test(tc, test_lazy_sync_once_a_second, 0, 2);

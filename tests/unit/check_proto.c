@@ -112,6 +112,40 @@ static sdb_proto_entries_t sample_entries(void)
     return out;
 }
 
+/* Four items, one of each kind, encoded into batch_buf. */
+static uint8_t batch_buf[512], batch_docs[2 * SDB_PROTO_DOCINFO_SIZE];
+
+static sdb_proto_batch_t sample_batch(void)
+{
+    sdb_proto_batch_item_t it[4];
+    sdb_proto_batch_t out = { 4, batch_buf, 0 };
+    memset(it, 0, sizeof(it));
+    it[0].kind = SDB_BATCH_ITEM_PUT;
+    it[0].if_version = SDB_PROTO_UNSET;
+    it[0].path = S("/b/\xc3\xa9");
+    it[0].data.ptr = (const uint8_t *)raw_bytes;
+    it[0].data.len = sizeof(raw_bytes) - 1;
+    it[1].kind = SDB_BATCH_ITEM_DELETE;
+    it[1].if_version = 0x0102030405060708ull;
+    it[1].path = S("/b/old");
+    it[2].kind = SDB_BATCH_ITEM_BIND;
+    it[2].if_version = 3;
+    it[2].id = sample_id();
+    it[2].path = S("/b/alias");
+    it[3].kind = SDB_BATCH_ITEM_UNBIND;
+    it[3].if_version = 0;
+    it[3].id = sample_id();
+    it[3].path = S("/b/x");
+    for (int i = 0; i < 4; i++) {
+        size_t n;
+        ck_assert_int_eq(sdb_proto_batch_item_encode(&it[i], batch_buf + out.len,
+                                                     sizeof(batch_buf) - out.len, &n), 0);
+        ck_assert_uint_eq(n, sdb_proto_batch_item_size(&it[i]));
+        out.len += n;
+    }
+    return out;
+}
+
 /* A message of opcode op with every field set to something non-trivial. */
 static void sample_msg(unsigned op, uint32_t request_id, sdb_proto_msg_t *m)
 {
@@ -201,6 +235,22 @@ static void sample_msg(unsigned op, uint32_t request_id, sdb_proto_msg_t *m)
         m->u.range_header.doc = sample_doc(5);
         m->u.range_header.offset = 0x0102030405060708ull;
         m->u.range_header.length = m->u.range_header.doc.size - m->u.range_header.offset;
+        break;
+    case SDB_BODY_BATCH:
+        m->u.batch = sample_batch();
+        break;
+    case SDB_BODY_BATCH_RESULT: {
+        sdb_docinfo_t d0 = sample_doc(6), d1 = sample_doc(7);
+        sdb_proto_docinfo_encode(batch_docs, &d0);
+        sdb_proto_docinfo_encode(batch_docs + SDB_PROTO_DOCINFO_SIZE, &d1);
+        m->u.batch_result.count = 2;
+        m->u.batch_result.data = batch_docs;
+        break;
+    }
+    case SDB_BODY_BATCH_FAILED:
+        m->u.batch_failed.item = 0x01020304u;
+        m->u.batch_failed.status = SDB_STATUS_CONFLICT;
+        m->u.batch_failed.message = S("item 16909060: version 3, not 2");
         break;
     default:
         ck_abort_msg("opcode 0x%02x has no sample", op);
@@ -331,6 +381,44 @@ static void msg_eq(const sdb_proto_msg_t *a, const sdb_proto_msg_t *b)
         doc_eq(&a->u.range_header.doc, &b->u.range_header.doc);
         ck_assert_uint_eq(a->u.range_header.offset, b->u.range_header.offset);
         ck_assert_uint_eq(a->u.range_header.length, b->u.range_header.length);
+        break;
+    case SDB_BODY_BATCH: {
+        sdb_proto_batch_iter_t ia, ib;
+        sdb_proto_batch_item_t ea, eb;
+        int ra;
+        uint32_t n = 0;
+        ck_assert_uint_eq(a->u.batch.count, b->u.batch.count);
+        sdb_proto_batch_iter(&a->u.batch, &ia);
+        sdb_proto_batch_iter(&b->u.batch, &ib);
+        while ((ra = sdb_proto_batch_next(&ia, &ea)) == 1) {
+            ck_assert_int_eq(sdb_proto_batch_next(&ib, &eb), 1);
+            ck_assert_uint_eq(ea.kind, eb.kind);
+            ck_assert_uint_eq(ea.if_version, eb.if_version);
+            ck_assert(memcmp(ea.id.b, eb.id.b, 16) == 0);
+            str_eq(ea.path, eb.path);
+            ck_assert_uint_eq(ea.data.len, eb.data.len);
+            if (ea.data.len)
+                ck_assert(memcmp(ea.data.ptr, eb.data.ptr, ea.data.len) == 0);
+            n++;
+        }
+        ck_assert_int_eq(ra, 0);
+        ck_assert_int_eq(sdb_proto_batch_next(&ib, &eb), 0);
+        ck_assert_uint_eq(n, a->u.batch.count);
+        break;
+    }
+    case SDB_BODY_BATCH_RESULT:
+        ck_assert_uint_eq(a->u.batch_result.count, b->u.batch_result.count);
+        for (uint32_t i = 0; i < a->u.batch_result.count; i++) {
+            sdb_docinfo_t da, db;
+            sdb_proto_docinfo_decode(a->u.batch_result.data + i * SDB_PROTO_DOCINFO_SIZE, &da);
+            sdb_proto_docinfo_decode(b->u.batch_result.data + i * SDB_PROTO_DOCINFO_SIZE, &db);
+            doc_eq(&da, &db);
+        }
+        break;
+    case SDB_BODY_BATCH_FAILED:
+        ck_assert_uint_eq(a->u.batch_failed.item, b->u.batch_failed.item);
+        ck_assert_uint_eq(a->u.batch_failed.status, b->u.batch_failed.status);
+        str_eq(a->u.batch_failed.message, b->u.batch_failed.message);
         break;
     default:
         ck_abort_msg("unexpected body");
@@ -494,8 +582,8 @@ START_TEST(test_roundtrip_every_message)
         else
             n_resp++;
     }
-    ck_assert_uint_eq(n_req, 21);
-    ck_assert_uint_eq(n_resp, 13);
+    ck_assert_uint_eq(n_req, 22);
+    ck_assert_uint_eq(n_resp, 15);
 }
 END_TEST
 
@@ -1288,6 +1376,93 @@ START_TEST(test_encode_errors)
 }
 END_TEST
 
+/* BATCH items: the exact bytes of each kind, the encoder's refusals, and
+ * malformed BATCH / BATCH_RESULT / BATCH_FAILED payloads refused. */
+START_TEST(test_batch_items)
+{
+    uint8_t buf[256], frame[512];
+    sdb_proto_batch_item_t it;
+    size_t n;
+
+    memset(&it, 0, sizeof(it));
+    it.kind = SDB_BATCH_ITEM_PUT;
+    it.if_version = 2;
+    it.path = S("/p");
+    it.data.ptr = (const uint8_t *)"xyz";
+    it.data.len = 3;
+    ck_assert_int_eq(sdb_proto_batch_item_encode(&it, buf, sizeof(buf), &n), 0);
+    static const uint8_t put[] = { 1, 2, 0, 0, 0, 0, 0, 0, 0, 2, 0, '/', 'p',
+                                   3, 0, 0, 0, 'x', 'y', 'z' };
+    ck_assert_uint_eq(n, sizeof(put));
+    ck_assert(memcmp(buf, put, n) == 0);
+    it.kind = SDB_BATCH_ITEM_UNBIND;
+    it.id = sample_id();
+    ck_assert_int_eq(sdb_proto_batch_item_encode(&it, buf, sizeof(buf), &n), 0);
+    ck_assert_uint_eq(n, 1 + 8 + 16 + 2 + 2);
+    ck_assert_uint_eq(buf[0], 4);
+    ck_assert(memcmp(buf + 9, it.id.b, 16) == 0);
+    ck_assert_uint_eq(buf[25], 2);
+    /* refusals */
+    ck_assert_int_eq(sdb_proto_batch_item_encode(&it, buf, n - 1, &n), SDB_ETOOLARGE);
+    it.kind = 0;
+    ck_assert_int_eq(sdb_proto_batch_item_encode(&it, buf, sizeof(buf), &n), SDB_EINVAL);
+    it.kind = 5;
+    ck_assert_int_eq(sdb_proto_batch_item_encode(&it, buf, sizeof(buf), &n), SDB_EINVAL);
+    it.kind = SDB_BATCH_ITEM_PUT;
+    it.data.ptr = NULL;
+    ck_assert_int_eq(sdb_proto_batch_item_encode(&it, buf, sizeof(buf), &n), SDB_EINVAL);
+    ck_assert_int_eq(sdb_proto_batch_item_encode(NULL, buf, sizeof(buf), &n), SDB_EINVAL);
+
+    /* malformed payloads */
+    sdb_proto_msg_t m, back;
+    sdb_proto_frame_t f;
+    sample_msg(SDB_OP_BATCH, 1, &m);
+    size_t len = encode(&m, frame, sizeof(frame));
+    f.hdr = (sdb_proto_header_t){ SDB_OP_BATCH, 0, (uint32_t)(len - HDR), 1 };
+    f.payload = frame + HDR;
+    ck_assert_int_eq(sdb_proto_decode(&f, &back), 0);
+    frame[HDR] = 5;                                      /* count 5, 4 items */
+    ck_assert_int_eq(sdb_proto_decode(&f, &back), SDB_EPROTO);
+    frame[HDR] = 3;                                      /* count 3: one item left over */
+    ck_assert_int_eq(sdb_proto_decode(&f, &back), SDB_EPROTO);
+    frame[HDR] = 4;
+    frame[HDR + 4] = 9;                                  /* unknown kind */
+    ck_assert_int_eq(sdb_proto_decode(&f, &back), SDB_EPROTO);
+    frame[HDR + 4] = SDB_BATCH_ITEM_PUT;
+    frame[HDR + 4 + 9 + 2 + 5 + 3] = 0xFF;               /* put length past the end */
+    ck_assert_int_eq(sdb_proto_decode(&f, &back), SDB_EPROTO);
+    /* an empty batch is well-formed */
+    uint8_t zero[4] = { 0 };
+    f.hdr.length = 4;
+    f.payload = zero;
+    ck_assert_int_eq(sdb_proto_decode(&f, &back), 0);
+    ck_assert_uint_eq(back.u.batch.count, 0);
+
+    sample_msg(SDB_OP_BATCH_RESULT, 1, &m);
+    len = encode(&m, frame, sizeof(frame));
+    f.hdr = (sdb_proto_header_t){ SDB_OP_BATCH_RESULT, 0, (uint32_t)(len - HDR), 1 };
+    f.payload = frame + HDR;
+    frame[HDR] = 3;                                      /* 3 announced, 2 sent */
+    ck_assert_int_eq(sdb_proto_decode(&f, &back), SDB_EPROTO);
+    frame[HDR] = 0xFF;                                   /* huge count: no overflow */
+    frame[HDR + 3] = 0xFF;
+    ck_assert_int_eq(sdb_proto_decode(&f, &back), SDB_EPROTO);
+    frame[HDR] = 1;                                      /* one docinfo left over */
+    frame[HDR + 3] = 0;
+    ck_assert_int_eq(sdb_proto_decode(&f, &back), SDB_EPROTO);
+
+    sample_msg(SDB_OP_BATCH_FAILED, 1, &m);
+    len = encode(&m, frame, sizeof(frame));
+    f.hdr = (sdb_proto_header_t){ SDB_OP_BATCH_FAILED, 0, (uint32_t)(len - HDR), 1 };
+    f.payload = frame + HDR;
+    frame[HDR + 4] = 0;                                  /* status OK */
+    frame[HDR + 5] = 0;
+    ck_assert_int_eq(sdb_proto_decode(&f, &back), SDB_EPROTO);
+    m.u.batch_failed.status = SDB_STATUS_OK;
+    ck_assert_int_eq(sdb_proto_encode(&m, frame, sizeof(frame), &len), SDB_EINVAL);
+}
+END_TEST
+
 START_TEST(test_entries_builder)
 {
     uint8_t buf[600];
@@ -1800,6 +1975,7 @@ Suite *suite_proto(void)
     tcase_add_test(messages, test_unknown_opcode_and_flags);
     tcase_add_test(messages, test_encode_errors);
     tcase_add_test(messages, test_entries_builder);
+    tcase_add_test(messages, test_batch_items);
     tcase_add_test(messages, test_str_copy);
 
     tcase_set_timeout(decoder, 120);     /* slow under valgrind */

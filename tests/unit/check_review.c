@@ -1880,6 +1880,69 @@ START_TEST(test_commit_many_enomem)
 }
 END_TEST
 
+/* sdb_batch_commit when an allocation fails (the Nth one of the commit, for
+ * every N until a run makes fewer): SDB_OK with the whole batch applied,
+ * SDB_ENOMEM naming no item with nothing of it applied, or (memory and
+ * state disagree after the group was written: the sticky error) SDB_EIO;
+ * and nothing leaks (make valgrind SUITE=review TEST=review-alloc). */
+START_TEST(test_batch_enomem)
+{
+    long n = 1;
+    int enomem = 0, ok = 0;
+    for (;; n++) {
+        sdb_t *db = NULL;
+        CK_OK(sdb_open_memory(NULL, &db));
+        sdb_docinfo_t keep;
+        CK_OK(sdb_put(db, "/ob/keep", "old", 3, &keep));
+        sdb_batch_t *b = NULL;
+        CK_OK(sdb_batch_new(&b));
+        char path[32];
+        for (int i = 0; i < 20; i++) {
+            snprintf(path, sizeof path, "/ob/%02d", i);
+            uint8_t *d = tu_bytes(20 + (size_t)i * 300, (uint32_t)i);
+            CK_OK(sdb_batch_put(b, path, d, 20 + (size_t)i * 300, UINT64_MAX));
+            free(d);
+        }
+        CK_OK(sdb_batch_put(b, "/ob/keep", "new", 3, 1));
+        CK_OK(sdb_batch_bind(b, &keep.id, "/ob/alias", 2));
+        CK_OK(sdb_batch_delete(b, "/ob/00", 1));
+        size_t failed = 0;
+        atomic_store(&alloc_fired, 0);
+        atomic_store(&alloc_countdown, n);
+        int rc = sdb_batch_commit(db, b, NULL, &failed);
+        atomic_store(&alloc_countdown, 0);
+        int fired = atomic_load(&alloc_fired);
+        ck_assert_msg(rc == SDB_OK || rc == SDB_ENOMEM || rc == SDB_EIO,
+                      "allocation %ld failed: the batch answered %s", n, sdb_strerror(rc));
+        if (rc != SDB_OK)
+            ck_assert_uint_eq(failed, SDB_BATCH_NO_ITEM);
+        if (rc == SDB_ENOMEM || rc == SDB_OK) {
+            int applied = rc == SDB_OK;
+            enomem += !applied;
+            ok += applied;
+            for (int i = 1; i < 20; i++) {
+                snprintf(path, sizeof path, "/ob/%02d", i);
+                if (applied) {
+                    uint8_t *d = tu_bytes(20 + (size_t)i * 300, (uint32_t)i);
+                    tu_expect_get(db, path, d, 20 + (size_t)i * 300);
+                    free(d);
+                } else {
+                    CK_RC(sdb_lookup(db, path, NULL), SDB_ENOTFOUND);
+                }
+            }
+            ck_assert_msg(sdb_lookup(db, "/ob/00", NULL) == SDB_ENOTFOUND, "allocation %ld: %s: /ob/00 exists", n, sdb_strerror(rc));
+            tu_expect_get(db, "/ob/keep", applied ? "new" : "old", 3);
+            CK_RC(sdb_lookup(db, "/ob/alias", NULL), applied ? SDB_OK : SDB_ENOTFOUND);
+        }
+        sdb_batch_free(b);
+        sdb_close(db);
+        if (!fired)
+            break;
+    }
+    ck_assert_msg(n > 20 && enomem > 0, "%ld allocations swept, %d refused", n, enomem);
+}
+END_TEST
+
 /* sdb_check and repair fail closed: an allocation that fails anywhere in
  * them (the Nth one, for every N until a run makes fewer) ends in an error,
  * never in "clean" (SDB_OK) nor in "damage found" (SDB_ECORRUPT, which
@@ -2045,6 +2108,7 @@ Suite *suite_review(void)
     tc = tcase_create("review-alloc");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_commit_many_enomem);
+    tcase_add_test(tc, test_batch_enomem);
     suite_add_tcase(s, tc);
 #endif
 
