@@ -446,9 +446,11 @@ START_TEST(test_hello_pipelined)
         tc_t *c = it_connect(&d, good);
         const char *path = good ? "/hp/good" : "/hp/bad";
         IT_OK(c, tc_send_hello(c, 1, 1, 1, good ? "tok" : "wrong", "pipe"));
-        IT_OK(c, tc_send_put(c, 2, path, x, sizeof x, UNSET));
-        IT_OK(c, tc_send_path(c, SDB_OP_GET, 3, path));
-        IT_OK(c, tc_send_ping(c, 4, "hp", 2));
+        /* refused, the daemon may close (even reset) while these are sent */
+        int rc = tc_send_put(c, 2, path, x, sizeof x, UNSET);
+        rc |= tc_send_path(c, SDB_OP_GET, 3, path);
+        rc |= tc_send_ping(c, 4, "hp", 2);
+        ck_assert_msg(rc == 0 || !good, "sending: %s", c->err);
         if (good) {
             sdb_docinfo_t info;
             IT_OK(c, tc_recv(c, 1, SDB_OP_HELLO_OK));
@@ -459,9 +461,14 @@ START_TEST(test_hello_pipelined)
             ck_assert_uint_eq(info.crc32, tc_crc(x, sizeof x));
             IT_OK(c, tc_recv(c, 4, SDB_OP_PONG));
         } else {
-            IT_RC(c, tc_recv(c, 1, SDB_OP_HELLO_OK), SDB_STATUS_AUTH);
-            IT_CLOSING(c, 1);
-            ck_assert_int_eq(tc_expect_closed(c, td_scaled(10000)), TC_CLOSED);
+            /* ERROR AUTH, unless a reset (the daemon closed with our
+               requests unread) discarded it; then the end */
+            rc = tc_recv(c, 1, SDB_OP_HELLO_OK);
+            ck_assert_msg(rc == SDB_STATUS_AUTH || rc == TC_CLOSED, "bad token: %s", it_rc_name(rc));
+            if (rc == SDB_STATUS_AUTH) {
+                IT_CLOSING(c, 1);
+                ck_assert_int_eq(tc_expect_closed(c, td_scaled(10000)), TC_CLOSED);
+            }
         }
         tc_close(c);
     }
