@@ -68,6 +68,7 @@ static void commit_done(job_t *j)
         conn_t *c = b->c;
         for (unsigned i = 0; i < b->staged->n; i++)
             stats_record(s, SDB_OP_PUT_BEGIN, b->staged->rc[i], b->t0);
+        c->job_bytes = 0;         /* the writers are gone (invariant 2) */
         conn_send(c, &b->out);
         free(b->out.p);
         free(b->staged->tail.p);
@@ -139,6 +140,7 @@ static void after_cb(uv_work_t *w, int status)
         j->out = (outbuf_t){ 0 };
         j->f = NULL;
         j->stage_next = NULL;
+        c->job_bytes = j->staged->cost;   /* held until the commit (invariant 2) */
         *j->s->stage_tail = j;
         j->s->stage_tail = &j->stage_next;
         server_wake_flush(j->s);

@@ -15,6 +15,10 @@
  * as one. */
 #define BATCH_MAX 64
 
+/* What a staged upload's writer may hold beyond its content until its
+ * commit: the page being filled, at most the largest page size. */
+#define STAGE_PAGE_COST (65536u + 1024u)
+
 /* The uploads at the end of a batch whose commits wait for the server's
  * commit stage (dispatch.c): one commit job makes the commits of every
  * connection's waiting uploads as one group (commit_group) and answers
@@ -22,6 +26,9 @@
  * the commit job is back. */
 typedef struct {
     unsigned n;
+    uint64_t cost;                    /* memory their writers hold until the commits (each
+                                         its content and a page, STAGE_PAGE_COST), counted in
+                                         the connection's job_bytes (invariant 2) */
     upload_t *u[BATCH_MAX];           /* ready to commit, in request order */
     int rc[BATCH_MAX];                /* their commits' results */
     size_t tail_from[BATCH_MAX];      /* tail[tail_from[i] .. tail_from[i+1]): answers after u[i] */

@@ -263,7 +263,9 @@ static void conn_flush(conn_t *c)
 
 void conn_send(conn_t *c, outbuf_t *o)
 {
-    if (o->len == 0 || c->handle_closed || c->closing) {
+    /* after an ERROR flagged CLOSING (close_after_flush) nothing more is
+       sent: a job that was running then answers into the void */
+    if (o->len == 0 || c->handle_closed || c->closing || c->close_after_flush) {
         free(o->p);
         o->p = NULL;
         o->len = o->cap = 0;
@@ -305,7 +307,7 @@ void conn_send(conn_t *c, outbuf_t *o)
 
 void conn_reply(conn_t *c, const sdb_proto_msg_t *m)
 {
-    if (c->handle_closed || c->closing)
+    if (c->handle_closed || c->closing || c->close_after_flush)
         return;
     if (c->out_bytes == 0)
         c->last_write_ms = server_now_ms(c->srv);   /* the output deadline starts */

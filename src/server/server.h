@@ -21,7 +21,8 @@
  *     going (a GET larger than the room left, a listing in pieces); the
  *     frames it did not run go back to the head of the queue.  Uploads of a
  *     batch that reach their commit are not committed by it: the batch runs
- *     only further uploads after them, and they go to the commit stage,
+ *     only further uploads after them (while their writers hold less than
+ *     ops_batch_bytes(), each its content and a page), and they go to the commit stage,
  *     which at the end of the loop turn (when no commit job is out) starts
  *     ONE job that commits the waiting uploads of every connection as one
  *     group (commit_group) and answers them; their connections stay busy
@@ -31,7 +32,8 @@
  *     queued frame's payload plus its bookkeeping; job_bytes: the same for
  *     the frames its job holds, e.g. a batch of PUT_DATA or of requests,
  *     until the job is back (frames it did not run then count in qbytes
- *     again); and the undecoded input held back when the queue filled in the middle of a read) and output
+ *     again), then what the writers of its uploads waiting in the commit
+ *     stage hold, until the commit job is back; and the undecoded input held back when the queue filled in the middle of a read) and output
  *     (out_bytes: the capacity of the buffer being written, of the buffer
  *     collecting the next write, and the write request itself).  Frames are
  *     decoded only while the queue is under max_inflight frames and under

@@ -788,6 +788,7 @@ static int stage_upload(job_t *j, upload_t *u)
     st->u[st->n] = u;
     st->tail_from[st->n] = st->tail.len;
     st->n++;
+    st->cost += u->got + STAGE_PAGE_COST;
     return 0;
 }
 
@@ -809,6 +810,8 @@ static void run_batch(job_t *j)
         staged_t *st = j->staged;
         if (st && f->hdr.opcode != SDB_OP_PUT_BEGIN)
             break;                        /* after the commits (invariant 1) */
+        if (st && st->cost >= budget)
+            break;                        /* the staged writers hold a batch's worth (invariant 2) */
         qframe_t *end = f;
         j->cur = f;
         j->base = j->out.len;

@@ -999,6 +999,23 @@ START_TEST(test_valgrind)
     ck_assert_msg(rr == 1 && e->status == SDB_STATUS_PROTOCOL, "garbage under valgrind: %s", it_rc_name(rr));
     tc_close(e);
     IT_RC(c, tc_lookup(c, "/vg/cut", NULL), SDB_STATUS_NOT_FOUND);
+    /* batches and the commit stage: pipelined whole uploads and GETs on
+       two connections, one of them closed before it reads its answers */
+    tc_t *b = it_connect(&d, 1);
+    b->timeout_ms = td_scaled(60000);
+    IT_OK(b, tc_hello(b, NULL, NULL));
+    char bp[32];
+    for (uint32_t k = 0; k < 20; k++) {
+        snprintf(bp, sizeof bp, "/vg/p%u", (unsigned)(k % 5));
+        IT_OK(c, tc_send_put(c, 100 + 2 * k, bp, data, 300 + k, UNSET));
+        IT_OK(c, tc_send_path(c, SDB_OP_GET, 101 + 2 * k, bp));
+        IT_OK(b, tc_send_put(b, 100 + k, bp, data + 7, 200, UNSET));
+    }
+    tc_close(b);
+    for (uint32_t k = 0; k < 20; k++) {
+        IT_OK(c, tc_recv_doc(c, 100 + 2 * k, SDB_OP_DOC, NULL));
+        IT_OK(c, tc_recv_get(c, 101 + 2 * k, NULL, NULL, NULL));
+    }
     free(data);
     tc_close(c);   /* one client still connected at SIGTERM would also be fine */
     int st = td_signal_wait(&d, SIGTERM, td_scaled(60000));
