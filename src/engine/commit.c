@@ -406,8 +406,11 @@ static int persist(sdb_t *db, const buf_t *b, int force_sync, int freeing, uint6
     int due = force_sync ? 2 : lazy_sync_due(db);
     if (due == 1 && busy)
         due = 0;                   /* the next one once the running one has ended */
-    if (due == 2 && busy && (rc = lazy_sync_collect(db, 1)) != SDB_OK)
-        return rc;
+    if (due == 2 && busy) {
+        if ((rc = lazy_sync_collect(db, 1)) != SDB_OK)
+            return rc;
+        busy = 0;
+    }
     size_t mark = db->jbuf.len;    /* the records of earlier batches (applied already) */
     if (buf_put(&db->jbuf, b->p, b->len))
         return SDB_ENOMEM;
@@ -416,6 +419,22 @@ static int persist(sdb_t *db, const buf_t *b, int force_sync, int freeing, uint6
         db->jbuf_adds = 1;
     if (b->len && freeing)
         db->jbuf_frees = 1;
+    /* the group must be writable at the sync without new space: reserve
+       its pages now (journal.c, "lazy mode").  A batch that finds no room
+       is refused before it is applied, as in durable mode; one that only
+       frees space (deletes, unbinds) has its group written now instead, on
+       the pages kept for such groups, and synced, which frees its pages */
+    if (b->len && (rc = journal_reserve(db, db->jbuf.len)) != SDB_OK) {
+        if (freeing && (rc == SDB_ENOSPC || rc == SDB_ETOOLARGE))
+            rc = busy ? lazy_sync_collect(db, 1) : SDB_OK;
+        if (rc) {
+            db->jbuf.len = mark;
+            db->jbuf_adds = adds_before;
+            db->jbuf_frees = frees_before;
+            return rc;
+        }
+        due = 2;
+    }
     if (!due)
         return SDB_OK;
     if (db->jbuf.len) {

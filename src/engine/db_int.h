@@ -138,6 +138,11 @@ struct sdb {
                                       fail for lack of space, and the last ones are only for
                                       commits that free space */
     unsigned njspare;
+    pgno_t *jres;                  /* lazy mode: pages written with zeros, reserved for the
+                                      buffered group (jbuf) as it grows, taken from
+                                      jres[jres_off] on (journal_reserve): the group can
+                                      always be written at the sync */
+    size_t njres, jres_off, jres_cap;
     pgno_t *cppages;               /* pages of the current checkpoint */
     size_t ncppages, cppages_cap;
     uint64_t cp_mark_gen;          /* doc_t.cp_mark of the checkpoint being encoded */
