@@ -282,7 +282,14 @@ static int plan(sdb_t *db, commit_req_t *r, touchset_t *ts, buf_t *b)
  * commit for its duration (100-200 ms on a loaded disk), a dip in the put
  * rate on a cycle of a second plus that.  Flushes, checkpoints, close and
  * the freed-pages rule (which needs the pages now) wait for a sync that
- * runs and then sync in the leader. */
+ * runs and then sync in the leader.
+ *
+ * A batch is acknowledged only once the pages its records take in that
+ * group are reserved (journal_reserve: written with zeros, so that the
+ * group's write at the sync cannot find the disk full); a batch for which
+ * they cannot be had is refused before it is applied.  A freeing batch in
+ * that case has the group written and synced at once (the pages kept for
+ * freeing groups), so that deletes empty a full disk with puts buffered. */
 #define LAZY_MAX_BYTES (8u << 20)
 
 static void *lazy_sync_main(void *arg)

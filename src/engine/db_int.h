@@ -12,7 +12,9 @@
  *     applies only complete groups (every page's CRC, sequence, index and
  *     nonce check out), and the last one only if its data verifies.  In lazy
  *     mode a group is written only right before the sync that covers it and
- *     its data, so it is the journal's last until then (commit.c persist).
+ *     its data, so it is the journal's last until then (commit.c persist);
+ *     its pages are reserved before each batch in it is acknowledged
+ *     (journal_reserve), so that writing it cannot fail for lack of space.
  *  3. The in-memory state changes only by apply_records(), both live (after a
  *     group is durable, or buffered in lazy mode) and at replay, so that the
  *     recovered state equals the acknowledged one.
