@@ -612,13 +612,13 @@ END_TEST
  * above) while puts are buffered: a put is acknowledged only once the pages
  * its journal records take at the sync are in hand (written with zeros), so
  * every put acknowledged with SDB_OK is durable after sdb_flush on the full
- * disk, and the refused ones (SDB_ENOSPC, at the put) are absent.  Deletes
- * of earlier documents succeed with the acknowledged puts still buffered,
- * and the space they free takes new puts.  Every third put has no data, so
- * that only its journal records can find the disk full.  Lazy mode used to
- * acknowledge every put whose data fitted and refuse the flush: their one
- * group had no blocks (and the deletes' group, which carries them, none
- * either).  The engine clock is stopped: no timed sync. */
+ * disk, and the refused ones (SDB_ENOSPC, at the put) are absent.  Unbinds
+ * and deletes of earlier documents succeed with the acknowledged puts still
+ * buffered, and the space freed takes new puts.  Every third put has no
+ * data, so that only its journal records can find the disk full.  Lazy
+ * mode used to acknowledge every put whose data fitted and refuse the
+ * flush: their one group had no blocks (nor had the deletes' group, which
+ * carries them).  The engine clock is stopped: no timed sync. */
 START_TEST(test_lazy_full_acked_durable)
 {
     sdb_config_t cfg = small_cfg(0);
@@ -629,9 +629,16 @@ START_TEST(test_lazy_full_acked_durable)
     sdb_test_checkpoint_pause(db, 1);
     uint8_t *d = tu_bytes(4000, 41);
     char path[32];
+    sdb_id_t ids[10];
     for (int i = 0; i < 40; i++) {
         snprintf(path, sizeof path, "/old/%02d", i);
-        put_ok(db, path, d + i, 1400);
+        sdb_docinfo_t info;
+        CK_OK(sdb_put(db, path, d + i, 1400, &info));
+        if (i < 10) {                  /* a second path, unbound on the full disk */
+            ids[i] = info.id;
+            snprintf(path, sizeof path, "/alias/%02d", i);
+            CK_OK(sdb_bind(db, &ids[i], path));
+        }
     }
     CK_OK(sdb_flush(db));
     pthread_mutex_lock(&k->lock);
@@ -653,7 +660,14 @@ START_TEST(test_lazy_full_acked_durable)
     ck_assert_msg(nacked > 10 && refused_nodata == 3,
                   "%d puts acknowledged, %d refused (%d without data)", nacked, refused,
                   refused_nodata);
-    /* deletes on the full disk, with the acknowledged puts buffered */
+    /* unbinds and deletes on the full disk, with the acknowledged puts
+       buffered */
+    for (int i = 0; i < 10; i++) {
+        snprintf(path, sizeof path, "/alias/%02d", i);
+        int rc = sdb_unbind(db, &ids[i], path);
+        ck_assert_msg(rc == SDB_OK, "unbind %s on the full disk: %d (%s)", path, rc,
+                      sdb_strerror(rc));
+    }
     for (int i = 0; i < 40; i++) {
         snprintf(path, sizeof path, "/old/%02d", i);
         int rc = sdb_delete(db, path);
@@ -690,6 +704,8 @@ START_TEST(test_lazy_full_acked_durable)
                 tu_expect_absent(db, path);
         }
         for (int i = 0; i < 40; i++) {
+            snprintf(path, sizeof path, i < 10 ? "/alias/%02d" : "/old/%02d", i);
+            tu_expect_absent(db, path);
             snprintf(path, sizeof path, "/old/%02d", i);
             tu_expect_absent(db, path);
         }
