@@ -583,7 +583,14 @@ done:
  * commit for its duration (100-200 ms on a loaded disk), a dip in the put
  * rate on a cycle of a second plus that.  Flushes, checkpoints, close and
  * the freed-pages rule (which needs the pages now) wait for a sync that
- * runs and then sync in the leader. */
+ * runs and then sync in the leader.
+ *
+ * A batch is acknowledged only once the pages its records take in that
+ * group are reserved (journal_reserve: written with zeros, so that the
+ * group's write at the sync cannot find the disk full); a batch for which
+ * they cannot be had is refused before it is applied.  A freeing batch in
+ * that case has the group written and synced at once (the pages kept for
+ * freeing groups), so that deletes empty a full disk with puts buffered. */
 #define LAZY_MAX_BYTES (8u << 20)
 
 static void *lazy_sync_main(void *arg)
@@ -707,8 +714,11 @@ static int persist(sdb_t *db, const buf_t *b, int force_sync, int freeing, uint6
     int due = force_sync ? 2 : lazy_sync_due(db);
     if (due == 1 && busy)
         due = 0;                   /* the next one once the running one has ended */
-    if (due == 2 && busy && (rc = lazy_sync_collect(db, 1)) != SDB_OK)
-        return rc;
+    if (due == 2 && busy) {
+        if ((rc = lazy_sync_collect(db, 1)) != SDB_OK)
+            return rc;
+        busy = 0;
+    }
     size_t mark = db->jbuf.len;    /* the records of earlier batches (applied already) */
     if (buf_put(&db->jbuf, b->p, b->len))
         return SDB_ENOMEM;
@@ -717,6 +727,22 @@ static int persist(sdb_t *db, const buf_t *b, int force_sync, int freeing, uint6
         db->jbuf_adds = 1;
     if (b->len && freeing)
         db->jbuf_frees = 1;
+    /* the group must be writable at the sync without new space: reserve
+       its pages now (journal.c, "lazy mode").  A batch that finds no room
+       is refused before it is applied, as in durable mode; one that only
+       frees space (deletes, unbinds) has its group written now instead, on
+       the pages kept for such groups, and synced, which frees its pages */
+    if (b->len && (rc = journal_reserve(db, db->jbuf.len)) != SDB_OK) {
+        if (freeing && (rc == SDB_ENOSPC || rc == SDB_ETOOLARGE))
+            rc = busy ? lazy_sync_collect(db, 1) : SDB_OK;
+        if (rc) {
+            db->jbuf.len = mark;
+            db->jbuf_adds = adds_before;
+            db->jbuf_frees = frees_before;
+            return rc;
+        }
+        due = 2;
+    }
     if (!due)
         return SDB_OK;
     if (db->jbuf.len) {

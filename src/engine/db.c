@@ -104,6 +104,7 @@ void db_free(sdb_t *db)
         free(pf);
     }
     free(db->jpages);
+    free(db->jres);
     free(db->cppages);
     free(db->jbuf.p);
     pcache_free(db->cache);

@@ -12,7 +12,9 @@
  *     applies only complete groups (every page's CRC, sequence, index and
  *     nonce check out), and the last one only if its data verifies.  In lazy
  *     mode a group is written only right before the sync that covers it and
- *     its data, so it is the journal's last until then (commit.c persist).
+ *     its data, so it is the journal's last until then (commit.c persist);
+ *     its pages are reserved before each batch in it is acknowledged
+ *     (journal_reserve), so that writing it cannot fail for lack of space.
  *  3. The in-memory state changes only by apply_records(), both live (after a
  *     group is durable, or buffered in lazy mode) and at replay, so that the
  *     recovered state equals the acknowledged one.
@@ -138,6 +140,11 @@ struct sdb {
                                       fail for lack of space, and the last ones are only for
                                       commits that free space */
     unsigned njspare;
+    pgno_t *jres;                  /* lazy mode: pages written with zeros, reserved for the
+                                      buffered group (jbuf) as it grows, taken from
+                                      jres[jres_off] on (journal_reserve): the group can
+                                      always be written at the sync */
+    size_t njres, jres_off, jres_cap;
     pgno_t *cppages;               /* pages of the current checkpoint */
     size_t ncppages, cppages_cap;
     uint64_t cp_mark_gen;          /* doc_t.cp_mark of the checkpoint being encoded */

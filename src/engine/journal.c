@@ -157,6 +157,94 @@ static void unreserve_page(sdb_t *db, pgno_t pg)
         free_pages(db, pg, 1);
 }
 
+/* ---- lazy mode: the pages of the buffered group ----
+ *
+ * Lazy mode writes the records it buffers (db->jbuf) as one group only right
+ * before a sync (commit.c persist), a second or 8 MiB of records later.  So
+ * that this write cannot fail for lack of space after the puts in it were
+ * acknowledged, the group's pages are reserved as it grows: for every
+ * `cap - 8` bytes buffered one page written with zeros (the group's pages
+ * past its first, which is jnext, and the page reserved for the group after
+ * it), held in db->jres and taken first by write_group.  They come a run at
+ * a time from the free space, or else from the ordinary part of the spare
+ * pool; never from its last JSPARE_KEEP pages, which stay for the groups
+ * that free space (commit.c writes and syncs such a group at once when its
+ * own pages cannot be reserved). */
+
+#define JRES_RUN 16                /* pages reserved at a time */
+#define JRES_KEEP 16               /* kept after a checkpoint emptied the buffer */
+
+/* Takes a reserved page; 0 when none is left. */
+static int res_take(sdb_t *db, pgno_t *pg)
+{
+    if (db->jres_off == db->njres)
+        return 0;
+    *pg = db->jres[db->jres_off++];
+    return 1;
+}
+
+/* Gives back the page res_take handed out last (in reverse order). */
+static void res_give_back(sdb_t *db, pgno_t pg)
+{
+    db->jres[--db->jres_off] = pg;
+}
+
+int journal_reserve(sdb_t *db, size_t len)
+{
+    uint32_t per = db->cap - 8;    /* (the group's nonce prefix) */
+    size_t need = (len + per - 1) / per, have = db->njres - db->jres_off;
+    if (have >= need)
+        return SDB_OK;
+    int err = SDB_OK;
+    if (db->njspare <= JSPARE_KEEP)
+        spare_refill(db, &err);    /* the pages kept for freeing groups come first */
+    if (db->jres_off) {
+        memmove(db->jres, db->jres + db->jres_off, have * sizeof(pgno_t));
+        db->njres = have;
+        db->jres_off = 0;
+    }
+    if (db->jres_cap < need + JRES_RUN) {
+        size_t nc = (need + JRES_RUN) * 2;
+        pgno_t *a = realloc(db->jres, nc * sizeof(pgno_t));
+        if (!a)
+            return SDB_ENOMEM;
+        db->jres = a;
+        db->jres_cap = nc;
+    }
+    while (db->njres < need) {
+        pgno_t s;
+        uint64_t got, want = need - db->njres;
+        /* a run when the space is plentiful (pages that the file's
+           growth adds anyway, or many free ones); else only what the group
+           needs, so that data keeps the last free pages */
+        pthread_mutex_lock(&db->fs_lock);
+        int roomy = db->fs.nfree > 4 * JRES_RUN + want ||
+                    (db->fs.nfree == 0 && db->fs.npages + 4 * JRES_RUN + want <= db->fs.max_pages);
+        pthread_mutex_unlock(&db->fs_lock);
+        if (roomy && want < JRES_RUN)
+            want = JRES_RUN;
+        int rc = alloc_pages(db, want, &s, &got);
+        if (!rc && (rc = zero_pages(db, s, got)) != SDB_OK)
+            free_pages(db, s, got);    /* (ENOSPC: they wait in quarantine) */
+        if (rc == SDB_ENOSPC || rc == SDB_ETOOLARGE) {
+            got = 1;                   /* no run: a page of the spare pool */
+            rc = reserve_page(db, 0, &s);
+        }
+        if (rc)
+            return rc;
+        for (uint64_t i = 0; i < got; i++)
+            db->jres[db->njres++] = s + i;
+    }
+    return SDB_OK;
+}
+
+/* Frees reserved pages beyond JRES_KEEP (nothing names them). */
+static void res_trim(sdb_t *db)
+{
+    while (db->njres - db->jres_off > JRES_KEEP)
+        free_pages(db, db->jres[--db->njres], 1);
+}
+
 static int pages_push(pgno_t **arr, size_t *n, size_t *cap, pgno_t pg)
 {
     if (*n == *cap) {
@@ -211,6 +299,7 @@ typedef struct {
     uint32_t crc;                  /* of the stream (without prefixes) */
     uint64_t bytes;
     int spare_only;                /* a freeing group's retry: its pages come from jspare */
+    size_t from_res;               /* pages taken from db->jres (lazy mode): pages[1..] */
     int writeback;                 /* start the write-back of each run as it is written, so
                                       that a background checkpoint does not pile up dirty
                                       pages that commits' writes would then be throttled on */
@@ -218,6 +307,12 @@ typedef struct {
 
 static int chain_page(chain_t *c, pgno_t *pg)
 {
+    if (c->type == PT_JOURNAL && res_take(c->db, pg)) {
+        c->from_res++;
+        if (c->hint)
+            c->hint--;
+        return SDB_OK;
+    }
     if (c->spare_only) {
         if (c->db->njspare == 0)
             return SDB_ENOSPC;
@@ -377,7 +472,8 @@ static int write_group(sdb_t *db, const uint8_t *recs, size_t len, int freeing, 
     c.spare_only = spare_only;
     if (!rc)
         rc = chain_append(&c, recs, len);
-    if (!rc)
+    int next_res = 0;
+    if (!rc && !(next_res = res_take(db, &next)))
         rc = reserve_page(db, freeing, &next);
     if (!rc)
         rc = chain_finish(&c, next);
@@ -395,14 +491,18 @@ static int write_group(sdb_t *db, const uint8_t *recs, size_t len, int freeing, 
            to its pages: give them back (jnext stays reserved) and fail only
            the batch being committed (commit.c persist(); in lazy mode the
            records of earlier batches stay buffered and are written later). */
-        for (size_t i = 1; i < c.npages; i++) {
-            if (spare_only)
+        if (next_res)
+            res_give_back(db, next);
+        else if (next)
+            unreserve_page(db, next);
+        for (size_t i = c.npages; i-- > 1;) {   /* (reserved ones back in reverse order) */
+            if (i <= c.from_res)
+                res_give_back(db, c.pages[i]);
+            else if (spare_only)
                 unreserve_page(db, c.pages[i]);
             else
                 free_pages(db, c.pages[i], 1);
         }
-        if (next)
-            unreserve_page(db, next);
     } else {
         atomic_store(&db->fatal, SDB_EIO);   /* the journal's tail is unknown now */
     }
@@ -612,6 +712,7 @@ int journal_checkpoint(sdb_t *db)
     db->jseq = cp_seq + 1;
     db->jbuf.len = 0;
     db->jbuf_adds = db->jbuf_frees = 0;
+    res_trim(db);                   /* (the buffered records' pages) */
     db->slot = s;
     chain_done(&c);
     journal_release_pending(db, cp_seq);

@@ -20,6 +20,15 @@ int rec_drop_version(buf_t *b, const sdb_id_t *id, uint64_t version);
  * of the group counts, the handle goes on). */
 int journal_write_group(sdb_t *db, const uint8_t *recs, size_t len, int freeing);
 
+/* Lazy mode (leader only): makes sure that a group of len bytes of records,
+ * the buffered ones, can be written later without new space, by holding
+ * pages written with zeros for it (db->jres; journal.c, "lazy mode"), which
+ * journal_write_group takes first.  Never takes the spare pages kept for
+ * groups that free space.  0, or SDB_ENOSPC / SDB_ETOOLARGE (no room: the
+ * reservation stays as it was and covers the shorter buffer), SDB_ENOMEM
+ * or SDB_EIO. */
+int journal_reserve(sdb_t *db, size_t len);
+
 /* Writes a checkpoint of the whole state and switches the header slot
  * (leader only, or at close).  Syncs as needed.  0 or an error. */
 int journal_checkpoint(sdb_t *db);

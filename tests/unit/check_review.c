@@ -48,6 +48,11 @@ typedef struct {
     sdb_backend_t *inner;
     uint32_t page_size;
     _Atomic int full;
+    int zero_blocks;               /* while full, all-zero pages (the journal reserving
+                                      its pages) are refused too, and journal pages
+                                      succeed where zeros were written before (their
+                                      blocks exist) */
+    uint8_t zeroed[1 << 16];       /* per page: last written with zeros */
 } full_be_t;
 
 static int fb2_read(sdb_backend_t *be, uint64_t off, void *buf, size_t len)
@@ -59,13 +64,31 @@ static int fb2_read(sdb_backend_t *be, uint64_t off, void *buf, size_t len)
 static int fb2_write(sdb_backend_t *be, uint64_t off, const void *buf, size_t len)
 {
     full_be_t *f = (full_be_t *)be;
+    const uint8_t *p = buf;
+    uint64_t pg0 = off / f->page_size;
     if (atomic_load(&f->full) && off >= 2ull * f->page_size) {
-        const uint8_t *p = buf;
-        for (size_t o = 0; o + f->page_size <= len; o += f->page_size)
-            if (p[o + 4] == 2 /* PT_JOURNAL */)
+        for (size_t o = 0; o + f->page_size <= len; o += f->page_size) {
+            uint64_t pg = pg0 + o / f->page_size;
+            int zero = 1;
+            for (size_t i = 0; i < f->page_size && zero; i++)
+                zero = p[o + i] == 0;
+            if (p[o + 4] == 2 /* PT_JOURNAL */ &&
+                !(f->zero_blocks && pg < sizeof f->zeroed && f->zeroed[pg]))
                 return SDB_ENOSPC;
+            if (zero && f->zero_blocks)
+                return SDB_ENOSPC;
+        }
     }
-    return f->inner->write(f->inner, off, buf, len);
+    int rc = f->inner->write(f->inner, off, buf, len);
+    for (size_t o = 0; !rc && o + f->page_size <= len; o += f->page_size) {
+        uint64_t pg = pg0 + o / f->page_size;
+        int zero = 1;
+        for (size_t i = 0; i < f->page_size && zero; i++)
+            zero = p[o + i] == 0;
+        if (pg < sizeof f->zeroed)
+            f->zeroed[pg] = (uint8_t)zero;
+    }
+    return rc;
 }
 
 static int fb2_sync(sdb_backend_t *be)
@@ -514,14 +537,29 @@ START_TEST(test_full_then_crash)
             CK_OK(sdb_flush(db));
         atomic_store(&fbe->full, 1);
         /* a long path: a journal group of several pages, refused.  Lazy
-           mode writes its group only at the sync (here the flush): the puts
-           are acknowledged and buffered, the flush is refused, and their
-           records stay buffered (and applied) for the next one */
+           mode writes its group only at the sync (here the flush), on pages
+           it reserved (wrote with zeros) as its buffered records grew: puts
+           of long paths are acknowledged while reserved pages last, then
+           refused at once; the flush, on the full disk, writes every one
+           acknowledged.  (It used to acknowledge them all and refuse the
+           flush.) */
+        int nlong = 0;
         if (lazy) {
+            fbe->zero_blocks = 1;
             put_ok(db, "/c", d + 3, 1000);
-            put_ok(db, longp, d, 5000);
-            CK_RC(sdb_flush(db), SDB_ENOSPC);
+            int rc = SDB_OK;
+            for (; nlong < 40; nlong++) {
+                longp[1] = (char)('A' + nlong);
+                if ((rc = sdb_put(db, longp, d, 5000, NULL)) != SDB_OK)
+                    break;
+            }
+            ck_assert_msg(rc == SDB_ENOSPC, "lazy puts of long paths on a full disk: %d "
+                          "acknowledged, then %d (%s)", nlong, rc, sdb_strerror(rc));
+            tu_expect_absent(db, longp);
+            CK_OK(sdb_flush(db));
             tu_expect_get(db, "/c", d + 3, 1000);
+            fbe->zero_blocks = 0;
+            longp[1] = 'p';
         } else {
             CK_RC(sdb_put(db, longp, d, 5000, NULL), SDB_ENOSPC);
         }
@@ -551,15 +589,137 @@ START_TEST(test_full_then_crash)
             tu_expect_absent(db, "/b");
         if (crash_after > 1)
             tu_expect_get(db, longp, d + 2, 4000);
-        else if (lazy && crash_after > 0)
-            tu_expect_get(db, longp, d, 5000);      /* flushed with /b */
         else
             tu_expect_absent(db, longp);
-        if (lazy && crash_after > 0)
-            tu_expect_get(db, "/c", d + 3, 1000);   /* flushed with /b */
+        if (lazy) {
+            tu_expect_get(db, "/c", d + 3, 1000);   /* flushed on the full disk */
+            for (int k = 0; k <= nlong; k++) {
+                longp[1] = (char)('A' + k);
+                if (k < nlong)
+                    tu_expect_get(db, longp, d, 5000);
+                else
+                    tu_expect_absent(db, longp);    /* refused */
+            }
+            longp[1] = 'p';
+        }
         CK_OK(sdb_close(db));
     }
     free(d);
+}
+END_TEST
+
+/* Lazy mode on a file system that fills up (a disk of so many blocks, as
+ * above) while puts are buffered: a put is acknowledged only once the pages
+ * its journal records take at the sync are in hand (written with zeros), so
+ * every put acknowledged with SDB_OK is durable after sdb_flush on the full
+ * disk, and the refused ones (SDB_ENOSPC, at the put) are absent.  Unbinds
+ * and deletes of earlier documents succeed with the acknowledged puts still
+ * buffered, and the space freed takes new puts.  Every third put has no
+ * data, so that only its journal records can find the disk full.  Lazy
+ * mode used to acknowledge every put whose data fitted and refuse the
+ * flush: their one group had no blocks (nor had the deletes' group, which
+ * carries them).  The engine clock is stopped: no timed sync. */
+START_TEST(test_lazy_full_acked_durable)
+{
+    sdb_config_t cfg = small_cfg(0);
+    sdb_test_clock_freeze(1);
+    disk_be_t *k = dk_new(UINT64_MAX, NULL, 0);
+    sdb_t *db = NULL;
+    CK_OK(sdb_open_backend(&k->base, &cfg, &db));
+    sdb_test_checkpoint_pause(db, 1);
+    uint8_t *d = tu_bytes(4000, 41);
+    char path[32];
+    sdb_id_t ids[10];
+    for (int i = 0; i < 40; i++) {
+        snprintf(path, sizeof path, "/old/%02d", i);
+        sdb_docinfo_t info;
+        CK_OK(sdb_put(db, path, d + i, 1400, &info));
+        if (i < 10) {                  /* a second path, unbound on the full disk */
+            ids[i] = info.id;
+            snprintf(path, sizeof path, "/alias/%02d", i);
+            CK_OK(sdb_bind(db, &ids[i], path));
+        }
+    }
+    CK_OK(sdb_flush(db));
+    pthread_mutex_lock(&k->lock);
+    k->blocks = k->used + 60;      /* the file system fills up now */
+    pthread_mutex_unlock(&k->lock);
+    enum { NEW = 1500 };
+    int acked[NEW] = { 0 }, n = 0, nacked = 0, refused = 0, refused_nodata = 0;
+    for (; n < NEW && refused_nodata < 3; n++) {
+        snprintf(path, sizeof path, "/new/%04d", n);
+        size_t len = n % 3 == 2 ? 0 : 300;
+        int rc = sdb_put(db, path, d + n % 1000, len, NULL);
+        ck_assert_msg(rc == SDB_OK || rc == SDB_ENOSPC, "put %s: %d (%s)", path, rc,
+                      sdb_strerror(rc));
+        acked[n] = rc == SDB_OK;
+        nacked += acked[n];
+        refused += !acked[n];
+        refused_nodata += !acked[n] && len == 0;
+    }
+    ck_assert_msg(nacked > 10 && refused_nodata == 3,
+                  "%d puts acknowledged, %d refused (%d without data)", nacked, refused,
+                  refused_nodata);
+    /* unbinds and deletes on the full disk, with the acknowledged puts
+       buffered */
+    for (int i = 0; i < 10; i++) {
+        snprintf(path, sizeof path, "/alias/%02d", i);
+        int rc = sdb_unbind(db, &ids[i], path);
+        ck_assert_msg(rc == SDB_OK, "unbind %s on the full disk: %d (%s)", path, rc,
+                      sdb_strerror(rc));
+    }
+    for (int i = 0; i < 40; i++) {
+        snprintf(path, sizeof path, "/old/%02d", i);
+        int rc = sdb_delete(db, path);
+        ck_assert_msg(rc == SDB_OK, "delete %s on the full disk: %d (%s)", path, rc,
+                      sdb_strerror(rc));
+    }
+    int rc = sdb_flush(db);
+    ck_assert_msg(rc == SDB_OK, "flush of %d acknowledged puts: %d (%s)", nacked, rc,
+                  sdb_strerror(rc));
+    uint8_t *img;
+    size_t len;
+    CK_OK(backend_fault_image(k->inner, &img, &len));    /* the power fails now */
+    /* the space freed takes puts again */
+    for (int i = 0; i < 20; i++) {
+        snprintf(path, sizeof path, "/again/%02d", i);
+        put_ok(db, path, d + i, 1400);
+    }
+    CK_OK(sdb_flush(db));
+    CK_OK(sdb_close(db));
+    uint8_t *img2;
+    size_t len2;
+    CK_OK(backend_fault_image(k->inner, &img2, &len2));
+    dk_free(k);
+
+    for (int round = 0; round < 2; round++) {
+        /* round 0: the image of the power cut; 1: the file after close */
+        k = round ? dk_new(UINT64_MAX, img2, len2) : dk_new(UINT64_MAX, img, len);
+        CK_OK(sdb_open_backend(&k->base, &cfg, &db));
+        for (int i = 0; i < n; i++) {
+            snprintf(path, sizeof path, "/new/%04d", i);
+            if (acked[i])
+                tu_expect_get(db, path, d + i % 1000, i % 3 == 2 ? 0 : 300);
+            else
+                tu_expect_absent(db, path);
+        }
+        for (int i = 0; i < 40; i++) {
+            snprintf(path, sizeof path, i < 10 ? "/alias/%02d" : "/old/%02d", i);
+            tu_expect_absent(db, path);
+            snprintf(path, sizeof path, "/old/%02d", i);
+            tu_expect_absent(db, path);
+        }
+        for (int i = 0; round == 1 && i < 20; i++) {
+            snprintf(path, sizeof path, "/again/%02d", i);
+            tu_expect_get(db, path, d + i, 1400);
+        }
+        CK_OK(sdb_close(db));
+        dk_free(k);
+    }
+    free(img);
+    free(img2);
+    free(d);
+    sdb_test_clock_freeze(0);
 }
 END_TEST
 
@@ -2089,6 +2249,7 @@ Suite *suite_review(void)
     tcase_add_loop_test(tc, test_full_not_sticky, 0, 4);
     tcase_add_loop_test(tc, test_full_then_crash, 0, 2);
     tcase_add_loop_test(tc, test_full_disk_delete_all, 0, 2);
+    tcase_add_test(tc, test_lazy_full_acked_durable);
     tcase_add_test(tc, test_stream_fits_near_limit);
     tcase_add_test(tc, test_create_syncs_directory);
     tcase_add_loop_test(tc, test_crash_during_create, 0, 2);
