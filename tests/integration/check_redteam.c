@@ -587,7 +587,7 @@ static void check_full_db(tc_t *c, const int *stored)
  * every upload answers DOC or an error naming the limit, in request order,
  * the requests behind them still run (PING, LOOKUP), a DOC means the
  * document is there whole (also after a restart), an error that nothing is
- * stored; SIGTERM then exits 0.  Durability "none": test_db_full_none (disabled). */
+ * stored; SIGTERM then exits 0.  Durability "none": test_db_full_none. */
 START_TEST(test_db_full_mid_batch)
 {
     td_t d;
@@ -607,18 +607,12 @@ START_TEST(test_db_full_mid_batch)
 }
 END_TEST
 
-#ifdef SDB_TEST_KNOWN_BUGS
-/* DISABLED (known bug, in the engine; fails as described): with durability
- * "none", a file that reached max_db_size loses acknowledged documents on
- * a clean SIGTERM and the daemon exits 1.  The commit records of "none" wait
- * in memory; at shutdown the daemon's sdb_close (and an sdb_flush tried
- * before it) fail with "too large": writing them needs pages past
- * max_db_size.  After the restart, documents acknowledged with DOC are
- * NOT_FOUND.  Seen with and without the commit stage (170078f too); durable
- * mode keeps them (test_db_full_mid_batch).  The fix belongs in src/engine:
- * keep room for the journal of what it acknowledges, or refuse the commit
- * (TOO_LARGE) when its record cannot be written.  Build with
- * -DSDB_TEST_KNOWN_BUGS to run it. */
+/* The same with durability "none": a file that reached max_db_size used to
+ * lose acknowledged documents on a clean SIGTERM (the daemon exited 1, and
+ * after the restart documents answered with DOC were NOT_FOUND): lazy mode
+ * buffered their journal records, and writing them at the close needed
+ * pages past max_db_size.  Lazy mode now reserves those pages as the records
+ * grow and refuses the put (TOO_LARGE) that cannot have them. */
 START_TEST(test_db_full_none)
 {
     td_t d;
@@ -627,15 +621,14 @@ START_TEST(test_db_full_none)
     int stored[FULL_N];
     fill_db_pipelined(c, stored);
     tc_close(c);
-    td_stop(&d);                  /* failed: exit status 1 */
+    td_stop(&d);                  /* was: exit status 1 */
     td_restart(&d);
     c = it_session(&d, 0);
-    check_full_db(c, stored);     /* failed: "/full/0" NOT_FOUND */
+    check_full_db(c, stored);     /* was: "/full/0" NOT_FOUND */
     tc_close(c);
     ck_assert_int_ge(td_signal_wait(&d, SIGTERM, td_scaled(15000)), 0);
 }
 END_TEST
-#endif
 
 Suite *suite_redteam(void)
 {
@@ -664,9 +657,7 @@ Suite *suite_redteam(void)
     tcase_add_test(tc, test_hello_pipelined);
     tcase_add_test(tc, test_nothing_after_closing);
     tcase_add_test(tc, test_db_full_mid_batch);
-#ifdef SDB_TEST_KNOWN_BUGS
     tcase_add_test(tc, test_db_full_none);
-#endif
     suite_add_tcase(s, tc);
     return s;
 }
