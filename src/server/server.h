@@ -13,12 +13,12 @@
  *     request order, and a stream's frames are contiguous.  One job may run
  *     several requests (a batch, JOB_BATCH): the request taken and the
  *     complete requests queued right behind it that answer at once (PING,
- *     GET, GET_ID, LOOKUP, DELETE, DELETE_ID, BIND, UNBIND, INFO, FLUSH, and
- *     whole small uploads whose PUT_BEGIN .. PUT_END are all queued), at
+ *     GET, GET_ID, GET_RANGE, GET_ID_RANGE, LOOKUP, DELETE, DELETE_ID, BIND,
+ *     UNBIND, INFO, FLUSH, and whole small uploads whose PUT_BEGIN .. PUT_END are all queued), at
  *     most BATCH_MAX, run in order on one worker, each answer appended to
  *     the job's output.  The worker starts no further request once the
  *     output holds ops_batch_bytes(), nor after one that leaves a stream
- *     going (a GET larger than the room left, a listing in pieces); the
+ *     going (a GET or a range larger than the room left, a listing in pieces); the
  *     frames it did not run go back to the head of the queue.  Uploads of a
  *     batch that reach their commit are not committed by it: the batch runs
  *     only further uploads after them (while their writers hold less than
