@@ -64,7 +64,10 @@
  *  6. The loop thread never calls into the engine (it would wait on the
  *     engine's locks): opening, aborting and closing writers and readers,
  *     and STATS's engine figures, run on the thread pool.  An upload or
- *     download dropped with its connection is closed by a detached job.
+ *     download dropped with its connection is closed by a detached job
+ *     (ops_release); only when that job cannot be allocated or queued does
+ *     the loop abort the writer or close the reader itself, rather than
+ *     leak it.
  *  7. A connection that has not completed HELLO is dropped after
  *     handshake_timeout_ms.  Such connections may hold at most half of
  *     max_connections; a new connection beyond that, or beyond
