@@ -80,7 +80,9 @@
  *     that a client pipelining thousands of PINGs delays others by one
  *     batch, not by all of its backlog.  A job holds one worker for at most
  *     BATCH_MAX requests or one batch of output, and the connection's next
- *     job queues behind the other connections' jobs.
+ *     job queues behind the other connections' jobs.  The commit stage's
+ *     job is the exception by design: it commits the staged uploads of every
+ *     connection (up to BATCH_MAX each) as one group, one such job at a time.
  *  9. Shutdown (SIGTERM/SIGINT) drains: listeners close, reading stops and
  *     queued requests that have not started are dropped; running jobs, GET
  *     streams and listings go on until shutdown_timeout_ms, then are cut;
