@@ -203,7 +203,8 @@ void errmsg_request(const server_config_t *cfg, sdb_t *db, const sdb_proto_heade
         return;
     case SDB_ETOOLARGE:
         if (m->opcode == SDB_OP_PUT_BEGIN) {
-            snprintf(msg, cap, "PUT_BEGIN: the declared size %llu is over max_document_bytes (%llu)",
+            snprintf(msg, cap, "PUT_BEGIN: the declared size %llu is over max_document_bytes (%llu): "
+                     "the server's engine.max_document_size",
                      (unsigned long long)m->u.put_begin.size,
                      (unsigned long long)cfg->engine.max_document_size);
             return;

@@ -588,7 +588,8 @@ static void run_put_data(job_t *j)
         if (rc) {
             char msg[512];
             if (rc == SDB_ETOOLARGE && u->got + n > maxdoc)
-                snprintf(msg, sizeof(msg), "the content passed max_document_bytes (%llu bytes)",
+                snprintf(msg, sizeof(msg), "the content passed max_document_bytes (%llu bytes): "
+                         "the server's engine.max_document_size",
                          (unsigned long long)maxdoc);
             else if (rc == SDB_ECHECKSUM)
                 snprintf(msg, sizeof(msg), "more data than PUT_BEGIN's size (%llu bytes): %llu so far",

@@ -626,9 +626,8 @@ static const engine_ops_t lmdb_ops = {
     lmdb_flush_cb, lmdb_lookup_cb, lmdb_get_cb, lmdb_first_n_cb, lmdb_count_cb,
 };
 
-/* -- StreamDb: the default config (CRC-checked reads through the mapping),
- * durable = 0 for the bulk loads (sdb_flush at the end makes them durable)
- * and durable = 1 for the one-commit-per-insert load. */
+/* -- StreamDb: the default config (CRC-checked reads through the mapping,
+ * durable): each load's transaction is one sdb_batch_commit. */
 
 #define SDB_CHECK(call, what) do { int rc_ = (call); \
         if (rc_ != SDB_OK) die("StreamDb: %s: %s (%d)", (what), sdb_strerror(rc_), rc_); } while (0)
