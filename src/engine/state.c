@@ -589,9 +589,11 @@ int apply_replay(sdb_t *db, const uint8_t *p, size_t n, int tolerant)
  * stops the count (the load reports it). */
 static void count_checkpoint(const uint8_t *p, size_t n, size_t *docs, size_t *binds)
 {
+    *docs = *binds = 0;
+    if (n == 0)
+        return;                    /* (p may be NULL: no arithmetic on it) */
     rd_t r = { .p = p, .end = p + n };
     const uint8_t *last_id = NULL;
-    *docs = *binds = 0;
     while (r.p < r.end && !r.bad) {
         uint8_t type = *r.p++;
         const uint8_t *id;
